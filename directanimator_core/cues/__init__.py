@@ -1,0 +1,1 @@
+"""Driving Cue Triplet: pose, face and location cues cut from a driving video's pixels."""

@@ -1,0 +1,1 @@
+"""Memory budget, block placement and swapping, low-bit weight storage: the only code that moves weights."""

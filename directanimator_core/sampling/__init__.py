@@ -1,0 +1,1 @@
+"""Flow-matching schedules, solvers, guidance and long-video windows."""

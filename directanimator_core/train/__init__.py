@@ -1,0 +1,1 @@
+"""Same2X trainer: data, losses, the loop and distributed launch."""

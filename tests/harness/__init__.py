@@ -1,0 +1,1 @@
+"""Test support: a real ComfyUI (built once into a cache), real media, and their helpers."""
