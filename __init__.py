@@ -1,10 +1,13 @@
 """ComfyUI-DirectAnimator: ComfyUI loads this file from ``custom_nodes/``.
 
-Only imports here; the node list and the model-folder registration live in ``nodes/``. The pack uses
-the V3 API alone (``comfy_entrypoint``): it must not also export NODE_CLASS_MAPPINGS, or ComfyUI
-would never call the entrypoint.
+The pack uses the V3 API alone (``comfy_entrypoint``): it must not also export NODE_CLASS_MAPPINGS,
+or ComfyUI would never call the entrypoint. ``nodes/`` (which imports ComfyUI) is imported only when
+ComfyUI calls the entrypoint, so this file also imports cleanly outside ComfyUI (pytest, tools).
 """
 
-from .nodes import DirectAnimatorExtension, comfy_entrypoint
 
-__all__ = ["DirectAnimatorExtension", "comfy_entrypoint"]
+async def comfy_entrypoint():
+    """The pack's ComfyExtension; registers models/directanimator with ComfyUI's folder_paths."""
+    from .nodes import comfy_entrypoint as entrypoint
+
+    return await entrypoint()
