@@ -1,0 +1,337 @@
+"""Where each weight lives during a run: a MemoryPlan from a budget, the block sizes and the activations.
+
+The plan works on any model that declares its repeated blocks (the diffusers habit of class-level
+hints; nothing here names a backbone):
+
+    class SomeDiT(nn.Module):
+        _offload_blocks = "blocks"                 # attribute holding the nn.ModuleList of blocks
+        _keep_in_fp32_modules = ("modulation",)    # name parts whose parameters stay fp32
+
+Everything outside the block list ("the rest": patch and text embeddings, time MLP, head) stays
+resident. Each block is either *resident* (on the compute device for the whole run) or *streamed*
+(kept in host memory and copied in just before use, ``prefetch`` blocks ahead; blockswap.py).
+
+The accounting, all in bytes, on the compute device:
+
+    peak = rest + resident blocks + stream slots + activations + workspace + reserve
+
+- stream slots: streamed blocks that can be on the device at once: the one computing plus
+  ``prefetch`` in flight, sized by the largest streamed blocks.
+- activations: estimate_activation_bytes() (tokens × widths × documented live-tensor factors).
+- workspace: the transient upcast of the largest layer when weights are stored in a low-bit dtype.
+- reserve: a margin for the allocator's fragmentation and kernels' scratch space.
+
+Sizes come from the parameters' shapes only, so they work on the meta device: a 14B model is planned
+without allocating a byte of weights.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, replace
+from typing import Optional, Sequence
+
+import torch
+from torch import nn
+
+from ..errors import InputError, MemoryPlanError
+from .policy import dtype_bytes
+
+log = logging.getLogger(__name__)
+
+GiB = 2**30
+MiB = 2**20
+
+# Live tensors of one block at its peak, per token, in units of the compute dtype (see
+# estimate_activation_bytes). Width-D tensors: the residual stream and the modulated norm input,
+# both kept in fp32 as Wan keeps its modulation arithmetic (2 + 2), the compute-dtype cast of the
+# norm input (1), q, k, v (3), the attention output and its projection (2).
+HIDDEN_LIVE = 10
+# Width-F tensors: the FFN hidden layer before and after its activation function.
+FFN_LIVE = 2
+DEFAULT_RESERVE_BYTES = 512 * MiB
+
+
+@dataclass(frozen=True)
+class OffloadConfig:
+    """What the user (or ComfyUI's model manager, through the nodes) asks of the offloader.
+
+    budget_bytes: compute-device memory the run may use; None reads the free memory at plan time.
+    prefetch: streamed blocks copied ahead of the one computing (0 = copy in line, no overlap).
+    storage_dtype: dtype weights are stored in (an fp8 dtype halves the bytes of bf16); None keeps the
+        loaded dtype.
+    reserve_bytes: margin kept free for allocator fragmentation and kernel scratch space.
+    min_streamed: stream at least this many blocks even when more would fit (a manual block-swap knob).
+    """
+
+    budget_bytes: Optional[int] = None
+    prefetch: int = 1
+    storage_dtype: Optional[torch.dtype] = None
+    reserve_bytes: int = DEFAULT_RESERVE_BYTES
+    min_streamed: int = 0
+
+
+@dataclass(frozen=True)
+class ModelSizes:
+    """Byte sizes of a model's parts in a given storage dtype (from shapes; meta tensors are fine)."""
+
+    block_bytes: tuple[int, ...]  # one entry per repeated block, in order of execution
+    rest_bytes: int  # everything outside the block list
+    largest_layer_params: int  # elements of the largest weight matrix (the upcast workspace)
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """Which blocks are resident and which stream, and the memory that placement predicts.
+
+    Holds its own inputs, so recover.py can re-plan from it after an out-of-memory error.
+    """
+
+    budget_bytes: int
+    block_bytes: tuple[int, ...]
+    rest_bytes: int
+    activation_bytes: int
+    streamed: tuple[int, ...]  # indices into the block list, ascending
+    prefetch: int
+    workspace_bytes: int = 0
+    reserve_bytes: int = DEFAULT_RESERVE_BYTES
+    passes_per_step: int = 1  # model calls per sampling step (2 when CFG runs cond and uncond apart)
+
+    @property
+    def resident(self) -> tuple[int, ...]:
+        streamed = set(self.streamed)
+        return tuple(i for i in range(len(self.block_bytes)) if i not in streamed)
+
+    @property
+    def slots(self) -> int:
+        """Streamed blocks that may be on the device at once: the computing one plus those prefetched."""
+        return min(len(self.streamed), self.prefetch + 1)
+
+    @property
+    def slot_bytes(self) -> int:
+        sizes = sorted((self.block_bytes[i] for i in self.streamed), reverse=True)
+        return sum(sizes[: self.slots])
+
+    @property
+    def resident_bytes(self) -> int:
+        return self.rest_bytes + sum(self.block_bytes[i] for i in self.resident)
+
+    @property
+    def streamed_bytes(self) -> int:
+        return sum(self.block_bytes[i] for i in self.streamed)
+
+    @property
+    def predicted_peak_bytes(self) -> int:
+        fixed = self.activation_bytes + self.workspace_bytes + self.reserve_bytes
+        return self.resident_bytes + self.slot_bytes + fixed
+
+    @property
+    def pcie_bytes_per_step(self) -> int:
+        """Host-to-device bytes per sampling step: every streamed block once per model call."""
+        return self.streamed_bytes * self.passes_per_step
+
+    def describe(self) -> str:
+        """One line for the log: placement, predicted peak against the budget, traffic per step."""
+        return (f"{len(self.resident)} blocks resident, {len(self.streamed)} streamed (prefetch {self.prefetch}); "
+                f"resident {self.resident_bytes / GiB:.2f} GiB, streamed {self.streamed_bytes / GiB:.2f} GiB, "
+                f"predicted peak {self.predicted_peak_bytes / GiB:.2f} of {self.budget_bytes / GiB:.2f} GiB, "
+                f"{self.pcie_bytes_per_step / GiB:.2f} GiB over the bus per step")
+
+
+def plan_memory(block_bytes: Sequence[int], rest_bytes: int, activation_bytes: int, budget_bytes: int, *,
+                prefetch: int = 1, workspace_bytes: int = 0, reserve_bytes: int = DEFAULT_RESERVE_BYTES,
+                passes_per_step: int = 1, min_streamed: int = 0) -> MemoryPlan:
+    """The plan that streams the fewest blocks whose predicted peak fits ``budget_bytes``.
+
+    Streamed blocks are spread evenly through the stack, so resident blocks sit between them and
+    their compute time hides more of the copies.
+
+    Args:
+        block_bytes: size of each repeated block in its storage dtype, in execution order.
+        rest_bytes: size of everything outside the blocks (always resident).
+        activation_bytes: activation memory of one model call (estimate_activation_bytes).
+        budget_bytes: compute-device memory the run may use.
+        prefetch: streamed blocks copied ahead of the one computing.
+        workspace_bytes: transient memory for upcasting low-bit weights (largest layer).
+        reserve_bytes: margin kept free for fragmentation and kernel scratch space.
+        passes_per_step: model calls per sampling step, for the bus traffic figure.
+        min_streamed: stream at least this many blocks (recover.py raises it after an OOM).
+
+    Raises:
+        MemoryPlanError: when even streaming every block does not fit; the text gives the minimum.
+    """
+    _check_plan_inputs(block_bytes, budget_bytes, prefetch, min_streamed)
+    blocks = tuple(int(b) for b in block_bytes)
+    base = MemoryPlan(budget_bytes=int(budget_bytes), block_bytes=blocks, rest_bytes=int(rest_bytes),
+                      activation_bytes=int(activation_bytes), streamed=(), prefetch=int(prefetch),
+                      workspace_bytes=int(workspace_bytes), reserve_bytes=int(reserve_bytes),
+                      passes_per_step=int(passes_per_step))
+    for count in range(min(min_streamed, len(blocks)), len(blocks) + 1):
+        candidate = replace(base, streamed=spread_indices(len(blocks), count))
+        if candidate.predicted_peak_bytes <= budget_bytes:
+            log.info("memory plan: %s", candidate.describe())
+            return candidate
+    raise MemoryPlanError(_nothing_fits_message(replace(base, streamed=tuple(range(len(blocks))))))
+
+
+def plan_for_model(model: nn.Module, budget_bytes: int, activation_bytes: int, *,
+                   config: OffloadConfig = OffloadConfig(), compute_dtype: torch.dtype = torch.bfloat16,
+                   passes_per_step: int = 1) -> MemoryPlan:
+    """plan_memory() with the sizes read from ``model``'s parameters (meta tensors are fine).
+
+    Args:
+        model: a module declaring ``_offload_blocks`` (see the module docstring).
+        budget_bytes: compute-device memory the run may use (config.budget_bytes is not read here:
+            the caller resolves None to the free memory through policy.free_memory_bytes).
+        activation_bytes: activation memory of one model call (estimate_activation_bytes).
+        config: prefetch depth, storage dtype, reserve and minimum streamed blocks.
+        compute_dtype: dtype low-bit weights are upcast to; sizes the upcast workspace.
+        passes_per_step: model calls per sampling step, for the bus traffic figure.
+    """
+    sizes = measure_model(model, config.storage_dtype)
+    upcasts = config.storage_dtype is not None and dtype_bytes(config.storage_dtype) < dtype_bytes(compute_dtype)
+    workspace = sizes.largest_layer_params * dtype_bytes(compute_dtype) if upcasts else 0
+    return plan_memory(sizes.block_bytes, sizes.rest_bytes, activation_bytes, budget_bytes,
+                       prefetch=config.prefetch, workspace_bytes=workspace, reserve_bytes=config.reserve_bytes,
+                       passes_per_step=passes_per_step, min_streamed=config.min_streamed)
+
+
+def spread_indices(total: int, count: int) -> tuple[int, ...]:
+    """``count`` indices out of ``range(total)``, evenly spaced (the centres of ``count`` equal runs)."""
+    return tuple((2 * j + 1) * total // (2 * count) for j in range(count))
+
+
+# -- sizes -------------------------------------------------------------------------------------------
+
+def block_list(model: nn.Module) -> nn.ModuleList:
+    """The ModuleList named by the model's ``_offload_blocks`` hint."""
+    name = getattr(model, "_offload_blocks", None)
+    blocks = getattr(model, name, None) if isinstance(name, str) else None
+    if not isinstance(blocks, nn.ModuleList):
+        raise InputError(f"{type(model).__name__} declares _offload_blocks={name!r}, which does not name an "
+                         f"nn.ModuleList attribute: add `_offload_blocks = \"blocks\"` (the list of repeated blocks) "
+                         f"to the model class.")
+    return blocks
+
+
+def keep_fp32_names(model: nn.Module) -> tuple[str, ...]:
+    """Name parts whose parameters stay fp32 whatever the storage dtype (``_keep_in_fp32_modules``)."""
+    return tuple(getattr(model, "_keep_in_fp32_modules", ()) or ())
+
+
+def measure_model(model: nn.Module, storage_dtype: Optional[torch.dtype] = None) -> ModelSizes:
+    """Bytes of each block and of the rest once stored in ``storage_dtype`` (None: as they are now).
+
+    Args:
+        model: a module declaring ``_offload_blocks``.
+        storage_dtype: dtype the weight matrices will be stored in; 1-D parameters (biases, norms)
+            and the ``_keep_in_fp32_modules`` keep their dtype, as scaled-fp8 checkpoints keep them.
+    """
+    blocks = block_list(model)
+    keep = keep_fp32_names(model)
+    in_blocks = {id(t) for block in blocks for t in _tensors(block)}
+    rest = sum(_stored_bytes(name, t, storage_dtype, keep)
+               for name, t in _named_tensors(model) if id(t) not in in_blocks)
+    per_block = tuple(sum(_stored_bytes(name, t, storage_dtype, keep) for name, t in _named_tensors(block))
+                      for block in blocks)
+    largest = max((t.numel() for t in model.parameters() if t.dim() >= 2), default=0)
+    return ModelSizes(block_bytes=per_block, rest_bytes=rest, largest_layer_params=largest)
+
+
+def stored_dtype(name: str, tensor: torch.Tensor, storage_dtype: Optional[torch.dtype],
+                 keep_fp32: Sequence[str] = ()) -> torch.dtype:
+    """The dtype ``tensor`` (qualified ``name``) is stored in under a storage policy.
+
+    Only floating weight matrices take ``storage_dtype``; vectors (biases, norm scales) and modules
+    named in ``keep_fp32`` keep their precision, which is where low-bit storage would hurt most.
+
+    Args:
+        name: qualified parameter or buffer name ("blocks.3.ffn.0.weight").
+        tensor: the parameter or buffer (meta tensors are fine).
+        storage_dtype: the low-bit (or other) storage dtype; None keeps ``tensor.dtype``.
+        keep_fp32: name parts that force fp32.
+    """
+    parts = name.split(".")
+    if any(part in parts for part in keep_fp32):
+        return torch.float32
+    if storage_dtype is None or tensor.dim() < 2 or not tensor.is_floating_point():
+        return tensor.dtype
+    return storage_dtype
+
+
+def _stored_bytes(name: str, tensor: torch.Tensor, storage_dtype: Optional[torch.dtype],
+                  keep_fp32: Sequence[str]) -> int:
+    dtype = stored_dtype(name, tensor, storage_dtype, keep_fp32)
+    scale = 4 if dtype != tensor.dtype and dtype_bytes(dtype) == 1 else 0  # fp8 per-tensor scale (fp32)
+    return tensor.numel() * dtype_bytes(dtype) + scale
+
+
+def _named_tensors(module: nn.Module):
+    yield from module.named_parameters()
+    yield from module.named_buffers()
+
+
+def _tensors(module: nn.Module):
+    return (t for _, t in _named_tensors(module))
+
+
+# -- activations -------------------------------------------------------------------------------------
+
+def latent_tokens(frames: int, height: int, width: int, vae_stride: tuple[int, int, int] = (4, 8, 8),
+                  patch: tuple[int, int, int] = (1, 2, 2)) -> int:
+    """Tokens L the DiT sees for a video of ``frames`` × ``height`` × ``width`` pixels.
+
+    Args:
+        frames: pixel frames F (4n+1 for a causal VAE with temporal stride 4).
+        height: pixel height H.
+        width: pixel width W.
+        vae_stride: VAE compression (time, height, width); Wan 2.1: (4, 8, 8), Wan 2.2 5B: (4, 16, 16).
+        patch: DiT patch size (time, height, width); Wan: (1, 2, 2).
+    """
+    latent_t = (frames - 1) // vae_stride[0] + 1  # the causal VAE keeps the first frame on its own
+    latent_h, latent_w = height // vae_stride[1], width // vae_stride[2]
+    return math.ceil(latent_t / patch[0]) * math.ceil(latent_h / patch[1]) * math.ceil(latent_w / patch[2])
+
+
+def estimate_activation_bytes(tokens: int, hidden_dim: int, ffn_dim: int, batch: int = 1,
+                              dtype: torch.dtype = torch.bfloat16) -> int:
+    """Activation memory of one transformer-block forward at its peak, inference only.
+
+    ``batch × tokens × (HIDDEN_LIVE × hidden_dim + FFN_LIVE × ffn_dim) × bytes(dtype)``: the live
+    tensors are counted in units of the compute dtype (HIDDEN_LIVE and FFN_LIVE say which). Blocks run
+    one after the other and free their intermediates, so one block's peak is the model's peak.
+    Attention is assumed memory-efficient (flash or memory-efficient SDPA, memory linear in L); the
+    math kernel's L × L score matrix is not counted. recover.py covers an estimate that falls short.
+
+    Args:
+        tokens: latent tokens L per sample (latent_tokens()).
+        hidden_dim: model width D.
+        ffn_dim: FFN hidden width.
+        batch: samples per model call (2 when CFG runs cond and uncond in one batch).
+        dtype: compute dtype.
+    """
+    per_token = HIDDEN_LIVE * hidden_dim + FFN_LIVE * ffn_dim
+    return int(batch * tokens * per_token * dtype_bytes(dtype))
+
+
+def _check_plan_inputs(block_bytes: Sequence[int], budget_bytes: int, prefetch: int, min_streamed: int) -> None:
+    if budget_bytes <= 0:
+        raise InputError(f"memory budget {budget_bytes} bytes is not positive: pass the bytes the run may use "
+                         f"(or None to read the free memory).")
+    if prefetch < 0:
+        raise InputError(f"prefetch={prefetch} is negative: use 0 (copy in line) or more blocks ahead.")
+    if min_streamed < 0:
+        raise InputError(f"min_streamed={min_streamed} is negative: use 0 or a number of blocks to stream.")
+    if any(b < 0 for b in block_bytes):
+        raise InputError(f"block sizes {list(block_bytes)} include a negative size: sizes are bytes.")
+
+
+def _nothing_fits_message(all_streamed: MemoryPlan) -> str:
+    p = all_streamed
+    return (f"memory budget {p.budget_bytes / GiB:.2f} GiB is below the {p.predicted_peak_bytes / GiB:.2f} GiB "
+            f"needed even with all {len(p.block_bytes)} blocks streamed (resident rest {p.rest_bytes / GiB:.2f}, "
+            f"activations {p.activation_bytes / GiB:.2f}, {p.slots} block slots {p.slot_bytes / GiB:.2f}, "
+            f"upcast workspace {p.workspace_bytes / GiB:.2f}, reserve {p.reserve_bytes / GiB:.2f} GiB): "
+            f"lower the resolution or frame count, run CFG as separate passes, store weights in fp8, "
+            f"set prefetch to 0, or free GPU memory.")
