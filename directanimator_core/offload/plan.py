@@ -335,3 +335,66 @@ def _nothing_fits_message(all_streamed: MemoryPlan) -> str:
             f"upcast workspace {p.workspace_bytes / GiB:.2f}, reserve {p.reserve_bytes / GiB:.2f} GiB): "
             f"lower the resolution or frame count, run CFG as separate passes, store weights in fp8, "
             f"set prefetch to 0, or free GPU memory.")
+
+
+# -- VAE tiling --------------------------------------------------------------------------------------
+
+# Peak decode/encode activations per pixel of the processed region, in elements of the VAE dtype:
+# ComfyUI's measured figures for the Wan 2.1 VAE (comfy/sd.py, memory_used_decode/encode). They do not
+# grow with the frame count because the causal VAE runs one latent frame at a time with a small cache.
+WAN_VAE_DECODE_ELEMS_PER_PIXEL = 7000
+WAN_VAE_ENCODE_ELEMS_PER_PIXEL = 6000
+
+
+@dataclass(frozen=True)
+class TilePlan:
+    """How a VAE pass is cut so it fits: spatial tiles (blended over ``overlap``) and temporal chunks."""
+
+    tile: Optional[tuple[int, int]]  # (H, W) pixels per tile, overlap included; None = whole frame
+    overlap: int  # pixels neighbouring tiles share and blend
+    chunk_frames: int  # latent frames per VAE call
+    predicted_peak_bytes: int
+
+
+def plan_vae_tiles(budget_bytes: int, height: int, width: int, *, weight_bytes: int,
+                   elems_per_pixel: int = WAN_VAE_DECODE_ELEMS_PER_PIXEL, dtype: torch.dtype = torch.bfloat16,
+                   reserve_bytes: int = DEFAULT_RESERVE_BYTES, align: int = 64, min_tile: int = 128,
+                   max_chunk_frames: int = 1) -> TilePlan:
+    """The largest tile (then the longest temporal chunk) whose VAE pass fits ``budget_bytes``.
+
+    peak = weights + reserve + elems_per_pixel × bytes(dtype) × tile_h × tile_w × chunk_frames.
+    Whole frames are preferred (no seams); otherwise square tiles, a multiple of ``align`` pixels, with
+    a quarter of the tile as overlap (ComfyUI's default ratio).
+
+    Args:
+        budget_bytes: compute-device memory the VAE pass may use.
+        height: frame height in pixels.
+        width: frame width in pixels.
+        weight_bytes: the VAE's weights on the device.
+        elems_per_pixel: activation elements per processed pixel (WAN_VAE_DECODE/ENCODE_ELEMS_PER_PIXEL).
+        dtype: the VAE's compute dtype.
+        reserve_bytes: margin kept free.
+        align: tile sides are multiples of this (a multiple of the VAE's spatial stride).
+        min_tile: the smallest tile side worth running; below it the pass does not fit.
+        max_chunk_frames: most latent frames per call (1 for a causal VAE decoding frame by frame).
+
+    Raises:
+        MemoryPlanError: when even a ``min_tile`` tile does not fit.
+    """
+    per_pixel = elems_per_pixel * dtype_bytes(dtype)
+    room = budget_bytes - weight_bytes - reserve_bytes
+
+    def peak(pixels: int, chunk: int) -> int:
+        return weight_bytes + reserve_bytes + per_pixel * pixels * chunk
+
+    if room >= per_pixel * height * width:
+        chunk = max(c for c in range(1, max_chunk_frames + 1) if peak(height * width, c) <= budget_bytes)
+        return TilePlan(None, 0, chunk, peak(height * width, chunk))
+    side = int(math.isqrt(max(room, 0) // per_pixel)) // align * align
+    if side < min_tile:
+        raise MemoryPlanError(
+            f"memory budget {budget_bytes / GiB:.2f} GiB leaves no room for a {min_tile}x{min_tile} VAE tile "
+            f"(weights {weight_bytes / GiB:.2f} GiB, {per_pixel} bytes per pixel): free GPU memory, run the VAE "
+            f"in a 2-byte dtype, or decode on the CPU.")
+    tile = (min(side, height), min(side, width))
+    return TilePlan(tile, side // 4, 1, peak(tile[0] * tile[1], 1))

@@ -410,3 +410,23 @@ def test_cuda_stream_swap_matches_resident_and_keeps_to_the_plan() -> None:
         outs = [model(x.to(device), t.to(device)).cpu() for _ in range(3)]
     assert all(torch.equal(o, reference) for o in outs)
     assert torch.cuda.memory_allocated() == base
+
+
+# -- VAE tiles -------------------------------------------------------------------------------------
+
+def test_vae_tile_plan_prefers_whole_frames_and_fits_its_budget() -> None:
+    from directanimator_core.offload.plan import plan_vae_tiles
+
+    weights = 250 * 2**20
+    whole = plan_vae_tiles(80 * GiB, 480, 832, weight_bytes=weights)
+    assert whole.tile is None and whole.predicted_peak_bytes <= 80 * GiB
+    for budget_gib in (1.5, 2, 3, 4, 6, 8, 12):
+        plan = plan_vae_tiles(int(budget_gib * GiB), 480, 832, weight_bytes=weights)
+        assert plan.predicted_peak_bytes <= budget_gib * GiB
+        if plan.tile is not None:
+            assert plan.tile[0] % 64 == 0 or plan.tile[0] == 480
+            assert plan.overlap * 4 <= max(plan.tile)
+    chunked = plan_vae_tiles(80 * GiB, 480, 832, weight_bytes=weights, max_chunk_frames=4)
+    assert chunked.chunk_frames == 4
+    with pytest.raises(MemoryPlanError, match="VAE tile"):
+        plan_vae_tiles(int(0.8 * GiB), 480, 832, weight_bytes=weights)
