@@ -30,7 +30,8 @@ from torch import nn
 
 from ..errors import InputError
 from . import policy
-from .plan import MemoryPlan, block_list
+from .lowbit import store_low_bit
+from .plan import MemoryPlan, OffloadConfig, block_list, keep_fp32_names, plan_for_model, plan_memory, measure_model
 
 log = logging.getLogger(__name__)
 
@@ -337,6 +338,40 @@ def offload(model: nn.Module, plan: MemoryPlan, device: Optional[torch.device] =
         device: the compute device.
     """
     device = policy.compute_device(device)
+    return BlockSwap(model, plan, build_transfer(device)).attach()
+
+
+def offload_model(model: nn.Module, activation_bytes: int, *, config: OffloadConfig = OffloadConfig(),
+                  device: Optional[torch.device] = None, compute_dtype: torch.dtype = torch.bfloat16,
+                  passes_per_step: int = 1) -> BlockSwap:
+    """Plan and place ``model`` for a run: the one call a sampler makes before its first step.
+
+    Stores the Linear weights low-bit first when ``config.storage_dtype`` asks for it (in place), reads
+    the budget from ``config.budget_bytes`` or the device's free memory, plans and attaches. On the CPU
+    every block is resident and nothing moves.
+
+    Args:
+        model: a module declaring ``_offload_blocks``, weights in host memory.
+        activation_bytes: activation memory of one model call (plan.estimate_activation_bytes).
+        config: budget, prefetch depth, storage dtype, reserve, minimum streamed blocks.
+        device: the compute device (default: policy.compute_device()).
+        compute_dtype: dtype activations and upcast weights use.
+        passes_per_step: model calls per sampling step (for the bus-traffic figure).
+    """
+    device = policy.compute_device(device)
+    if config.storage_dtype is not None:
+        store_low_bit(model, config.storage_dtype, keep=keep_fp32_names(model))
+    if not policy.is_accelerator(device):
+        sizes = measure_model(model)
+        everything = sum(sizes.block_bytes) + sizes.rest_bytes + activation_bytes + config.reserve_bytes
+        plan = plan_memory(sizes.block_bytes, sizes.rest_bytes, activation_bytes, max(everything, 1),
+                           prefetch=config.prefetch, reserve_bytes=config.reserve_bytes,
+                           passes_per_step=passes_per_step)
+        log.info("computing on %s: weights stay in host memory, nothing streams", device)
+        return BlockSwap(model, plan, None).attach()
+    budget = config.budget_bytes if config.budget_bytes is not None else policy.free_memory_bytes(device)
+    plan = plan_for_model(model, budget, activation_bytes, config=config, compute_dtype=compute_dtype,
+                          passes_per_step=passes_per_step)
     return BlockSwap(model, plan, build_transfer(device)).attach()
 
 

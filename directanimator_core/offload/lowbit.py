@@ -22,6 +22,7 @@ from torch import nn
 
 from ..errors import InputError
 from . import policy
+from .plan import stores_low_bit
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +107,7 @@ def store_low_bit(module: nn.Module, dtype: torch.dtype = torch.float8_e4m3fn, s
     """
     _check_fp8(dtype)
     targets = [(name, child) for name, child in module.named_modules()
-               if type(child) is nn.Linear and not set(name.split(".")) & set(keep)]
+               if stores_low_bit(name, child, keep) and not isinstance(child, LowBitLinear)]
     for name, linear in targets:
         parent_name, _, attr = name.rpartition(".")
         parent = module.get_submodule(parent_name) if parent_name else module

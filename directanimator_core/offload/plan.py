@@ -5,7 +5,7 @@ hints; nothing here names a backbone):
 
     class SomeDiT(nn.Module):
         _offload_blocks = "blocks"                 # attribute holding the nn.ModuleList of blocks
-        _keep_in_fp32_modules = ("modulation",)    # name parts whose parameters stay fp32
+        _keep_in_fp32_modules = ("modulation",)    # name parts never stored low-bit (keep their dtype)
 
 Everything outside the block list ("the rest": patch and text embeddings, time MLP, head) stays
 resident. Each block is either *resident* (on the compute device for the whole run) or *streamed*
@@ -216,7 +216,7 @@ def block_list(model: nn.Module) -> nn.ModuleList:
 
 
 def keep_fp32_names(model: nn.Module) -> tuple[str, ...]:
-    """Name parts whose parameters stay fp32 whatever the storage dtype (``_keep_in_fp32_modules``)."""
+    """Name parts never stored low-bit, whatever the storage dtype (the ``_keep_in_fp32_modules`` hint)."""
     return tuple(getattr(model, "_keep_in_fp32_modules", ()) or ())
 
 
@@ -225,55 +225,51 @@ def measure_model(model: nn.Module, storage_dtype: Optional[torch.dtype] = None)
 
     Args:
         model: a module declaring ``_offload_blocks``.
-        storage_dtype: dtype the weight matrices will be stored in; 1-D parameters (biases, norms)
-            and the ``_keep_in_fp32_modules`` keep their dtype, as scaled-fp8 checkpoints keep them.
+        storage_dtype: dtype the nn.Linear weights will be stored in (lowbit.store_low_bit converts
+            exactly those); everything else keeps its dtype, and so do the ``_keep_in_fp32_modules``.
     """
     blocks = block_list(model)
     keep = keep_fp32_names(model)
-    in_blocks = {id(t) for block in blocks for t in _tensors(block)}
-    rest = sum(_stored_bytes(name, t, storage_dtype, keep)
-               for name, t in _named_tensors(model) if id(t) not in in_blocks)
-    per_block = tuple(sum(_stored_bytes(name, t, storage_dtype, keep) for name, t in _named_tensors(block))
+    in_blocks = {id(t) for block in blocks for t, _ in _entries(block, keep, storage_dtype)}
+    rest = sum(_stored_bytes(t, low) for t, low in _entries(model, keep, storage_dtype) if id(t) not in in_blocks)
+    per_block = tuple(sum(_stored_bytes(t, low) for t, low in _entries(block, keep, storage_dtype))
                       for block in blocks)
-    largest = max((t.numel() for t in model.parameters() if t.dim() >= 2), default=0)
+    largest = max((m.weight.numel() for m in model.modules() if isinstance(m, nn.Linear)), default=0)
     return ModelSizes(block_bytes=per_block, rest_bytes=rest, largest_layer_params=largest)
 
 
-def stored_dtype(name: str, tensor: torch.Tensor, storage_dtype: Optional[torch.dtype],
-                 keep_fp32: Sequence[str] = ()) -> torch.dtype:
-    """The dtype ``tensor`` (qualified ``name``) is stored in under a storage policy.
+def stores_low_bit(name: str, module: nn.Module, keep: Sequence[str] = ()) -> bool:
+    """True when ``module`` (qualified ``name``) gets low-bit storage: an nn.Linear outside ``keep``.
 
-    Only floating weight matrices take ``storage_dtype``; vectors (biases, norm scales) and modules
-    named in ``keep_fp32`` keep their precision, which is where low-bit storage would hurt most.
+    Linear weights hold nearly all the bytes; vectors (biases, norm scales), modulation tables and
+    the model's ``_keep_in_fp32_modules`` keep their precision, which is where low-bit would hurt most.
 
     Args:
-        name: qualified parameter or buffer name ("blocks.3.ffn.0.weight").
-        tensor: the parameter or buffer (meta tensors are fine).
-        storage_dtype: the low-bit (or other) storage dtype; None keeps ``tensor.dtype``.
-        keep_fp32: name parts that force fp32.
+        name: qualified module name ("blocks.3.ffn.0").
+        module: the module.
+        keep: name parts that are never stored low-bit.
     """
-    parts = name.split(".")
-    if any(part in parts for part in keep_fp32):
-        return torch.float32
-    if storage_dtype is None or tensor.dim() < 2 or not tensor.is_floating_point():
-        return tensor.dtype
-    return storage_dtype
+    return isinstance(module, nn.Linear) and not set(name.split(".")) & set(keep)
 
 
-def _stored_bytes(name: str, tensor: torch.Tensor, storage_dtype: Optional[torch.dtype],
-                  keep_fp32: Sequence[str]) -> int:
-    dtype = stored_dtype(name, tensor, storage_dtype, keep_fp32)
-    scale = 4 if dtype != tensor.dtype and dtype_bytes(dtype) == 1 else 0  # fp8 per-tensor scale (fp32)
-    return tensor.numel() * dtype_bytes(dtype) + scale
+def _entries(module: nn.Module, keep: Sequence[str], storage_dtype: Optional[torch.dtype]):
+    """(tensor, dtype it is stored in) for every parameter and buffer of ``module``, each once."""
+    seen = set()
+    for name, sub in module.named_modules():
+        low_bit = storage_dtype is not None and stores_low_bit(name, sub, keep)
+        for pname, tensor in [*sub._parameters.items(), *sub._buffers.items()]:
+            if tensor is None or id(tensor) in seen:
+                continue
+            seen.add(id(tensor))
+            converts = low_bit and pname == "weight" and tensor.dtype != storage_dtype
+            yield tensor, (storage_dtype if converts else None)
 
 
-def _named_tensors(module: nn.Module):
-    yield from module.named_parameters()
-    yield from module.named_buffers()
-
-
-def _tensors(module: nn.Module):
-    return (t for _, t in _named_tensors(module))
+def _stored_bytes(tensor: torch.Tensor, storage_dtype: Optional[torch.dtype]) -> int:
+    if storage_dtype is None:
+        return tensor.numel() * tensor.element_size()
+    scale = 4 if dtype_bytes(storage_dtype) == 1 else 0  # the fp32 per-tensor scale of scaled fp8
+    return tensor.numel() * dtype_bytes(storage_dtype) + scale
 
 
 # -- activations -------------------------------------------------------------------------------------

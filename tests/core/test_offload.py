@@ -430,3 +430,18 @@ def test_vae_tile_plan_prefers_whole_frames_and_fits_its_budget() -> None:
     assert chunked.chunk_frames == 4
     with pytest.raises(MemoryPlanError, match="VAE tile"):
         plan_vae_tiles(int(0.8 * GiB), 480, 832, weight_bytes=weights)
+
+
+def test_offload_model_on_cpu_keeps_everything_resident_and_can_store_fp8() -> None:
+    from directanimator_core.offload.blockswap import offload_model
+    from directanimator_core.offload.lowbit import LowBitLinear
+
+    model = tiny()
+    x, t = inputs()
+    swap = offload_model(model, 0, config=OffloadConfig(storage_dtype=torch.float8_e4m3fn, min_streamed=2),
+                         device=torch.device("cpu"))
+    assert swap.transfer is None and swap.plan.streamed == ()  # the host is the device: nothing streams
+    assert isinstance(model.blocks[0].q, LowBitLinear) and not isinstance(model.blocks[0].modulation, LowBitLinear)
+    with torch.no_grad():
+        assert model(x, t).shape == (2, 12, 8)
+    swap.detach()
