@@ -445,3 +445,31 @@ def test_offload_model_on_cpu_keeps_everything_resident_and_can_store_fp8() -> N
     with torch.no_grad():
         assert model(x, t).shape == (2, 12, 8)
     swap.detach()
+
+
+def test_oom_inside_a_streamed_block_leaves_nothing_behind() -> None:
+    model = tiny(depth=8)
+    x, t = inputs()
+    with torch.no_grad():
+        reference = model(x, t)
+    sizes = measure_model(model)
+    plan = plan_memory(sizes.block_bytes, sizes.rest_bytes, 0, 10 * 2**20, reserve_bytes=0, prefetch=2,
+                       min_streamed=4)
+    transfer = CountingTransfer()
+    swap = BlockSwap(model, plan, transfer).attach()
+    victim = plan.streamed[1]
+    raised = []
+
+    def fail_once(module, args):
+        if not raised:
+            raised.append(victim)
+            raise torch.OutOfMemoryError("CUDA out of memory (injected)")
+
+    model.blocks[victim].register_forward_pre_hook(fail_once)  # runs after the swap brought it in
+    with torch.no_grad():
+        out = run_with_recovery(lambda: model(x, t), swap)
+    assert raised == [victim] and torch.equal(out, reference)
+    assert len(swap.plan.streamed) == 6
+    swap.detach()
+    gc.collect()
+    assert transfer.live == {}
