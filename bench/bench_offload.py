@@ -130,8 +130,14 @@ class WanShapedDiT(nn.Module):
 
 
 def meta_model(name: str) -> nn.Module:
+    """bf16 weights; the time embedding and modulation tables in fp32, as Wan computes them."""
     with torch.device("meta"):
-        return WanShapedDiT(WAN_SHAPES[name]).to(torch.bfloat16)
+        model = WanShapedDiT(WAN_SHAPES[name]).to(torch.bfloat16)
+    model.time_embedding.float()
+    for name, param in model.named_parameters():
+        if name.endswith("modulation"):
+            param.data = param.data.float()
+    return model
 
 
 # -- the planning table ----------------------------------------------------------------------------
@@ -215,6 +221,9 @@ def run_real(name: str, budget_gib: float, fp8: bool, repeats: int) -> None:
             plan = plan_row(sizes, act, budget, workspace)
         except MemoryPlanError as error:
             print(f"  {label}: {error}")
+            continue
+        if label == "resident" and plan.streamed:
+            print(f"  resident: does not fit in the {free / GiB:.1f} GiB free on this GPU; no ratio")
             continue
         with offload(model, plan, device):
             base = torch.cuda.memory_allocated(device)
