@@ -218,7 +218,10 @@ class BlockSwap:
         _check_on_host(self.model)
         self._place(self._rest)
         for i, record in enumerate(self._records):
-            self._keep_on_host(record) if i in self._streamed else self._place(record)
+            if i in self._streamed:
+                self._keep_on_host(record)
+            else:
+                self._place(record)
         for i, block in enumerate(self.blocks):
             if i in self._streamed or self.plan.prefetch > 0:
                 self._hooks.append(block.register_forward_pre_hook(self._pre_hook(i)))
