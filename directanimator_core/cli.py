@@ -32,8 +32,7 @@ COMMANDS: dict[str, Command] = {
     ),
     "extract": Command(
         "cut the pose, face and location cues from a driving video",
-        None,
-        "needs the driving cue triplet (issue 3)",
+        "directanimator_core.cues.cli",
     ),
     "animate": Command(
         "animate a reference image with a driving video and a model",

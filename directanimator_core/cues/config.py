@@ -1,0 +1,84 @@
+"""Settings of the Driving Cue Triplet, one frozen dataclass per cue (overrides via dataclasses.replace)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from ..errors import InputError
+
+
+@dataclass(frozen=True)
+class SegmentConfig:
+    """How the driver is found and cut out when no external mask is given.
+
+    ``person_index`` picks whom to follow when several people are in view: 0 is the largest person in
+    the first frame where anyone is found, 1 the next largest, and so on. ``onnx_path`` is an optional
+    person segmenter (any ONNX model with one image input and a one- or two-channel mask output),
+    run through ``cv2.dnn`` in place of GrabCut.
+    """
+
+    person_index: int = 0
+    background_samples: int = 25  # frames sampled across the clip for the median background
+    motion_threshold: int = 28  # per-channel grey-level difference that counts as motion
+    min_person_fraction: float = 0.002  # smallest person box, as a fraction of the frame area
+    hog_threshold: float = 0.5  # SVM score a HOG detection needs
+    track_iou: float = 0.15  # least overlap with the last box to stay the same person
+    max_lost: int = 15  # frames the track may coast on its last box before it is called lost
+    grabcut_iters: int = 2
+    onnx_path: Optional[str] = None
+    onnx_size: int = 320  # square input size of the ONNX segmenter
+
+    def __post_init__(self) -> None:
+        if self.person_index < 0:
+            raise InputError(f"person_index={self.person_index} is negative; use 0 for the largest person")
+
+
+@dataclass(frozen=True)
+class PoseConfig:
+    """Pose cue: the masked driver, low-passed in the frequency domain, on a neutral background."""
+
+    cutoff: float = 0.08  # Gaussian low-pass sigma as a fraction of the sampling rate (0.5 = Nyquist)
+    greyscale: bool = False
+    background: int = 128  # neutral grey behind the driver
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.cutoff <= 0.5:
+            raise InputError(f"cutoff={self.cutoff} is outside (0, 0.5]; it is a fraction of the sampling "
+                             "rate (0.5 keeps everything, 0.05 keeps only the silhouette)")
+
+
+@dataclass(frozen=True)
+class FaceConfig:
+    """Face cue: the driver's face, detected, smoothed over time, cropped, zoomed and centred."""
+
+    size: Optional[tuple[int, int]] = None  # (height, width) of the face cue; None = the pose cue's size
+    margin: float = 1.6  # crop side = margin x the detected face side
+    smooth_frames: float = 3.0  # Gaussian sigma of the temporal box smoothing, in frames
+    min_face_fraction: float = 0.03  # smallest face side, as a fraction of the person box height
+    onnx_path: Optional[str] = None  # YuNet face detector (.onnx) run through cv2.FaceDetectorYN
+
+    def __post_init__(self) -> None:
+        if self.margin < 1.0:
+            raise InputError(f"margin={self.margin} is below 1; the crop must hold the whole face")
+
+
+@dataclass(frozen=True)
+class LocationConfig:
+    """Location cue: soft body and face masks; ``grid`` coarsens the body mask to hide its outline."""
+
+    softness: float = 8.0  # Gaussian sigma of the mask edges, in output pixels
+    grid: int = 16  # body mask max-pooled to cells of this many pixels (0 = keep the outline)
+
+    def __post_init__(self) -> None:
+        if self.softness < 0 or self.grid < 0:
+            raise InputError(f"softness={self.softness}, grid={self.grid}: both must be >= 0")
+
+
+@dataclass(frozen=True)
+class CueConfig:
+    segment: SegmentConfig = field(default_factory=SegmentConfig)
+    pose: PoseConfig = field(default_factory=PoseConfig)
+    face: FaceConfig = field(default_factory=FaceConfig)
+    location: LocationConfig = field(default_factory=LocationConfig)
+    chunk_frames: int = 16  # frames held in float at once; bounds memory on long videos

@@ -1,0 +1,114 @@
+"""Built-in detectors that need no download: OpenCV's HOG people detector and Haar face cascade,
+plus optional ONNX models a user places in the model folder (YuNet faces, a person segmenter), all
+run by OpenCV. Each is built lazily, on first use, and cached per process.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..errors import InputError
+from .boxes import Box, from_xywh
+
+log = logging.getLogger(__name__)
+
+HOG_WINDOW_HEIGHT = 128  # the default people detector's window is 64x128 pixels
+HAAR_FACE = "haarcascade_frontalface_default.xml"
+
+
+@functools.lru_cache(maxsize=1)
+def _hog() -> cv2.HOGDescriptor:
+    hog = cv2.HOGDescriptor()
+    hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
+    return hog
+
+
+@functools.lru_cache(maxsize=1)
+def _haar() -> cv2.CascadeClassifier:
+    folder = getattr(getattr(cv2, "data", None), "haarcascades", None)
+    path = Path(folder or "") / HAAR_FACE
+    if not folder or not path.is_file():
+        raise InputError(f"OpenCV's {HAAR_FACE} is missing (opencv-python {cv2.__version__}); install "
+                         "opencv-python 4.x, which ships it, or give a YuNet face detector .onnx")
+    return cv2.CascadeClassifier(str(path))
+
+
+def detect_people(image: np.ndarray, scale: float = 1.0, threshold: float = 0.5) -> list[tuple[Box, float]]:
+    """People in an RGB image as (box, score), boxes in the image's pixels.
+
+    Args:
+        image: (H, W, 3) uint8 RGB.
+        scale: the image is resized by this factor first, so people shorter than the detector's
+            128-pixel window are found (1.5 finds people about 90 pixels tall).
+        threshold: least SVM score kept.
+    """
+    work = image if scale == 1.0 else cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
+    if min(work.shape[:2]) < HOG_WINDOW_HEIGHT:
+        return []
+    rects, weights = _hog().detectMultiScale(work, winStride=(8, 8), padding=(8, 8), scale=1.05)
+    found = []
+    for (x, y, w, h), score in zip(np.asarray(rects).reshape(-1, 4), np.asarray(weights).ravel()):
+        if score >= threshold:
+            # The detector's window has a margin of about 1/8 around the person: trim it.
+            box = from_xywh(x + w * 0.1, y + h * 0.06, w * 0.8, h * 0.88) / scale
+            found.append((box, float(score)))
+    return found
+
+
+def detect_faces(image: np.ndarray, min_side: int = 12, onnx_path: str | None = None) -> list[Box]:
+    """Faces in an RGB image, largest first, boxes in the image's pixels.
+
+    Args:
+        image: (H, W, 3) uint8 RGB.
+        min_side: smallest face side in pixels.
+        onnx_path: a YuNet .onnx file; without it OpenCV's Haar frontal-face cascade is used.
+    """
+    if onnx_path:
+        boxes = _yunet_faces(image, onnx_path)
+    else:
+        grey = cv2.equalizeHist(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY))
+        rects = _haar().detectMultiScale(grey, scaleFactor=1.1, minNeighbors=5, minSize=(min_side, min_side))
+        boxes = [from_xywh(*r) for r in np.asarray(rects).reshape(-1, 4)]
+    boxes = [b for b in boxes if b[2] - b[0] >= min_side]
+    return sorted(boxes, key=lambda b: -(b[2] - b[0]) * (b[3] - b[1]))
+
+
+def _yunet_faces(image: np.ndarray, onnx_path: str) -> list[Box]:
+    height, width = image.shape[:2]
+    detector = _yunet(onnx_path)
+    detector.setInputSize((width, height))
+    _, faces = detector.detect(cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    return [from_xywh(*face[:4]) for face in (faces if faces is not None else [])]
+
+
+@functools.lru_cache(maxsize=2)
+def _yunet(onnx_path: str):
+    if not Path(onnx_path).is_file():
+        raise InputError(f"face detector {onnx_path} does not exist; put a YuNet .onnx in models/directanimator")
+    log.info("face detector: YuNet %s", onnx_path)
+    return cv2.FaceDetectorYN.create(onnx_path, "", (320, 320), 0.6, 0.3, 50)
+
+
+@functools.lru_cache(maxsize=2)
+def onnx_segmenter(onnx_path: str) -> cv2.dnn.Net:
+    """A person segmenter read with ``cv2.dnn`` (one NCHW RGB input in 0..1, a mask output)."""
+    if not Path(onnx_path).is_file():
+        raise InputError(f"segmenter {onnx_path} does not exist; put the .onnx in models/directanimator")
+    log.info("person segmenter: %s", onnx_path)
+    return cv2.dnn.readNetFromONNX(onnx_path)
+
+
+def run_segmenter(net: cv2.dnn.Net, image: np.ndarray, size: int) -> np.ndarray:
+    """Person probability (H, W) float32 in 0..1 from an ONNX segmenter, at the image's size."""
+    blob = cv2.dnn.blobFromImage(image, 1 / 255.0, (size, size), swapRB=False)  # (1, 3, size, size)
+    net.setInput(blob)
+    out = np.asarray(net.forward(), dtype=np.float32)
+    out = out.reshape(-1, out.shape[-2], out.shape[-1])[-1]  # last channel = person
+    if out.min() < 0 or out.max() > 1:
+        out = 1 / (1 + np.exp(-out))  # logits
+    return cv2.resize(out, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR)

@@ -1,0 +1,59 @@
+"""Frequency-domain low-pass of the pose cue: keeps silhouette, limbs and motion; drops clothing
+and hair texture (DirectAnimator §3, "detail-suppressed foreground sequence").
+
+The filter is a Gaussian in frequency, H(f) = exp(-|f|^2 / (2 sigma^2)) with f in cycles per pixel,
+so it has no ringing (a hard FFT cut-off would draw halos around the body).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def gaussian_response(height: int, width: int, cutoff: float) -> torch.Tensor:
+    """H(f) on the rfft2 grid (H, W//2+1), float32; ``cutoff`` is sigma in cycles per pixel."""
+    fy = torch.fft.fftfreq(height)[:, None]
+    fx = torch.fft.rfftfreq(width)[None, :]
+    return torch.exp(-(fy ** 2 + fx ** 2) / (2 * cutoff ** 2))
+
+
+def lowpass(frames: np.ndarray, cutoff: float, greyscale: bool = False) -> np.ndarray:
+    """Low-pass a chunk of frames.
+
+    Args:
+        frames: (n, H, W, 3) uint8 RGB.
+        cutoff: Gaussian sigma in cycles per pixel, in (0, 0.5]; 0.5 leaves frames nearly as they are.
+        greyscale: average the channels first (the cue then carries no colour of the driver's clothes).
+
+    Returns:
+        (n, H, W, 3) uint8.
+    """
+    x = torch.from_numpy(frames).permute(0, 3, 1, 2).float()  # (n, 3, H, W)
+    if greyscale:
+        x = (x * torch.tensor([0.299, 0.587, 0.114])[None, :, None, None]).sum(1, keepdim=True)  # (n, 1, H, W)
+    # Reflect-pad so the FFT's wrap-around does not bleed the right edge into the left.
+    pad_h, pad_w = frames.shape[1] // 8, frames.shape[2] // 8
+    padded = torch.nn.functional.pad(x, (pad_w, pad_w, pad_h, pad_h), mode="reflect")
+    spectrum = torch.fft.rfft2(padded)  # (n, c, H', W'//2+1)
+    response = gaussian_response(padded.shape[-2], padded.shape[-1], cutoff)
+    filtered = torch.fft.irfft2(spectrum * response, s=padded.shape[-2:])
+    filtered = filtered[..., pad_h:pad_h + frames.shape[1], pad_w:pad_w + frames.shape[2]]
+    filtered = filtered.expand(-1, 3, -1, -1)
+    return filtered.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+def high_frequency_energy(frames: np.ndarray, above: float = 0.15) -> float:
+    """Share of spectral energy (mean removed) at frequencies above ``above`` cycles per pixel.
+
+    Args:
+        frames: (n, H, W, 3) uint8.
+        above: frequency in cycles per pixel that splits low from high.
+    """
+    x = torch.from_numpy(frames).float().mean(-1)  # (n, H, W)
+    x = x - x.mean(dim=(-2, -1), keepdim=True)
+    power = torch.fft.rfft2(x).abs() ** 2
+    fy = torch.fft.fftfreq(x.shape[-2])[:, None]
+    fx = torch.fft.rfftfreq(x.shape[-1])[None, :]
+    high = (fy ** 2 + fx ** 2).sqrt() > above
+    return float(power[..., high].sum() / power.sum().clamp_min(1e-12))

@@ -1,0 +1,67 @@
+"""The reference person's body and face boxes: from a user's mask, else from the same built-in
+detectors the driver goes through (HOG for a standing figure, the face for a portrait)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+from ..errors import CueError, InputError
+from . import detectors, segment
+from .boxes import Box, area, mask_box
+from .config import CueConfig
+
+
+@dataclass(frozen=True)
+class ReferenceBoxes:
+    body: Box  # (4,) x0, y0, x1, y1
+    face: Optional[Box]
+    size: tuple[int, int]  # (H, W) of the reference image
+
+
+def find_reference(image: np.ndarray, mask: Optional[np.ndarray], config: CueConfig) -> ReferenceBoxes:
+    """Body and face boxes of the person in the reference image.
+
+    Args:
+        image: (H, W, 3) uint8 RGB.
+        mask: optional (H, W) person mask (uint8 0..255 or float 0..1); its box is the body box.
+        config: cue settings (detector choices).
+    """
+    if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:
+        raise InputError(f"reference image has shape {image.shape} and dtype {image.dtype}; expected (H, W, 3) uint8 RGB")
+    height, width = image.shape[:2]
+    faces = detectors.detect_faces(image, max(12, int(0.04 * min(height, width))), config.face.onnx_path)
+    face = faces[0] if faces else None
+    if mask is not None:
+        body = _mask_body(mask, height, width)
+    else:
+        body = _detected_body(image, face, config)
+    return ReferenceBoxes(body=body, face=face, size=(height, width))
+
+
+def _mask_body(mask: np.ndarray, height: int, width: int) -> Box:
+    if mask.shape != (height, width):
+        raise InputError(f"reference mask is {mask.shape[1]}x{mask.shape[0]} but the reference image is "
+                         f"{width}x{height}; give a mask of the reference's size")
+    box = mask_box(mask > (127 if mask.dtype == np.uint8 else 0.5))
+    if box is None:
+        raise InputError("reference mask is empty; mask the person in the reference image or leave the input unconnected")
+    return box
+
+
+def _detected_body(image: np.ndarray, face: Optional[Box], config: CueConfig) -> Box:
+    height, width = image.shape[:2]
+    people = [b for scale in (1.0, 1.5) for b, _ in detectors.detect_people(image, scale, 1.0)]
+    if face is not None:
+        # A standing figure whose box holds the face near its top; else a portrait: body below the face.
+        people = [b for b in people if b[0] <= face[0] and face[2] <= b[2] and b[1] <= face[1] < b[1] + 0.3 * (b[3] - b[1])]
+        rough = max(people, key=area) if people else segment.body_from_face(face, height, width)
+    elif people:
+        rough = max(people, key=area)
+    else:
+        raise CueError("no person was found in the reference image (no face, no standing figure); connect a "
+                       "reference mask")
+    tight = mask_box(segment.cut_person(image, rough, None, config.segment))
+    return tight if tight is not None and area(tight) > 0.3 * area(rough) else rough

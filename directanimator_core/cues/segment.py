@@ -1,0 +1,241 @@
+"""Person masks for the pose and location cues: from a user's masks, or a built-in segmenter.
+
+The built-in segmenter needs no download: a median background of frames sampled across the clip
+gives motion, OpenCV's HOG people detector names which moving things are people, and GrabCut (or an
+optional ONNX segmenter) cuts the person out of their box. One person is followed through the whole
+clip by box overlap, so a larger passer-by never steals the cue.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Optional
+
+import cv2
+import numpy as np
+
+from ..errors import CueError
+from . import detectors
+from .boxes import Box, area, expand, iou
+from .config import SegmentConfig
+from .frames import FrameSource
+
+log = logging.getLogger(__name__)
+
+GRABCUT_HEIGHT = 160  # person height GrabCut works at; finer gains little and costs time
+HOG_TRACK_HEIGHT = 150  # person height the tracker rescales its search window to
+
+
+def sample_background(source: FrameSource, samples: int, chunk: int) -> Optional[np.ndarray]:
+    """Per-pixel median of up to ``samples`` frames spread over the clip (H, W, 3) uint8, or None
+    for clips too short to tell a still person from the background."""
+    if source.num_frames < 3 or samples < 3:
+        return None
+    wanted = set(np.linspace(0, source.num_frames - 1, min(samples, source.num_frames)).round().astype(int))
+    picked, start = [], 0
+    for frames in source.chunks(chunk):
+        picked += [frames[i - start] for i in sorted(wanted) if start <= i < start + len(frames)]
+        start += len(frames)
+    return np.median(np.stack(picked), axis=0).astype(np.uint8)
+
+
+def motion_mask(frame: np.ndarray, background: Optional[np.ndarray], threshold: int) -> Optional[np.ndarray]:
+    """Pixels that differ from the background (H, W) uint8 0/255, cleaned of specks and holes."""
+    if background is None:
+        return None
+    moving = (cv2.absdiff(frame, background).max(axis=2) > threshold).astype(np.uint8) * 255
+    side = max(3, round(min(frame.shape[:2]) / 160)) | 1
+    moving = cv2.morphologyEx(moving, cv2.MORPH_OPEN, np.ones((side, side), np.uint8))
+    return cv2.morphologyEx(moving, cv2.MORPH_CLOSE, np.ones((3 * side, 3 * side), np.uint8))
+
+
+def blobs(moving: Optional[np.ndarray], min_area: float) -> list[Box]:
+    """Boxes of the connected moving regions at least ``min_area`` pixels large."""
+    if moving is None:
+        return []
+    count, _, stats, _ = cv2.connectedComponentsWithStats(moving, connectivity=8)
+    return [np.array([x, y, x + w, y + h], dtype=np.float64)
+            for x, y, w, h, pixels in stats[1:count] if pixels >= min_area and h > 0.8 * w]
+
+
+@dataclass
+class PersonTracker:
+    """Follows one person from frame to frame; ``step`` returns (box, found) for each frame."""
+
+    config: SegmentConfig
+    height: int
+    width: int
+    box: Optional[Box] = None
+    velocity: np.ndarray = field(default_factory=lambda: np.zeros(4))
+    lost: int = 0
+    best_count: int = 0  # most people seen in one frame before the target was chosen
+
+    @property
+    def min_area(self) -> float:
+        return self.config.min_person_fraction * self.height * self.width
+
+    def step(self, frame: np.ndarray, moving: Optional[np.ndarray]) -> tuple[Optional[Box], bool]:
+        if self.box is None:
+            return self._acquire(frame, moving)
+        return self._follow(frame, moving)
+
+    def _acquire(self, frame: np.ndarray, moving: Optional[np.ndarray]) -> tuple[Optional[Box], bool]:
+        people = self._people_anywhere(frame, moving)
+        self.best_count = max(self.best_count, len(people))
+        if len(people) <= self.config.person_index:
+            return None, False
+        self.box = sorted(people, key=area, reverse=True)[self.config.person_index]
+        log.info("following person %d of %d at %s", self.config.person_index, len(people), self.box.round())
+        return self.box, True
+
+    def _people_anywhere(self, frame: np.ndarray, moving: Optional[np.ndarray]) -> list[Box]:
+        people = []
+        for scale in (1.0, 1.5, 2.0):  # small people need the image enlarged to the 128-pixel window
+            found = detectors.detect_people(frame, scale, self.config.hog_threshold)
+            people = _merge([b for b, _ in found if area(b) >= self.min_area])
+            if people:
+                return people
+        return blobs(moving, self.min_area) or self._people_by_face(frame, None)
+
+    def _people_by_face(self, frame: np.ndarray, region: Optional[Box]) -> list[Box]:
+        """Bodies below faces: HOG knows only whole standing people; portraits and half-body
+        shots are found by their face instead."""
+        x0, y0 = (0, 0) if region is None else region[:2].astype(int)
+        crop = frame if region is None else frame[y0:int(region[3]), x0:int(region[2])]
+        faces = detectors.detect_faces(crop, max(12, int(0.04 * min(self.height, self.width))))
+        bodies = [body_from_face(f + np.array([x0, y0, x0, y0]), self.height, self.width) for f in faces]
+        return [b for b in bodies if area(b) >= self.min_area]
+
+    def _follow(self, frame: np.ndarray, moving: Optional[np.ndarray]) -> tuple[Box, bool]:
+        predicted = self.box + self.velocity
+        candidates = self._people_near(frame, predicted) or blobs(moving, self.min_area * 0.5)
+        if not candidates or max(iou(c, predicted) for c in candidates) < self.config.track_iou:
+            candidates += self._people_by_face(frame, expand(predicted, 1.5, self.height, self.width))
+        overlaps = [iou(c, predicted) for c in candidates]
+        if overlaps and max(overlaps) >= self.config.track_iou:
+            best = candidates[int(np.argmax(overlaps))]
+            new = 0.7 * best + 0.3 * predicted  # damps the detector's jitter
+            self.velocity = 0.5 * self.velocity + 0.5 * (new - self.box)
+            self.box, self.lost = new, 0
+            return new, True
+        self.lost += 1
+        self.velocity = self.velocity * 0.5
+        self.box = predicted
+        return predicted, False
+
+    def _people_near(self, frame: np.ndarray, predicted: Box) -> list[Box]:
+        roi = expand(predicted, 2.0 if self.lost <= self.config.max_lost else 3.0, self.height, self.width).astype(int)
+        crop = frame[roi[1]:roi[3], roi[0]:roi[2]]
+        scale = float(np.clip(HOG_TRACK_HEIGHT / max(predicted[3] - predicted[1], 1), 0.3, 3.0))
+        found = detectors.detect_people(crop, scale, self.config.hog_threshold)
+        offset = np.array([roi[0], roi[1], roi[0], roi[1]], dtype=np.float64)
+        return [b + offset for b, _ in found]
+
+
+def body_from_face(face: Box, height: int, width: int) -> Box:
+    """A body box from a face box by the proportions of an adult: about 3 faces wide, the head
+    about 1/7.5 of the height, cut at the image border."""
+    side = face[2] - face[0]
+    cx = (face[0] + face[2]) / 2
+    box = np.array([cx - 1.6 * side, face[1] - 0.25 * side, cx + 1.6 * side, face[1] + 7.5 * side])
+    return np.clip(box, 0, [width, height, width, height]).astype(np.float64)
+
+
+def _merge(boxes: list[Box]) -> list[Box]:
+    """Drop boxes that mostly repeat a larger one (HOG fires at neighbouring scales)."""
+    kept: list[Box] = []
+    for box in sorted(boxes, key=area, reverse=True):
+        if all(iou(box, other) < 0.4 for other in kept):
+            kept.append(box)
+    return kept
+
+
+def cut_person(frame: np.ndarray, box: Box, moving: Optional[np.ndarray], config: SegmentConfig) -> np.ndarray:
+    """The person inside ``box`` as a (H, W) uint8 0/255 mask: GrabCut seeded by motion and a torso
+    prior, or the ONNX segmenter when one is configured."""
+    height, width = frame.shape[:2]
+    roi = expand(box, 1.25, height, width).astype(int)
+    x0, y0, x1, y1 = roi
+    if x1 - x0 < 4 or y1 - y0 < 4:
+        return np.zeros((height, width), np.uint8)
+    crop = frame[y0:y1, x0:x1]
+    scale = min(1.0, GRABCUT_HEIGHT / (box[3] - box[1]))
+    if config.onnx_path:
+        person = detectors.run_segmenter(detectors.onnx_segmenter(config.onnx_path), crop, config.onnx_size) > 0.5
+    else:
+        local = box - np.array([x0, y0, x0, y0])
+        local_motion = None if moving is None else moving[y0:y1, x0:x1]
+        person = _grabcut(crop, local, local_motion, scale, config.grabcut_iters)
+    mask = np.zeros((height, width), np.uint8)
+    mask[y0:y1, x0:x1] = _largest_part(person.astype(np.uint8) * 255)
+    return mask
+
+
+def _grabcut(crop: np.ndarray, box: Box, moving: Optional[np.ndarray], scale: float, iters: int) -> np.ndarray:
+    small = cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else crop
+    h, w = small.shape[:2]
+    bx0, by0, bx1, by1 = (box * scale).round().astype(int)
+    seeds = np.full((h, w), cv2.GC_BGD, np.uint8)
+    seeds[max(by0, 0):by1, max(bx0, 0):bx1] = cv2.GC_PR_BGD
+    torso = np.zeros((h, w), np.uint8)
+    cx, bw, bh = (bx0 + bx1) // 2, bx1 - bx0, by1 - by0
+    cv2.ellipse(torso, (cx, by0 + int(0.4 * bh)), (max(1, int(0.18 * bw)), max(1, int(0.3 * bh))), 0, 0, 360, 1, -1)
+    seeds[torso > 0] = cv2.GC_PR_FGD
+    if moving is not None:
+        moved = cv2.resize(moving, (w, h), interpolation=cv2.INTER_NEAREST) > 0
+        inside = seeds != cv2.GC_BGD
+        seeds[moved & inside] = cv2.GC_PR_FGD
+        seeds[moved & (torso > 0)] = cv2.GC_FGD
+    try:
+        cv2.grabCut(small, seeds, None, np.zeros((1, 65)), np.zeros((1, 65)), iters, cv2.GC_INIT_WITH_MASK)
+    except cv2.error as error:  # a crop of one colour has no two classes to model
+        log.debug("grabcut gave up on a %dx%d crop: %s", w, h, error)
+        return np.zeros(crop.shape[:2], bool)
+    person = np.isin(seeds, (cv2.GC_FGD, cv2.GC_PR_FGD)).astype(np.uint8)
+    return cv2.resize(person, (crop.shape[1], crop.shape[0]), interpolation=cv2.INTER_NEAREST) > 0
+
+
+def _largest_part(mask: np.ndarray) -> np.ndarray:
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    if count <= 1:
+        return mask
+    keep = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    return np.where(labels == keep, 255, 0).astype(np.uint8)
+
+
+def quality(mask: np.ndarray, box: Optional[Box], found: bool, previous_area: float) -> float:
+    """How much a frame's segmentation can be trusted, 0..1 (the paper drops poor frames in training).
+
+    The product of: the person was really found (not coasted); the mask fills a person-like share of
+    its box (a near-empty or a full box is a failure); its area did not jump against the last frame.
+    """
+    if not found or box is None:
+        return 0.0
+    pixels = float(np.count_nonzero(mask))
+    fill = pixels / max(area(box), 1.0)
+    fill_score = float(np.clip(fill / 0.3, 0, 1) * np.clip((0.97 - fill) / 0.15, 0, 1))
+    steady = min(pixels, previous_area) / max(pixels, previous_area) if previous_area > 0 and pixels > 0 else 1.0
+    return round(fill_score * float(np.sqrt(steady)), 4)
+
+
+def dropout(scores: np.ndarray, threshold: float, rate: float, generator: np.random.Generator) -> np.ndarray:
+    """Training-time frame dropout: frames scoring below ``threshold`` are dropped with probability
+    ``rate``; returns a keep flag per frame (F,) bool.
+
+    Args:
+        scores: per-frame quality (F,) from the triplet.
+        threshold: frames at or above it are always kept.
+        rate: chance that a poor frame is dropped.
+        generator: numpy random generator, for reproducible draws.
+    """
+    poor = scores < threshold
+    return ~(poor & (generator.random(len(scores)) < rate))
+
+
+def no_person_error(frames: int, best_count: int, person_index: int) -> CueError:
+    if best_count == 0:
+        return CueError(f"no person was found in any of the {frames} driving frames; connect a person mask "
+                        "(e.g. from a SAM or BiRefNet node) to the mask input")
+    return CueError(f"person_index={person_index} but at most {best_count} people were found in one frame; "
+                    f"use an index below {best_count} or connect a person mask")

@@ -1,0 +1,103 @@
+"""Real footage for the tests, fetched once into the cache and written atomically.
+
+- ``vtest.avi``: pedestrians walking (768x576, 10 fps) and ``basketball1/2.png`` (two people), from
+  Debian's opencv-doc package (Apache-2.0/BSD-3 per Debian).
+- ``astronaut()``: scikit-image's astronaut (public domain), face and upper body, 512x512.
+- ``grace_hopper()``: matplotlib's sample portrait (public domain).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .paths import CACHE
+
+MEDIA = CACHE / "media"
+DOC_DATA = "./usr/share/doc/opencv-doc/examples/data/"
+OPENCV_DOC_FILES = ("vtest.avi", "basketball1.png", "basketball2.png")
+
+
+def opencv_doc_file(name: str) -> Path:
+    """A file from opencv-doc's examples/data (downloaded with apt-get on first use)."""
+    target = MEDIA / name
+    if target.is_file():
+        return target
+    MEDIA.mkdir(parents=True, exist_ok=True)
+    with open(MEDIA / "media.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not target.is_file():
+            _fetch_opencv_doc()
+    return target
+
+
+def _fetch_opencv_doc() -> None:
+    with tempfile.TemporaryDirectory(dir=MEDIA) as tmp:
+        subprocess.run(["apt-get", "download", "opencv-doc"], cwd=tmp, check=True, capture_output=True)
+        deb = next(Path(tmp).glob("opencv-doc_*.deb"))
+        members = [DOC_DATA + name for name in OPENCV_DOC_FILES]
+        tar = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE)
+        subprocess.run(["tar", "-x", "-C", tmp, *members], stdin=tar.stdout, check=True)
+        tar.wait()
+        for name in OPENCV_DOC_FILES:
+            os.replace(Path(tmp) / DOC_DATA / name, MEDIA / name)  # atomic: never a half file
+
+
+def vtest_frames(count: int = 24, start: int = 0, step: int = 1) -> np.ndarray:
+    """Frames of vtest.avi as (F, 576, 768, 3) uint8 RGB."""
+    import cv2
+
+    capture = cv2.VideoCapture(str(opencv_doc_file("vtest.avi")))
+    frames = []
+    index = 0
+    while len(frames) < count:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        if index >= start and (index - start) % step == 0:
+            frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+        index += 1
+    capture.release()
+    return np.stack(frames)
+
+
+def write_clip(frames: np.ndarray, path: Path, fps: float = 10.0) -> Path:
+    """Write RGB frames as an MJPG .avi (any OpenCV or PyAV reader opens it); atomic."""
+    import cv2
+
+    tmp = path.with_name(path.stem + ".partial" + path.suffix)
+    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"MJPG"), fps, (frames.shape[2], frames.shape[1]))
+    for frame in frames:
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    writer.release()
+    os.replace(tmp, path)
+    return path
+
+
+def vtest_clip(count: int = 16) -> Path:
+    """A trimmed copy of vtest.avi, cached."""
+    path = MEDIA / f"vtest_{count}.avi"
+    if not path.is_file():
+        write_clip(vtest_frames(count), path)
+    return path
+
+
+def astronaut() -> np.ndarray:
+    """scikit-image's astronaut, (512, 512, 3) uint8 RGB."""
+    from skimage import data
+
+    return data.astronaut()
+
+
+def grace_hopper() -> np.ndarray:
+    """matplotlib's grace_hopper.jpg, (600, 512, 3) uint8 RGB."""
+    import cv2
+    import matplotlib
+
+    path = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
+    return cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
