@@ -27,3 +27,7 @@ class MemoryPlanError(DirectAnimatorError):
 
 class NotImplementedYet(DirectAnimatorError):
     """A command or option that a later part of the project fills in."""
+
+
+class Interrupted(DirectAnimatorError):
+    """The caller asked a long loop (sampling, decoding) to stop; raised between steps, never mid-step."""

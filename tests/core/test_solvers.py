@@ -1,0 +1,221 @@
+"""Solvers on a flow with an exact solution, and the sampling loop around them.
+
+The exact problem: data x0 ~ N(mu, s^2) per coordinate, noise N(0, 1), x_sigma = (1 - sigma) x0 + sigma n.
+Its marginal variance is v(sigma) = (1 - sigma)^2 s^2 + sigma^2, the ideal denoiser is
+E[x0 | x] = mu + (1 - sigma) s^2 / v(sigma) * (x - (1 - sigma) mu), and the probability-flow ODE carries
+x(1) to x(sigma) = (1 - sigma) mu + sqrt(v(sigma)) * x(1) exactly (the flow of a Gaussian is affine).
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+
+import pytest
+import torch
+
+from directanimator_core.errors import InputError, Interrupted
+from directanimator_core.sampling import (
+    SOLVERS, GuidanceConds, SamplerConfig, StepInfo, sample, sampling_sigmas, sigmas_shifted)
+from directanimator_core.sampling.denoiser import denoised_from_velocity
+
+MU, S = 2.0, 0.5
+
+
+def variance(sigma):
+    return (1 - sigma) ** 2 * S * S + sigma ** 2
+
+
+def gaussian_denoiser(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    sigma = sigma.reshape(-1, *([1] * (x.ndim - 1))).to(x)
+    return MU + (1 - sigma) * S * S / variance(sigma) * (x - (1 - sigma) * MU)
+
+
+def exact_flow(x_start: torch.Tensor, sigma_start: float, sigma_end: float) -> torch.Tensor:
+    z = (x_start - (1 - sigma_start) * MU) / math.sqrt(variance(sigma_start))
+    return (1 - sigma_end) * MU + math.sqrt(variance(sigma_end)) * z
+
+
+def gaussian_velocity(x: torch.Tensor, sigma: torch.Tensor, cond) -> torch.Tensor:
+    sigma_b = sigma.reshape(-1, *([1] * (x.ndim - 1))).to(x)
+    return (x - gaussian_denoiser(x, sigma)) / sigma_b  # v = (x - x0) / sigma
+
+
+X1 = torch.linspace(-2.0, 2.0, 9, dtype=torch.float64).reshape(1, 9)
+
+
+def observed_order(solver, sigmas_for, steps: tuple[int, int], start: float, end: float) -> float:
+    errors = []
+    for n in steps:
+        x_start = exact_flow(X1, 1.0, start)
+        out = solver(gaussian_denoiser, x_start.clone(), sigmas_for(n))
+        errors.append((out - exact_flow(X1, 1.0, end)).abs().max().item())
+    return math.log(errors[0] / errors[1]) / math.log(steps[1] / steps[0])
+
+
+def test_every_solver_shares_the_signature() -> None:
+    common = ["model", "x", "sigmas", "extra_args", "callback"]
+    for name, solver in SOLVERS.items():
+        params = list(inspect.signature(solver).parameters)
+        assert params[:5] == common, name
+        assert all(inspect.signature(solver).parameters[p].default is not inspect.Parameter.empty
+                   for p in params[3:]), name
+
+
+def test_exact_flow_is_the_ode_solution() -> None:
+    # guards the reference itself: d/dsigma of the exact path equals the velocity field on it
+    sigma, eps = 0.4, 1e-6
+    x = exact_flow(X1, 1.0, sigma)
+    slope = (exact_flow(X1, 1.0, sigma + eps) - exact_flow(X1, 1.0, sigma - eps)) / (2 * eps)
+    torch.testing.assert_close(slope, gaussian_velocity(x, torch.tensor([sigma]), None), atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize(("name", "low", "high"), [("euler", 0.9, 1.1), ("dpmpp_2m", 1.8, 2.6),
+                                                   ("unipc", 1.8, 2.6)])
+def test_order_of_convergence_between_noise_levels(name: str, low: float, high: float) -> None:
+    """Away from the singular ends (lambda = -inf at sigma 1, +inf at 0) each solver shows its order."""
+    order = observed_order(SOLVERS[name], lambda n: torch.linspace(0.9, 0.1, n + 1, dtype=torch.float64),
+                           (32, 128), 0.9, 0.1)
+    assert low < order < high
+
+
+@pytest.mark.parametrize(("name", "low", "high"), [("euler", 0.9, 1.1), ("dpmpp_2m", 1.5, 2.6),
+                                                   ("unipc", 1.7, 2.6)])
+def test_order_of_convergence_on_the_wan_schedule(name: str, low: float, high: float) -> None:
+    """From pure noise to data on the shifted schedule; the ends cost the multistep solvers a little order."""
+    order = observed_order(SOLVERS[name], lambda n: sigmas_shifted(n, 3.0), (128, 512), 1.0, 0.0)
+    assert low < order < high
+
+
+def test_higher_order_beats_euler_at_equal_cost() -> None:
+    sigmas = sigmas_shifted(16, 1.0)
+    target = exact_flow(X1, 1.0, 0.0)
+    errors = {name: (solver(gaussian_denoiser, X1.clone(), sigmas) - target).abs().max().item()
+              for name, solver in SOLVERS.items()}
+    assert errors["unipc"] < errors["euler"] / 5 and errors["dpmpp_2m"] < errors["euler"] / 5
+
+
+# -- the loop ------------------------------------------------------------------------------------------
+
+class CountingVelocity:
+    """The Gaussian flow's velocity, counting calls per conditioning variant."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def __call__(self, x: torch.Tensor, sigma: torch.Tensor, cond: str) -> torch.Tensor:
+        self.calls.append(cond)
+        shift = {"full": 0.0, "no_text": 0.3, "no_cues": -0.2}[cond]
+        return gaussian_velocity(x, sigma, None) + shift
+
+
+CONDS = GuidanceConds(full="full", no_text="no_text", no_cues="no_cues")
+SHAPE = (1, 2, 3, 4, 4)
+
+
+def run(config: SamplerConfig, **kwargs) -> torch.Tensor:
+    return sample(CountingVelocity(), CONDS, config, **({"shape": SHAPE} | kwargs))
+
+
+def test_same_seed_same_output_other_seed_other_output() -> None:
+    config = SamplerConfig(steps=4, cfg_text=1.0, seed=7)
+    a, b = run(config), run(config)
+    c = run(SamplerConfig(steps=4, cfg_text=1.0, seed=8))
+    assert torch.equal(a, b)
+    assert not torch.allclose(a, c)
+
+
+def test_sampling_follows_the_exact_flow() -> None:
+    config = SamplerConfig(steps=40, cfg_text=1.0, solver="unipc", shift=3.0, seed=3)
+    noise = torch.randn(SHAPE, generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(run(config), exact_flow(noise, 1.0, 0.0).float(), atol=1e-2, rtol=0)
+
+
+@pytest.mark.parametrize("solver", sorted(SOLVERS))
+def test_scale_one_is_the_conditional_result_with_one_call_per_step(solver: str) -> None:
+    velocity = CountingVelocity()
+    config = SamplerConfig(steps=5, cfg_text=1.0, cfg_cues=1.0, solver=solver)
+    out = sample(velocity, GuidanceConds(full="full"), config, shape=SHAPE)
+    assert velocity.calls == ["full"] * 5
+    plain = SOLVERS[solver](lambda x, s: denoised_from_velocity(x, s, velocity(x, s, "full")),
+                            out.new_zeros(SHAPE) + torch.randn(SHAPE, generator=torch.Generator().manual_seed(0)),
+                            sampling_sigmas(config))
+    torch.testing.assert_close(out, plain)
+
+
+def test_guidance_combines_three_calls_with_separate_scales() -> None:
+    velocity = CountingVelocity()
+    config = SamplerConfig(steps=2, cfg_text=4.0, cfg_cues=2.5, solver="euler")
+    sample(velocity, CONDS, config, shape=SHAPE)
+    assert velocity.calls == ["full", "no_text", "no_cues"] * 2
+    # v_full + (4 - 1)(v_full - (v_full + 0.3)) + (2.5 - 1)(v_full - (v_full - 0.2)) = v_full - 0.9 + 0.3
+    from directanimator_core.sampling import guided_velocity
+    x, sigma = torch.randn(SHAPE), torch.tensor([0.5])
+    got = guided_velocity(CountingVelocity(), x, sigma, CONDS, 4.0, 2.5)
+    torch.testing.assert_close(got, gaussian_velocity(x, sigma, None) - 0.6)
+
+
+def test_guidance_without_its_variant_fails_before_any_call() -> None:
+    velocity = CountingVelocity()
+    with pytest.raises(InputError, match="cfg_text=5.0 .*no_text is None"):
+        sample(velocity, GuidanceConds(full="full"), SamplerConfig(cfg_text=5.0), shape=SHAPE)
+    assert velocity.calls == []
+
+
+def test_denoise_below_one_starts_from_the_noised_input_at_the_right_sigma() -> None:
+    init = torch.randn(SHAPE, generator=torch.Generator().manual_seed(11))
+    config = SamplerConfig(steps=4, cfg_text=1.0, shift=3.0, denoise=0.5, seed=5)
+    seen: list[torch.Tensor] = []
+
+    def velocity(x, sigma, cond):
+        seen.append((x.clone(), sigma.clone()))
+        return gaussian_velocity(x, sigma, None)
+
+    sample(velocity, GuidanceConds(full="full"), config, init_latent=init)
+    sigma0 = 3.0 * 0.5 / (1 + 2.0 * 0.5)
+    noise = torch.randn(SHAPE, generator=torch.Generator().manual_seed(5))
+    x0, s0 = seen[0]
+    assert s0.item() == pytest.approx(sigma0)
+    torch.testing.assert_close(x0, (1 - sigma0) * init + sigma0 * noise)
+
+
+def test_denoise_one_equals_a_pure_noise_start() -> None:
+    init = torch.randn(SHAPE, generator=torch.Generator().manual_seed(11))
+    config = SamplerConfig(steps=3, cfg_text=1.0, seed=5)
+    torch.testing.assert_close(run(config, init_latent=init, shape=None), run(config))
+
+
+def test_denoise_below_one_without_an_input_is_refused() -> None:
+    with pytest.raises(InputError, match="denoise=0.5 .*init_latent is None"):
+        run(SamplerConfig(denoise=0.5))
+
+
+def test_callback_once_per_step_with_its_step_info() -> None:
+    infos: list[StepInfo] = []
+    config = SamplerConfig(steps=6, cfg_text=1.0, solver="dpmpp_2m")
+    run(config, callback=infos.append)
+    sigmas = sampling_sigmas(config)
+    assert [i.step for i in infos] == list(range(6)) and {i.total for i in infos} == {6}
+    assert [i.sigma for i in infos] == pytest.approx(sigmas[:-1].tolist())
+    assert all(i.denoised.shape == SHAPE for i in infos)
+    with pytest.raises(AttributeError):
+        infos[0].step = 3  # frozen
+
+
+@pytest.mark.parametrize("solver", sorted(SOLVERS))
+def test_should_stop_is_honoured_within_one_step(solver: str) -> None:
+    velocity, steps_seen = CountingVelocity(), []
+    config = SamplerConfig(steps=10, cfg_text=1.0, solver=solver)
+    with pytest.raises(Interrupted, match="after step 3 of 10"):
+        sample(velocity, GuidanceConds(full="full"), config, shape=SHAPE,
+               callback=lambda info: steps_seen.append(info.step), should_stop=lambda: len(steps_seen) >= 3)
+    assert len(velocity.calls) == 3
+
+
+@pytest.mark.parametrize(("field", "value", "match"), [
+    ("steps", 0, "steps=0"), ("cfg_text", -1.0, "cfg_text=-1.0"), ("cfg_cues", float("nan"), "cfg_cues=nan"),
+    ("shift", 0.0, "shift=0.0"), ("solver", "heun", "solver='heun' .*dpmpp_2m"), ("seed", -1, "seed=-1"),
+    ("denoise", 0.0, "denoise=0.0"), ("denoise", 1.5, "denoise=1.5")])
+def test_config_validation_names_the_bad_value(field: str, value, match: str) -> None:
+    with pytest.raises(InputError, match=match):
+        SamplerConfig(**{field: value})
