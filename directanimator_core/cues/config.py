@@ -38,7 +38,7 @@ class SegmentConfig:
 class PoseConfig:
     """Pose cue: the masked driver, low-passed in the frequency domain, on a neutral background."""
 
-    cutoff: float = 0.08  # Gaussian low-pass sigma as a fraction of the sampling rate (0.5 = Nyquist)
+    cutoff: float = 0.04  # Gaussian low-pass sigma as a fraction of the sampling rate (0.5 = Nyquist)
     greyscale: bool = False
     background: int = 128  # neutral grey behind the driver
 

@@ -37,7 +37,7 @@ def find_reference(image: np.ndarray, mask: Optional[np.ndarray], config: CueCon
     if mask is not None:
         body = _mask_body(mask, height, width)
     else:
-        body = _detected_body(image, face, config)
+        body = _detected_body(image, config)
     return ReferenceBoxes(body=body, face=face, size=(height, width))
 
 
@@ -51,17 +51,11 @@ def _mask_body(mask: np.ndarray, height: int, width: int) -> Box:
     return box
 
 
-def _detected_body(image: np.ndarray, face: Optional[Box], config: CueConfig) -> Box:
-    height, width = image.shape[:2]
-    people = [b for scale in (1.0, 1.5) for b, _ in detectors.detect_people(image, scale, 1.0)]
-    if face is not None:
-        # A standing figure whose box holds the face near its top; else a portrait: body below the face.
-        people = [b for b in people if b[0] <= face[0] and face[2] <= b[2] and b[1] <= face[1] < b[1] + 0.3 * (b[3] - b[1])]
-        rough = max(people, key=area) if people else segment.body_from_face(face, height, width)
-    elif people:
-        rough = max(people, key=area)
-    else:
+def _detected_body(image: np.ndarray, config: CueConfig) -> Box:
+    people = segment.find_people(image, config.segment.hog_threshold, 0.01 * image.shape[0] * image.shape[1])
+    if not people:
         raise CueError("no person was found in the reference image (no face, no standing figure); connect a "
                        "reference mask")
+    rough = people[0]
     tight = mask_box(segment.cut_person(image, rough, None, config.segment))
     return tight if tight is not None and area(tight) > 0.3 * area(rough) else rough

@@ -85,25 +85,16 @@ class PersonTracker:
         self.best_count = max(self.best_count, len(people))
         if len(people) <= self.config.person_index:
             return None, False
-        self.box = sorted(people, key=area, reverse=True)[self.config.person_index]
+        self.box = people[self.config.person_index]
         log.info("following person %d of %d at %s", self.config.person_index, len(people), self.box.round())
         return self.box, True
 
     def _people_anywhere(self, frame: np.ndarray, moving: Optional[np.ndarray]) -> list[Box]:
-        people = []
-        for scale in (1.0, 1.5, 2.0):  # small people need the image enlarged to the 128-pixel window
-            found = detectors.detect_people(frame, scale, self.config.hog_threshold)
-            people = _merge([b for b, _ in found if area(b) >= self.min_area])
-            if people:
-                return people
-        return blobs(moving, self.min_area) or self._people_by_face(frame, None)
+        return find_people(frame, self.config.hog_threshold, self.min_area) or blobs(moving, self.min_area)
 
-    def _people_by_face(self, frame: np.ndarray, region: Optional[Box]) -> list[Box]:
-        """Bodies below faces: HOG knows only whole standing people; portraits and half-body
-        shots are found by their face instead."""
-        x0, y0 = (0, 0) if region is None else region[:2].astype(int)
-        crop = frame if region is None else frame[y0:int(region[3]), x0:int(region[2])]
-        faces = detectors.detect_faces(crop, max(12, int(0.04 * min(self.height, self.width))))
+    def _people_by_face(self, frame: np.ndarray, region: Box) -> list[Box]:
+        x0, y0, x1, y1 = region.astype(int)
+        faces = detectors.detect_faces(frame[y0:y1, x0:x1], max(12, int(0.04 * min(self.height, self.width))))
         bodies = [body_from_face(f + np.array([x0, y0, x0, y0]), self.height, self.width) for f in faces]
         return [b for b in bodies if area(b) >= self.min_area]
 
@@ -131,6 +122,30 @@ class PersonTracker:
         found = detectors.detect_people(crop, scale, self.config.hog_threshold)
         offset = np.array([roi[0], roi[1], roi[0], roi[1]], dtype=np.float64)
         return [b + offset for b, _ in found]
+
+
+def find_people(image: np.ndarray, hog_threshold: float, min_area: float) -> list[Box]:
+    """Everyone the built-in detectors see in one image, largest first.
+
+    HOG knows whole standing people only; portraits and half-body shots are found by their face,
+    the body taken to hang below it. A HOG box that holds a face near its top is that face's body.
+    """
+    height, width = image.shape[:2]
+    people: list[Box] = []
+    for scale in (1.0, 1.5, 2.0):  # small people need the image enlarged to the 128-pixel window
+        people = _merge([b for b, _ in detectors.detect_people(image, scale, hog_threshold) if area(b) >= min_area])
+        if people:
+            break
+    faces = detectors.detect_faces(image, max(12, int(0.04 * min(height, width))))
+    for face in faces:
+        if not any(_holds_head(body, face) for body in people):
+            people.append(body_from_face(face, height, width))
+    return sorted([b for b in people if area(b) >= min_area], key=area, reverse=True)
+
+
+def _holds_head(body: Box, face: Box) -> bool:
+    tall = body[3] - body[1]
+    return body[0] <= face[0] and face[2] <= body[2] and body[1] - 0.1 * tall <= face[1] < body[1] + 0.3 * tall
 
 
 def body_from_face(face: Box, height: int, width: int) -> Box:
