@@ -26,9 +26,8 @@ class Command:
 
 COMMANDS: dict[str, Command] = {
     "demo": Command(
-        "animate a held-out synthetic figure with the bundled default model",
-        None,
-        "needs the synthetic world and the trained default model (issue 8)",
+        "run the main job on the bundled defaults (today: the cue triplet on real footage)",
+        "directanimator_core.demo",
     ),
     "extract": Command(
         "cut the pose, face and location cues from a driving video",
