@@ -30,13 +30,21 @@ class Alignment:
 
     @property
     def matrix(self) -> np.ndarray:
-        return np.array([[self.scale, 0.0, self.tx], [0.0, self.scale, self.ty]])  # (2, 3)
+        """The map for ``cv2.warpAffine``, (2, 3). Boxes treat pixel i as the span [i, i+1); OpenCV
+        puts pixel i at its centre i, so the translation moves by half a pixel each side."""
+        return pixel_matrix(self.scale, self.tx, self.ty)
 
     def apply(self, box: Box) -> Box:
         return np.asarray(box, dtype=np.float64) * self.scale + np.array([self.tx, self.ty, self.tx, self.ty])
 
     def as_dict(self) -> dict:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
+
+
+def pixel_matrix(scale: float, tx: float, ty: float) -> np.ndarray:
+    """``x' = scale * x + t`` on continuous coordinates, as a warpAffine matrix on pixel centres."""
+    shift = 0.5 * scale - 0.5
+    return np.array([[scale, 0.0, tx + shift], [0.0, scale, ty + shift]])  # (2, 3)
 
 
 def identity(height: int, width: int) -> Alignment:

@@ -57,7 +57,9 @@ def smooth_runs(boxes: np.ndarray, valid: np.ndarray, sigma: float) -> np.ndarra
     taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
     for start, stop in _runs(valid):
         run = cs[start:stop]
-        padded = np.pad(run, ((radius, radius), (0, 0)), mode="edge")
+        # Odd reflection continues a steady move past the run's ends, so the ends do not lag.
+        padded = np.pad(run, ((radius, radius), (0, 0)), mode="reflect", reflect_type="odd") if len(run) > 1 else \
+            np.repeat(run, 2 * radius + 1, axis=0)
         weights = np.convolve(np.ones(len(padded)), taps, mode="valid")
         smoothed = np.stack([np.convolve(padded[:, k], taps, mode="valid") for k in range(4)], 1) / weights[:, None]
         out[start:stop] = np.concatenate([smoothed[:, :2] - smoothed[:, 2:] / 2, smoothed[:, :2] + smoothed[:, 2:] / 2], 1)

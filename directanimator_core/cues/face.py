@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 
 from . import detectors
+from .align import pixel_matrix
 from .boxes import Box, expand, iou, smooth_runs
 from .config import FaceConfig
 
@@ -60,7 +61,7 @@ def crop_transform(face: Box, margin: float, size: tuple[int, int]) -> np.ndarra
     cx, cy = (face[0] + face[2]) / 2, (face[1] + face[3]) / 2
     side = max(face[2] - face[0], face[3] - face[1]) * margin
     scale = min(out_h, out_w) / side
-    return np.array([[scale, 0, out_w / 2 - scale * cx], [0, scale, out_h / 2 - scale * cy]], dtype=np.float64)
+    return pixel_matrix(scale, out_w / 2 - scale * cx, out_h / 2 - scale * cy)
 
 
 def crop_faces(frames: np.ndarray, boxes: np.ndarray, found: np.ndarray, config: FaceConfig,

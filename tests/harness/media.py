@@ -101,3 +101,16 @@ def grace_hopper() -> np.ndarray:
 
     path = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
     return cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+
+
+def pan_clip(image: np.ndarray, count: int = 12, side: int = 400, size: int = 320, drop: int = 20) -> np.ndarray:
+    """A clip of a still photo seen by a camera panning left to right (and ``drop`` pixels down):
+    real pixels, moving as a handheld shot does. (F, size, size, 3) uint8."""
+    import cv2
+
+    frames = []
+    for index in range(count):
+        t = index / max(count - 1, 1)
+        x, y = int(round(t * (image.shape[1] - side))), int(round(t * drop))
+        frames.append(cv2.resize(image[y:y + side, x:x + side], (size, size), interpolation=cv2.INTER_AREA))
+    return np.stack(frames)

@@ -1,0 +1,115 @@
+"""Person masks on real footage: the built-in segmenter follows one walker through vtest.avi."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from directanimator_core.cues import segment
+from directanimator_core.cues.config import CueConfig, SegmentConfig
+from directanimator_core.cues.frames import ArraySource
+from directanimator_core.cues.triplet import analyse
+from directanimator_core.errors import CueError, InputError
+from harness import media
+
+# The walker in black who crosses vtest.avi from right to left in frames 0-23, boxed by hand
+# (x0, y0, x1, y1) from enlarged crops; in between he walks at a steady pace.
+WALKER = {0: (640, 240, 686, 322), 12: (524, 238, 564, 326), 23: (412, 240, 451, 313)}
+
+
+def walker_box(frame: int) -> np.ndarray:
+    keys = sorted(WALKER)
+    lo = max(k for k in keys if k <= frame)
+    hi = min(k for k in keys if k >= frame)
+    t = 0.0 if hi == lo else (frame - lo) / (hi - lo)
+    return (1 - t) * np.array(WALKER[lo], float) + t * np.array(WALKER[hi], float)
+
+
+@pytest.fixture(scope="module")
+def walker_track():
+    frames = media.vtest_frames(24)
+    return frames, analyse(ArraySource(frames), CueConfig())
+
+
+def test_mask_covers_the_tracked_walker_in_most_frames(walker_track) -> None:
+    frames, track = walker_track
+    good = 0
+    for index in range(len(frames)):
+        mask = track.mask(index) > 0
+        x0, y0, x1, y1 = walker_box(index).round().astype(int)
+        pad = 6
+        inside = mask[y0 - pad:y1 + pad, x0 - pad:x1 + pad].sum()
+        covered = mask[y0:y1, x0:x1].mean()  # share of the walker's box the mask fills
+        if mask.sum() and inside / mask.sum() > 0.8 and covered > 0.25:  # a walker fills about 45% of his box
+            good += 1
+    assert track.person.all()
+    assert good >= 0.8 * len(frames), f"mask on the walker in only {good} of {len(frames)} frames"
+
+
+def test_one_person_is_followed_not_whoever_is_largest(walker_track) -> None:
+    _, track = walker_track
+    centres = (track.body_boxes[:, :2] + track.body_boxes[:, 2:]) / 2
+    steps = np.linalg.norm(np.diff(centres, axis=0), axis=1)
+    assert steps.max() < 25, f"the followed box jumped {steps.max():.0f} px in one frame"
+
+
+def test_person_index_picks_someone_else() -> None:
+    frames = media.vtest_frames(4)
+    first = analyse(ArraySource(frames), CueConfig())
+    second = analyse(ArraySource(frames), CueConfig(segment=SegmentConfig(person_index=1)))
+    a, b = first.body_boxes[0], second.body_boxes[0]
+    assert np.abs((a[:2] + a[2:]) - (b[:2] + b[2:])).max() > 60
+
+
+def test_external_masks_are_used_as_given() -> None:
+    frames = media.vtest_frames(3)
+    masks = np.zeros(frames.shape[:3], np.float32)
+    masks[:, 100:200, 300:350] = 1.0
+    track = analyse(ArraySource(frames), CueConfig(), masks=masks)
+    assert track.person.all()
+    assert np.array_equal(track.body_boxes[0], [300, 100, 350, 200])
+    assert np.array_equal(track.mask(2) > 0, masks[2] > 0.5)
+
+
+def test_empty_external_mask_frames_are_flagged() -> None:
+    frames = media.vtest_frames(3)
+    masks = np.zeros(frames.shape[:3], np.uint8)
+    masks[1, 10:60, 10:40] = 255
+    track = analyse(ArraySource(frames), CueConfig(), masks=masks)
+    assert track.person.tolist() == [False, True, False]
+    assert track.quality[0] == 0 and track.quality[2] == 0
+
+
+@pytest.mark.parametrize("shape, words", [
+    ((2, 576, 768), "is 2 x 768x576 but the video is 3 x 768x576"),
+    ((3, 100, 768), "is 3 x 768x100 but the video is 3 x 768x576"),
+    ((3, 576), "expected (frames, height, width)"),
+])
+def test_mask_count_or_size_mismatch_is_named(shape, words) -> None:
+    frames = media.vtest_frames(3)
+    with pytest.raises(InputError, match=None) as error:
+        analyse(ArraySource(frames), CueConfig(), masks=np.zeros(shape, np.uint8))
+    assert words in str(error.value) and "\n" not in str(error.value)
+
+
+def test_no_person_anywhere_says_to_connect_a_mask() -> None:
+    grass = media.vtest_frames(6)[:, 400:576, 0:250]  # the empty lawn at the bottom left
+    with pytest.raises(CueError, match="no person was found in any of the 6 driving frames; connect a person mask"):
+        analyse(ArraySource(np.ascontiguousarray(grass)), CueConfig())
+
+
+def test_person_index_beyond_the_crowd_is_named() -> None:
+    frames = media.vtest_frames(2)
+    with pytest.raises(CueError, match="person_index=9 but at most"):
+        analyse(ArraySource(frames), CueConfig(segment=SegmentConfig(person_index=9)))
+
+
+def test_quality_scores_drop_poor_frames_reproducibly(walker_track) -> None:
+    _, track = walker_track
+    assert track.quality.min() >= 0 and track.quality.max() <= 1 and track.quality.mean() > 0.6
+    scores = np.array([0.9, 0.1, 0.2, 0.95, 0.0])
+    keep = segment.dropout(scores, 0.5, 1.0, np.random.default_rng(0))
+    assert keep.tolist() == [True, False, False, True, False]
+    again = [segment.dropout(scores, 0.5, 0.5, np.random.default_rng(7)).tolist() for _ in range(2)]
+    assert again[0] == again[1]
+    assert segment.dropout(scores, 0.5, 0.0, np.random.default_rng(0)).all()
