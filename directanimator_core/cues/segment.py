@@ -202,6 +202,7 @@ def _grabcut(crop: np.ndarray, box: Box, moving: Optional[np.ndarray], scale: fl
         inside = seeds != cv2.GC_BGD
         seeds[moved & inside] = cv2.GC_PR_FGD
         seeds[moved & (torso > 0)] = cv2.GC_FGD
+    cv2.setRNGSeed(0)  # GrabCut seeds its colour models with k-means on OpenCV's global RNG
     try:
         cv2.grabCut(small, seeds, None, np.zeros((1, 65)), np.zeros((1, 65)), iters, cv2.GC_INIT_WITH_MASK)
     except cv2.error as error:  # a crop of one colour has no two classes to model
