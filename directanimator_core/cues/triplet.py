@@ -286,3 +286,42 @@ def build_triplet(frames: np.ndarray | FrameSource, config: CueConfig = CueConfi
 def with_face_size(config: CueConfig, height: int, width: int) -> CueConfig:
     """``config`` with the face cue rendered at (height, width)."""
     return replace(config, face=replace(config.face, size=(height, width)))
+
+
+def build_face_cue(frames: np.ndarray | FrameSource, config: CueConfig = CueConfig(),
+                   masks: Optional[np.ndarray] = None, progress: Optional[Progress] = None,
+                   should_stop: Optional[StopCheck] = None) -> tuple[np.ndarray, np.ndarray]:
+    """The face cue alone, without segmenting the driver: faces (F, h, w, 3) uint8 and found (F,) bool.
+
+    Args:
+        frames: (F, H, W, 3) uint8 RGB driving frames, or a FrameSource.
+        config: cue settings (``config.face.size`` None keeps the frames' size).
+        masks: optional (F, H, W) person masks; the face is then looked for in the person's box only.
+        progress: called with (frames done, frames in all).
+        should_stop: polled once per frame; True stops with CueStopped.
+    """
+    source = frames if not isinstance(frames, np.ndarray) else ArraySource(check_frames(frames))
+    if masks is not None:
+        masks = check_masks(masks, source.num_frames, source.height, source.width)
+    boxes, last = [], None
+    for chunk in source.chunks(config.chunk_frames):
+        for frame in chunk:
+            _check_stop(should_stop, len(boxes))
+            person = None if masks is None else mask_box(masks[len(boxes)])
+            found = None if masks is not None and person is None else face.find_face(frame, person, config.face, last)
+            last = found if found is not None else last
+            boxes.append(found)
+            if progress:
+                progress(len(boxes), 2 * source.num_frames)
+    found = np.array([b is not None for b in boxes])
+    smoothed = face.smooth_faces(np.stack([b if b is not None else np.zeros(4) for b in boxes]), found,
+                                 config.face.smooth_frames)
+    size = config.face.size or (source.height, source.width)
+    out, start = [], 0
+    for chunk in source.chunks(config.chunk_frames):
+        span = slice(start, start + len(chunk))
+        out.append(face.crop_faces(chunk, smoothed[span], found[span], config.face, size))
+        start += len(chunk)
+        if progress:
+            progress(source.num_frames + start, 2 * source.num_frames)
+    return np.concatenate(out), found

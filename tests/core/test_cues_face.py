@@ -73,3 +73,18 @@ def test_no_face_anywhere_gives_a_blank_cue_and_says_so() -> None:
 def test_margin_below_one_is_refused() -> None:
     with pytest.raises(ValueError, match="margin=0.5 is below 1"):
         FaceConfig(margin=0.5)
+
+
+def test_face_cue_alone_matches_the_triplet_flags(pan_triplet) -> None:
+    from directanimator_core.cues.triplet import build_face_cue
+
+    clip, triplet = pan_triplet
+    faces, found = build_face_cue(clip, with_face_size(CueConfig(), 192, 192))
+    assert found.all() and faces.shape == triplet.face.shape
+    for alone, bundled in zip(faces, triplet.face):  # same face, same framing
+        a, b = detectors.detect_faces(alone, 40)[0], detectors.detect_faces(bundled, 40)[0]
+        assert np.abs(a - b).max() < 12
+    masks = np.zeros(clip.shape[:3], np.uint8)  # a person mask that excludes the face: nothing found
+    masks[:, 250:, :] = 255
+    _, none = build_face_cue(clip, CueConfig(), masks=masks)
+    assert not none.any()
