@@ -1,0 +1,197 @@
+"""Wan 2.1 VAE checkpoint keys: detect the layout, rename diffusers keys to Wan's, read the config, load.
+
+Kept apart from ``models/checkpoint.py`` only while that module is being written; it should merge into
+it (the house rule is one place for checkpoint keys). Everything layout-specific is data at the top.
+
+Layouts:
+- ``wan``: the official ``Wan2.1_VAE.pth`` names, which ComfyUI's ``wan_2.1_vae.safetensors`` keeps
+  (``encoder.downsamples.0.residual.0.gamma``, ``conv1.weight``...). Native here; no renames.
+- ``diffusers``: ``AutoencoderKLWan`` (``encoder.down_blocks.0.norm1.gamma``, ``quant_conv.weight``...),
+  as written by diffusers' ``scripts/convert_wan_to_diffusers.py``.
+A ``first_stage_model.`` or ``vae.`` prefix (a VAE bundled in a larger file) is stripped first.
+Only safetensors files are read; nothing is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Mapping, Optional, Union
+
+import torch
+from safetensors import SafetensorError, safe_open
+
+from ..errors import CheckpointError
+from .vae import VAEConfig, WanVAE, build_vae
+
+log = logging.getLogger(__name__)
+
+WAN_SENTINEL = "decoder.middle.0.residual.0.gamma"
+DIFFUSERS_SENTINEL = "decoder.mid_block.resnets.0.norm1.gamma"
+WAN22_SENTINEL = "decoder.upsamples.0.upsamples.0.residual.2.weight"  # Wan 2.2's 48-channel VAE
+PREFIXES = ("first_stage_model.", "vae.")
+
+# diffusers -> Wan, applied to the block part of a key. ``n`` is num_res_blocks: a decoder up block holds
+# n + 1 residual blocks then one upsampler, flattened by Wan into ``upsamples.<index>``.
+BLOCK_RULES: list[tuple[re.Pattern, Callable[[re.Match, int], str]]] = [
+    (re.compile(r"^quant_conv\."), lambda m, n: "conv1."),
+    (re.compile(r"^post_quant_conv\."), lambda m, n: "conv2."),
+    (re.compile(r"^(encoder|decoder)\.conv_in\."), lambda m, n: f"{m[1]}.conv1."),
+    (re.compile(r"^(encoder|decoder)\.norm_out\."), lambda m, n: f"{m[1]}.head.0."),
+    (re.compile(r"^(encoder|decoder)\.conv_out\."), lambda m, n: f"{m[1]}.head.2."),
+    (re.compile(r"^(encoder|decoder)\.mid_block\.resnets\.(\d+)\."), lambda m, n: f"{m[1]}.middle.{2 * int(m[2])}."),
+    (re.compile(r"^(encoder|decoder)\.mid_block\.attentions\.0\."), lambda m, n: f"{m[1]}.middle.1."),
+    (re.compile(r"^encoder\.down_blocks\.(\d+)\."), lambda m, n: f"encoder.downsamples.{m[1]}."),
+    (re.compile(r"^decoder\.up_blocks\.(\d+)\.resnets\.(\d+)\."),
+     lambda m, n: f"decoder.upsamples.{int(m[1]) * (n + 2) + int(m[2])}."),
+    (re.compile(r"^decoder\.up_blocks\.(\d+)\.upsamplers\.0\."),
+     lambda m, n: f"decoder.upsamples.{int(m[1]) * (n + 2) + n + 1}."),
+]
+# diffusers' named residual-block parts -> positions in Wan's ``residual`` Sequential.
+RESIDUAL_PARTS = {"norm1.": "residual.0.", "conv1.": "residual.2.", "norm2.": "residual.3.",
+                  "conv2.": "residual.6.", "conv_shortcut.": "shortcut."}
+RESIDUAL_OWNER = re.compile(r"^(?:encoder|decoder)\.(?:middle|downsamples|upsamples)\.\d+\.")
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    """What a load found: the layout it read, and keys the model lacked, left over, or shaped differently."""
+
+    layout: str
+    missing: tuple[str, ...] = ()
+    unexpected: tuple[str, ...] = ()
+    mismatched: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return not (self.missing or self.unexpected or self.mismatched)
+
+
+def strip_prefix(keys: Iterable[str]) -> dict[str, str]:
+    """Key -> key without a bundling prefix (``first_stage_model.``, ``vae.``)."""
+    stripped = {}
+    for key in keys:
+        prefix = next((p for p in PREFIXES if key.startswith(p)), "")
+        stripped[key] = key[len(prefix):]
+    return stripped
+
+
+def detect_vae_layout(keys: Iterable[str]) -> str:
+    """``"wan"`` or ``"diffusers"`` from sentinel keys (prefix already stripped); CheckpointError otherwise."""
+    keys = set(keys)
+    if WAN22_SENTINEL in keys:
+        raise CheckpointError("this is the Wan 2.2 VAE (48 latent channels, found "
+                              f"'{WAN22_SENTINEL}'); the Wan 2.1 VAE (16 channels) was expected: "
+                              "load wan_2.1_vae.safetensors")
+    if WAN_SENTINEL in keys:
+        return "wan"
+    if DIFFUSERS_SENTINEL in keys:
+        return "diffusers"
+    sample = ", ".join(repr(k) for k in sorted(keys)[:3]) or "no tensors"
+    raise CheckpointError(f"not a Wan 2.1 VAE: expected a key '{WAN_SENTINEL}' (Wan/ComfyUI layout) or "
+                          f"'{DIFFUSERS_SENTINEL}' (diffusers layout), found {len(keys)} keys like {sample}: "
+                          "pick the VAE file (ComfyUI's wan_2.1_vae.safetensors)")
+
+
+def diffusers_key_to_wan(key: str, num_res_blocks: int = 2) -> str:
+    """One ``AutoencoderKLWan`` key -> its Wan name (keys already in Wan's layout come back unchanged)."""
+    for pattern, rename in BLOCK_RULES:
+        match = pattern.match(key)
+        if match:
+            key = rename(match, num_res_blocks) + key[match.end():]
+            break
+    owner = RESIDUAL_OWNER.match(key)
+    if owner:
+        rest = key[owner.end():]
+        for part, position in RESIDUAL_PARTS.items():
+            if rest.startswith(part):
+                return owner[0] + position + rest[len(part):]
+    return key
+
+
+def to_native(state_dict: Mapping[str, torch.Tensor], num_res_blocks: int = 2) -> tuple[dict[str, torch.Tensor], str]:
+    """Any supported layout -> Wan's names; returns the renamed dict and the layout found."""
+    renamed = {new: state_dict[old] for old, new in strip_prefix(state_dict).items()}
+    layout = detect_vae_layout(renamed)
+    if layout == "diffusers":
+        renamed = {diffusers_key_to_wan(k, num_res_blocks): v for k, v in renamed.items()}
+    return renamed, layout
+
+
+def config_from_shapes(shapes: Mapping[str, tuple[int, ...]]) -> VAEConfig:
+    """The VAE's width and latent channels, read from Wan-named tensor shapes (as ComfyUI's sd.py does)."""
+    try:
+        dim = shapes["decoder.head.0.gamma"][0]
+        z_dim = shapes["conv2.weight"][0]
+    except KeyError as missing:
+        raise CheckpointError(f"Wan VAE weights lack {missing}, which gives the model's size: "
+                              "the file is incomplete or not a Wan 2.1 VAE") from None
+    return VAEConfig(dim=dim, z_dim=z_dim)
+
+
+def check_state_dict(model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], layout: str) -> LoadReport:
+    """Compare names and shapes against the model, before anything is loaded."""
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    return LoadReport(
+        layout=layout,
+        missing=tuple(sorted(set(expected) - set(state_dict))),
+        unexpected=tuple(sorted(set(state_dict) - set(expected))),
+        mismatched=tuple(sorted(k for k in set(expected) & set(state_dict)
+                                if tuple(state_dict[k].shape) != expected[k])),
+    )
+
+
+def _raise_for(report: LoadReport, path: Path) -> None:
+    if report.ok:
+        return
+    parts = [f"{name} {len(keys)} (e.g. {keys[0]!r})"
+             for name, keys in (("missing", report.missing), ("unexpected", report.unexpected),
+                                ("wrong shape", report.mismatched)) if keys]
+    raise CheckpointError(f"{path.name} ({report.layout} layout) does not fit the Wan 2.1 VAE: "
+                          f"{'; '.join(parts)}: the file is damaged or another model's")
+
+
+def read_safetensors(path: Union[str, Path]) -> dict[str, torch.Tensor]:
+    """Every tensor of a safetensors file on the CPU; any other file (a pickle, a truncated file) is refused."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"VAE file {path} does not exist: check the path or the ComfyUI vae folder")
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as handle:
+            return {key: handle.get_tensor(key) for key in handle.keys()}
+    except (SafetensorError, OSError, ValueError) as error:
+        raise CheckpointError(f"{path.name} is not a readable safetensors file ({error}); pickled .pth/.ckpt "
+                              "files are never loaded: use the .safetensors VAE (ComfyUI's wan_2.1_vae.safetensors)"
+                              ) from error
+
+
+def load_wan_vae(path: Union[str, Path], dtype: torch.dtype = torch.float32,
+                 device: Optional[torch.device] = None) -> tuple[WanVAE, LoadReport]:
+    """Load a Wan 2.1 VAE from safetensors in the Wan, ComfyUI or diffusers layout.
+
+    The model is built on the meta device and the file's tensors are assigned into it, so loading
+    takes about one copy of the weights in memory, not two.
+
+    Args:
+        path: the .safetensors file.
+        dtype: the dtype the weights are converted to.
+        device: where the weights go (default CPU). The offload policy decides this for callers.
+
+    Raises:
+        CheckpointError: not safetensors, not a Wan 2.1 VAE, or keys / shapes that do not fit.
+    """
+    path = Path(path)
+    state_dict, layout = to_native(read_safetensors(path))
+    config = config_from_shapes({k: tuple(v.shape) for k, v in state_dict.items()})
+    model = build_vae(config, device=torch.device("meta"))
+    report = check_state_dict(model, state_dict, layout)
+    _raise_for(report, path)
+    target = device or torch.device("cpu")
+    converted = {}
+    for key in list(state_dict):  # pop while converting: one copy of the weights alive, not two
+        converted[key] = state_dict.pop(key).to(device=target, dtype=dtype)
+    model.load_state_dict(converted, strict=True, assign=True)
+    log.info("loaded Wan VAE from %s (%s layout, dim %d)", path.name, layout, config.dim)
+    return model.eval().requires_grad_(False), report
