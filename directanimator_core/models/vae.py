@@ -166,7 +166,7 @@ class AttentionBlock(nn.Module):
         self.to_qkv = nn.Conv2d(dim, dim * 3, 1)
         self.proj = nn.Conv2d(dim, dim, 1)
 
-    def forward(self, x: torch.Tensor, cache: Optional[CausalCache] = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         t, h = x.shape[2], x.shape[3]
         frames = rearrange(x, "b c t h w -> (b t) c h w")
         q, k, v = self.to_qkv(self.norm(frames)).chunk(3, dim=1)
@@ -329,6 +329,7 @@ class WanVAE(nn.Module):
         _check_video(video)
         if chunk_frames is not None and (chunk_frames < 4 or chunk_frames % TIME_STRIDE):
             raise InputError(f"chunk_frames={chunk_frames} must be a positive multiple of 4 (or None for one pass)")
+        video = video.to(self.conv1.weight.dtype)
         cache = CausalCache()
         out = torch.cat([self.encoder(video[:, :, part], cache)
                          for part in _time_chunks(video.shape[2], chunk_frames)], dim=2)
@@ -347,7 +348,7 @@ class WanVAE(nn.Module):
                              f"[B, {self.config.z_dim}, T, H, W]")
         if chunk_latents is not None and chunk_latents < 1:
             raise InputError(f"chunk_latents={chunk_latents} must be at least 1 (or None for one pass)")
-        x = self.conv2(latents)
+        x = self.conv2(latents.to(self.conv2.weight.dtype))
         cache = CausalCache()
         return torch.cat([self.decoder(x[:, :, part], cache)
                           for part in _time_chunks(x.shape[2], chunk_latents)], dim=2)
@@ -432,11 +433,12 @@ def decode_tiled(vae: WanVAE, latents: torch.Tensor, tile: tuple[int, int] = (25
     for r, top in enumerate(rows):
         for c, left in enumerate(cols):
             pixels = vae.decode(latents[:, :, :, top:top + tile_h, left:left + tile_w], chunk_latents)
-            if out is None:
-                out = pixels.new_zeros((*pixels.shape[:3], height * SPACE_STRIDE, width * SPACE_STRIDE))
-                total = torch.zeros(out.shape[3:], device=out.device, dtype=out.dtype)
-            weight = (row_w[r][:, None] * col_w[c][None, :]).to(pixels)  # (tile_h * 8, tile_w * 8)
+            if out is None:  # float32 sums: a bf16 VAE's tiles would lose the crossfade's small weights
+                out = torch.zeros((*pixels.shape[:3], height * SPACE_STRIDE, width * SPACE_STRIDE),
+                                  device=pixels.device, dtype=torch.float32)
+                total = torch.zeros(out.shape[3:], device=out.device)
+            weight = row_w[r][:, None] * col_w[c][None, :]  # (tile_h * 8, tile_w * 8)
             y, x = top * SPACE_STRIDE, left * SPACE_STRIDE
-            out[..., y:y + weight.shape[0], x:x + weight.shape[1]] += pixels * weight
+            out[..., y:y + weight.shape[0], x:x + weight.shape[1]] += pixels.float() * weight
             total[y:y + weight.shape[0], x:x + weight.shape[1]] += weight
-    return out / total
+    return (out / total).to(pixels.dtype)

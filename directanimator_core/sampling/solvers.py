@@ -25,6 +25,8 @@ from typing import Any, Callable, Optional
 
 import torch
 
+from ..errors import InputError
+
 Denoiser = Callable[..., torch.Tensor]
 Callback = Callable[[dict], None]
 
@@ -178,7 +180,9 @@ def sample_unipc(model: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, extra_a
 
     Each step predicts with UniP of ``order`` (lower while the history fills and on the last step, as
     Wan's ``lower_order_final``), and, once the model has been called at the predicted point, corrects
-    that point with UniC using the new output: order + 1 accuracy for one model call per step.
+    that point with UniC using the new output: order + 1 accuracy per step for one model call. The last
+    step has no corrector and is first order, so a whole run converges at order 2 for any ``order``
+    (measured in tests/core/test_solvers.py), as Wan's own scheduler does.
 
     Args:
         model: denoiser ``model(x, sigma[B], **extra_args) -> denoised``.
@@ -188,6 +192,8 @@ def sample_unipc(model: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, extra_a
         callback: called after every model call with ``{"x", "i", "sigma", "denoised"}``.
         order: the predictor's order, 1 to 3 (Wan uses 2).
     """
+    if order not in (1, 2, 3):
+        raise InputError(f"UniPC order={order} is not supported: use 1, 2 (Wan's choice) or 3")
     extra_args = extra_args or {}
     steps = [float(s) for s in sigmas]
     history: list[tuple[float, torch.Tensor]] = []
