@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import CueError
 from . import detectors
-from .boxes import Box, area, expand, iou
+from .boxes import Box, area, expand, iou, mask_box
 from .config import SegmentConfig
 from .frames import FrameSource
 
@@ -85,6 +85,8 @@ class PersonTracker:
         self.best_count = max(self.best_count, len(people))
         if len(people) <= self.config.person_index:
             return None, False
+        if len(people) > 1:  # rank by the cut-out person, not by the detector's loose window
+            people = sorted(people, key=lambda b: area(_tight(frame, b, moving, self.config)), reverse=True)
         self.box = people[self.config.person_index]
         log.info("following person %d of %d at %s", self.config.person_index, len(people), self.box.round())
         return self.box, True
@@ -124,6 +126,11 @@ class PersonTracker:
         return [b + offset for b, _ in found]
 
 
+def _tight(frame: np.ndarray, box: Box, moving: Optional[np.ndarray], config: SegmentConfig) -> Box:
+    tight = mask_box(cut_person(frame, box, moving, config))
+    return tight if tight is not None else np.zeros(4)
+
+
 def find_people(image: np.ndarray, hog_threshold: float, min_area: float) -> list[Box]:
     """Everyone the built-in detectors see in one image, largest first.
 
@@ -131,11 +138,10 @@ def find_people(image: np.ndarray, hog_threshold: float, min_area: float) -> lis
     the body taken to hang below it. A HOG box that holds a face near its top is that face's body.
     """
     height, width = image.shape[:2]
-    people: list[Box] = []
-    for scale in (1.0, 1.5, 2.0):  # small people need the image enlarged to the 128-pixel window
-        people = _merge([b for b, _ in detectors.detect_people(image, scale, hog_threshold) if area(b) >= min_area])
-        if people:
-            break
+    # Small people need the image enlarged to the detector's 128-pixel window; every scale is tried,
+    # as one person can be missed at one scale and found at the next.
+    found = [b for scale in (1.0, 1.5, 2.0) for b, _ in detectors.detect_people(image, scale, hog_threshold)]
+    people = _merge([b for b in found if area(b) >= min_area])
     faces = detectors.detect_faces(image, max(12, int(0.04 * min(height, width))))
     for face in faces:
         if not any(_holds_head(body, face) for body in people):
@@ -158,12 +164,19 @@ def body_from_face(face: Box, height: int, width: int) -> Box:
 
 
 def _merge(boxes: list[Box]) -> list[Box]:
-    """Drop boxes that mostly repeat a larger one (HOG fires at neighbouring scales)."""
+    """Drop boxes that mostly repeat another (HOG fires at neighbouring scales, loose and tight):
+    of two boxes where most of the smaller lies inside the larger, the smaller, tighter one stays."""
     kept: list[Box] = []
-    for box in sorted(boxes, key=area, reverse=True):
-        if all(iou(box, other) < 0.4 for other in kept):
+    for box in sorted(boxes, key=area):
+        if all(_overlap_of_smaller(box, other) < 0.6 for other in kept):
             kept.append(box)
-    return kept
+    return sorted(kept, key=area, reverse=True)
+
+
+def _overlap_of_smaller(a: Box, b: Box) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    return ix * iy / max(min(area(a), area(b)), 1e-6)
 
 
 def cut_person(frame: np.ndarray, box: Box, moving: Optional[np.ndarray], config: SegmentConfig) -> np.ndarray:

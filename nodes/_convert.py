@@ -1,0 +1,68 @@
+"""The only ComfyUI <-> core layout code.
+
+ComfyUI IMAGE is float [B, H, W, C] in 0..1 and MASK float [B, H, W]; the cue core works on uint8
+(F, H, W, 3) RGB and (F, H, W) masks. Conversions go chunk by chunk, so a long clip is never held
+twice in float.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Optional
+
+import numpy as np
+import torch
+
+from ..directanimator_core.errors import InputError
+
+log = logging.getLogger(__name__)
+
+CHUNK = 32  # frames converted at once
+
+
+def image_to_frames(image: torch.Tensor, name: str = "frames") -> np.ndarray:
+    """IMAGE [B, H, W, C] float 0..1 -> (B, H, W, 3) uint8 RGB (alpha dropped, grey repeated)."""
+    if image.ndim != 4 or image.shape[-1] not in (1, 3, 4):
+        raise InputError(f"{name} has shape {tuple(image.shape)}; expected an IMAGE batch [frames, height, width, 3]")
+    out = np.empty((*image.shape[:3], 3), np.uint8)
+    for start in range(0, image.shape[0], CHUNK):
+        part = image[start:start + CHUNK, ..., :3].float()
+        part = part.expand(-1, -1, -1, 3) if part.shape[-1] == 1 else part
+        out[start:start + CHUNK] = (part * 255).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
+    return out
+
+
+def frames_to_image(frames: np.ndarray) -> torch.Tensor:
+    """(B, H, W, 3) uint8 -> IMAGE [B, H, W, 3] float32 0..1."""
+    return torch.from_numpy(frames).float().div_(255.0)
+
+
+def mask_to_masks(mask: Optional[torch.Tensor]) -> Optional[np.ndarray]:
+    """MASK [B, H, W] (or [H, W]) float 0..1 -> (B, H, W) uint8 0..255, or None."""
+    if mask is None:
+        return None
+    mask = mask[None] if mask.ndim == 2 else mask
+    return (mask.float() * 255).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
+
+
+def single_mask(mask: Optional[torch.Tensor]) -> Optional[np.ndarray]:
+    """MASK of one image [1, H, W] or [H, W] -> (H, W) uint8, or None."""
+    masks = mask_to_masks(mask)
+    if masks is None:
+        return None
+    if masks.shape[0] != 1:
+        raise InputError(f"reference_mask holds {masks.shape[0]} masks; connect the mask of the one reference image")
+    return masks[0]
+
+
+def masks_to_mask(masks: np.ndarray) -> torch.Tensor:
+    """(B, H, W) uint8 -> MASK [B, H, W] float32 0..1."""
+    return torch.from_numpy(masks).float().div_(255.0)
+
+
+def single_image(image: torch.Tensor, name: str = "reference") -> np.ndarray:
+    """IMAGE holding one picture -> (H, W, 3) uint8; a batch takes its first picture, as ComfyUI's
+    I2V nodes do, and says so in the log."""
+    if image.ndim == 4 and image.shape[0] > 1:
+        log.warning("%s holds %d images; using the first", name, image.shape[0])
+    return image_to_frames(image[:1], name)[0]

@@ -1,0 +1,237 @@
+"""Cue nodes: the Driving Cue Triplet from any video loader's frames (and any segmenter's MASK).
+
+Each ``execute`` converts ComfyUI values to core values, makes one core call, converts back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Optional
+
+import folder_paths
+import torch
+from comfy_api.latest import io
+
+from ..directanimator_core.cues.config import CueConfig, FaceConfig, LocationConfig, PoseConfig, SegmentConfig
+from ..directanimator_core.cues.triplet import build_face_cue, build_triplet
+from . import _convert, _progress
+from .types import DACues
+
+CATEGORY = "DirectAnimator/cues"
+MODEL_FOLDER = "directanimator"
+BUILT_IN_SEGMENTER = "opencv (built-in)"
+BUILT_IN_FACE = "opencv haar (built-in)"
+
+
+def onnx_files() -> list[str]:
+    return [name for name in folder_paths.get_filename_list(MODEL_FOLDER) if name.lower().endswith(".onnx")]
+
+
+def onnx_path(choice: str, built_in: str) -> Optional[str]:
+    return None if choice == built_in else folder_paths.get_full_path_or_raise(MODEL_FOLDER, choice)
+
+
+# -- shared inputs ---------------------------------------------------------------------------------
+def frames_input() -> io.Image.Input:
+    return io.Image.Input("frames", tooltip="Driving video frames, e.g. from Load Video -> Get Video Components.")
+
+
+def mask_input() -> io.Mask.Input:
+    return io.Mask.Input("mask", optional=True, tooltip="Person mask per frame from any segmenter (SAM 2, BiRefNet, "
+                         "RMBG...). Leave empty to use the built-in segmenter.")
+
+
+def person_index_input() -> io.Int.Input:
+    return io.Int.Input("person_index", default=0, min=0, max=16, tooltip="Whom to follow when several people are "
+                        "in view: 0 = the largest person when first seen, 1 = the next largest...")
+
+
+def segmenter_input() -> io.Combo.Input:
+    return io.Combo.Input("segmenter", options=[BUILT_IN_SEGMENTER, *onnx_files()], default=BUILT_IN_SEGMENTER,
+                          tooltip="Person segmenter when no mask is connected: OpenCV's HOG + motion + GrabCut, or "
+                                  "an ONNX segmenter placed in models/directanimator.")
+
+
+def face_detector_input() -> io.Combo.Input:
+    return io.Combo.Input("face_detector", options=[BUILT_IN_FACE, *onnx_files()], default=BUILT_IN_FACE,
+                          tooltip="Face detector: OpenCV's Haar cascade, or a YuNet .onnx in models/directanimator.")
+
+
+def cutoff_input() -> io.Float.Input:
+    return io.Float.Input("cutoff", default=PoseConfig.cutoff, min=0.005, max=0.5, step=0.005,
+                          tooltip="Low-pass strength, in cycles per pixel: lower blurs away more clothing and hair "
+                                  "texture; 0.5 keeps the driver sharp.")
+
+
+def greyscale_input() -> io.Boolean.Input:
+    return io.Boolean.Input("greyscale", default=False, tooltip="Drop the driver's colours from the pose cue.")
+
+
+def softness_input() -> io.Float.Input:
+    return io.Float.Input("softness", default=LocationConfig.softness, min=0.0, max=64.0, step=0.5,
+                          tooltip="Blur of the location masks' edges, in pixels.")
+
+
+def grid_input() -> io.Int.Input:
+    return io.Int.Input("grid", default=LocationConfig.grid, min=0, max=64, step=1,
+                        tooltip="Body mask coarsened to cells of this many pixels so the driver's outline does not "
+                                "leak their body shape (0 = keep the outline).")
+
+
+def margin_input() -> io.Float.Input:
+    return io.Float.Input("face_margin", default=FaceConfig.margin, min=1.0, max=4.0, step=0.05,
+                          tooltip="Face crop side as a multiple of the detected face: lower zooms in.")
+
+
+def progress_for(frames: torch.Tensor):
+    return _progress.progress_bar(2 * frames.shape[0])
+
+
+# -- nodes -----------------------------------------------------------------------------------------
+class DirectAnimatorPoseCue(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="DirectAnimatorPoseCue",
+            display_name="DirectAnimator Pose Cue",
+            category=CATEGORY,
+            description="The pose cue: the driver cut out of each frame, low-passed in the frequency domain so "
+                        "silhouette and limbs stay and clothing texture goes, on neutral grey. One person is "
+                        "followed through the clip.",
+            inputs=[frames_input(), mask_input(), cutoff_input(), greyscale_input(), person_index_input(),
+                    segmenter_input()],
+            outputs=[io.Image.Output("pose"), io.Mask.Output("person_mask")],
+        )
+
+    @classmethod
+    def execute(cls, frames, cutoff, greyscale, person_index, segmenter, mask=None) -> io.NodeOutput:
+        config = CueConfig(
+            segment=SegmentConfig(person_index=person_index, onnx_path=onnx_path(segmenter, BUILT_IN_SEGMENTER)),
+            pose=PoseConfig(cutoff=cutoff, greyscale=greyscale),
+            location=LocationConfig(softness=0.0, grid=0),  # the plain person mask, not the soft cue
+        )
+        triplet = build_triplet(_convert.image_to_frames(frames), config, masks=_convert.mask_to_masks(mask),
+                                progress=progress_for(frames), should_stop=_progress.should_stop)
+        return io.NodeOutput(_convert.frames_to_image(triplet.pose), _convert.masks_to_mask(triplet.body_mask))
+
+
+class DirectAnimatorFaceCue(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="DirectAnimatorFaceCue",
+            display_name="DirectAnimator Face Cue",
+            category=CATEGORY,
+            description="The face cue: the driver's face found in each frame, its box smoothed over time, cropped, "
+                        "zoomed and centred. Frames with no face come out black and are flagged in face_found.",
+            inputs=[
+                frames_input(),
+                io.Mask.Input("mask", optional=True, tooltip="Person mask per frame: the face is then looked for "
+                              "on that person only. Leave empty to take the clearest face in the frame."),
+                io.Int.Input("width", default=512, min=64, max=4096, step=16, tooltip="Face cue width in pixels."),
+                io.Int.Input("height", default=512, min=64, max=4096, step=16, tooltip="Face cue height in pixels."),
+                margin_input(),
+                io.Float.Input("smoothing", default=FaceConfig.smooth_frames, min=0.0, max=30.0, step=0.5,
+                               tooltip="Temporal smoothing of the face box, in frames: higher holds the crop "
+                                       "steadier; 0 follows every detection."),
+                face_detector_input(),
+            ],
+            outputs=[io.Image.Output("face"), io.Mask.Output("face_found",
+                                                             tooltip="1 for frames where a face was found.")],
+        )
+
+    @classmethod
+    def execute(cls, frames, width, height, face_margin, smoothing, face_detector, mask=None) -> io.NodeOutput:
+        config = CueConfig(face=FaceConfig(size=(height, width), margin=face_margin, smooth_frames=smoothing,
+                                           onnx_path=onnx_path(face_detector, BUILT_IN_FACE)))
+        faces, found = build_face_cue(_convert.image_to_frames(frames), config, _convert.mask_to_masks(mask),
+                                      progress_for(frames), _progress.should_stop)
+        flags = torch.from_numpy(found).float()[:, None, None].expand(-1, height, width).contiguous()
+        return io.NodeOutput(_convert.frames_to_image(faces), flags)
+
+
+class DirectAnimatorLocationCue(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="DirectAnimatorLocationCue",
+            display_name="DirectAnimator Location Cue",
+            category=CATEGORY,
+            description="The location cue: soft body and face masks of the driver, moved and scaled onto the "
+                        "reference's body when a reference is connected (StableAnimator-style alignment).",
+            inputs=[
+                frames_input(), mask_input(),
+                io.Image.Input("reference", optional=True, tooltip="Reference image to align the masks to; they "
+                               "are then drawn at its size. Leave empty to keep the driver's frame."),
+                io.Mask.Input("reference_mask", optional=True, tooltip="Mask of the person in the reference image; "
+                              "without it the reference's body is found by the built-in detectors."),
+                softness_input(), grid_input(), person_index_input(), segmenter_input(),
+            ],
+            outputs=[io.Mask.Output("body_mask"), io.Mask.Output("face_mask"), io.Image.Output("preview")],
+        )
+
+    @classmethod
+    def execute(cls, frames, softness, grid, person_index, segmenter, mask=None, reference=None,
+                reference_mask=None) -> io.NodeOutput:
+        config = CueConfig(
+            segment=SegmentConfig(person_index=person_index, onnx_path=onnx_path(segmenter, BUILT_IN_SEGMENTER)),
+            location=LocationConfig(softness=softness, grid=grid),
+        )
+        triplet = build_triplet(
+            _convert.image_to_frames(frames), config,
+            reference=None if reference is None else _convert.single_image(reference),
+            reference_mask=_convert.single_mask(reference_mask), masks=_convert.mask_to_masks(mask),
+            progress=progress_for(frames), should_stop=_progress.should_stop)
+        return io.NodeOutput(_convert.masks_to_mask(triplet.body_mask), _convert.masks_to_mask(triplet.face_mask),
+                             _convert.frames_to_image(triplet.location))
+
+
+class DirectAnimatorCueTriplet(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="DirectAnimatorCueTriplet",
+            display_name="DirectAnimator Cue Triplet",
+            category=CATEGORY,
+            description="All three driving cues (pose, face, location) from a driving video, aligned to the "
+                        "reference image, for the DirectAnimator sampler; plus a side-by-side preview.",
+            inputs=[
+                frames_input(),
+                io.Image.Input("reference", tooltip="The reference image to animate; the cues are aligned to its "
+                               "person and drawn at its size."),
+                mask_input(),
+                io.Mask.Input("reference_mask", optional=True, tooltip="Mask of the person in the reference image; "
+                              "without it the built-in detectors find them."),
+                cutoff_input(), greyscale_input(), softness_input(), grid_input(), margin_input(),
+                person_index_input(), segmenter_input(), face_detector_input(),
+                io.Int.Input("preview_height", default=256, min=64, max=1024, step=16,
+                             tooltip="Height of the side-by-side preview (pose | face | location)."),
+            ],
+            outputs=[
+                DACues.Output("cues", tooltip="The cue triplet, for the DirectAnimator sampler."),
+                io.Image.Output("preview", tooltip="Pose | face | location, side by side."),
+                io.Image.Output("pose"), io.Image.Output("face"), io.Image.Output("location"),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, frames, reference, cutoff, greyscale, softness, grid, face_margin, person_index, segmenter,
+                face_detector, preview_height, mask=None, reference_mask=None) -> io.NodeOutput:
+        config = CueConfig(
+            segment=SegmentConfig(person_index=person_index, onnx_path=onnx_path(segmenter, BUILT_IN_SEGMENTER)),
+            pose=PoseConfig(cutoff=cutoff, greyscale=greyscale),
+            face=replace(FaceConfig(), margin=face_margin, onnx_path=onnx_path(face_detector, BUILT_IN_FACE)),
+            location=LocationConfig(softness=softness, grid=grid),
+        )
+        triplet = build_triplet(
+            _convert.image_to_frames(frames), config, reference=_convert.single_image(reference),
+            reference_mask=_convert.single_mask(reference_mask), masks=_convert.mask_to_masks(mask),
+            progress=progress_for(frames), should_stop=_progress.should_stop)
+        image = _convert.frames_to_image
+        return io.NodeOutput(triplet, image(triplet.preview(preview_height)), image(triplet.pose),
+                             image(triplet.face), image(triplet.location))
+
+
+NODES: list[type[io.ComfyNode]] = [
+    DirectAnimatorPoseCue, DirectAnimatorFaceCue, DirectAnimatorLocationCue, DirectAnimatorCueTriplet,
+]

@@ -1,0 +1,138 @@
+"""The four cue nodes inside a real ComfyUI, on real footage: vtest.avi through ComfyUI's own
+LoadVideo -> GetVideoComponents, the astronaut through LoadImage, results through SaveImage."""
+
+from __future__ import annotations
+
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+
+from harness import media
+from harness.comfyui import ComfyServer, PromptFailed
+
+pytestmark = pytest.mark.comfy
+
+CLIP = "da_vtest_16.avi"
+PAN = "da_astronaut_pan.avi"
+LAWN = "da_lawn.avi"
+REFERENCE = "da_astronaut.png"
+WALKER_FRAME0 = (640, 240, 686, 322)  # the walker in black, boxed by hand (tests/core/test_cues_segment.py)
+
+
+@pytest.fixture(scope="module")
+def server(comfy_server: ComfyServer) -> ComfyServer:
+    inputs = comfy_server.base / "input"
+    shutil.copy(media.vtest_clip(16), inputs / CLIP)
+    media.write_clip(media.pan_clip(media.astronaut(), count=8), inputs / PAN)
+    lawn = np.ascontiguousarray(media.vtest_frames(4)[:, 400:576, 0:256])
+    media.write_clip(lawn, inputs / LAWN)
+    cv2.imwrite(str(inputs / REFERENCE), cv2.cvtColor(media.astronaut(), cv2.COLOR_RGB2BGR))
+    return comfy_server
+
+
+def video(clip: str) -> dict:
+    return {
+        "v": {"class_type": "LoadVideo", "inputs": {"file": clip}},
+        "frames": {"class_type": "GetVideoComponents", "inputs": {"video": ["v", 0]}},
+    }
+
+
+def reference() -> dict:
+    return {"ref": {"class_type": "LoadImage", "inputs": {"image": REFERENCE}}}
+
+
+def save(node: str, output: int, prefix: str, mask: bool = False) -> dict:
+    nodes = {}
+    source = [node, output]
+    if mask:
+        nodes[f"{prefix}_img"] = {"class_type": "MaskToImage", "inputs": {"mask": source}}
+        source = [f"{prefix}_img", 0]
+    nodes[f"{prefix}_save"] = {"class_type": "SaveImage", "inputs": {"images": source, "filename_prefix": prefix}}
+    return nodes
+
+
+def saved(server: ComfyServer, outputs: dict, prefix: str) -> list[np.ndarray]:
+    items = outputs[f"{prefix}_save"]["images"]
+    return [cv2.cvtColor(cv2.imread(str(server.output_file(item))), cv2.COLOR_BGR2RGB) for item in items]
+
+
+TRIPLET_SETTINGS = {"cutoff": 0.04, "greyscale": False, "softness": 8.0, "grid": 16, "face_margin": 1.6,
+                    "person_index": 0, "segmenter": "opencv (built-in)", "face_detector": "opencv haar (built-in)",
+                    "preview_height": 256}
+
+
+def test_cue_triplet_node_on_vtest(server: ComfyServer) -> None:
+    prompt = {**video(CLIP), **reference(),
+              "cues": {"class_type": "DirectAnimatorCueTriplet",
+                       "inputs": {"frames": ["frames", 0], "reference": ["ref", 0], **TRIPLET_SETTINGS}},
+              **save("cues", 1, "da_preview"), **save("cues", 2, "da_pose"), **save("cues", 3, "da_face")}
+    outputs = server.run(prompt)
+    preview, pose, faces = (saved(server, outputs, p) for p in ("da_preview", "da_pose", "da_face"))
+    assert len(preview) == len(pose) == len(faces) == 16
+    assert preview[0].shape == (256, 3 * 256 + 8, 3)
+    assert pose[0].shape == (512, 512, 3)  # drawn at the reference's size
+    assert all((f == 0).all() for f in faces)  # vtest's faces are too small: blank, not invented
+    drawn = np.abs(pose[0].astype(int) - 128).max(-1) > 24
+    assert 0.02 < drawn.mean() < 0.5  # the walker, scaled onto the astronaut's body
+
+
+def test_pose_cue_node_follows_the_walker(server: ComfyServer) -> None:
+    prompt = {**video(CLIP),
+              "pose": {"class_type": "DirectAnimatorPoseCue",
+                       "inputs": {"frames": ["frames", 0], "cutoff": 0.05, "greyscale": True, "person_index": 0,
+                                  "segmenter": "opencv (built-in)"}},
+              **save("pose", 0, "da_posecue"), **save("pose", 1, "da_personmask", mask=True)}
+    outputs = server.run(prompt)
+    pose, masks = saved(server, outputs, "da_posecue"), saved(server, outputs, "da_personmask")
+    assert len(pose) == len(masks) == 16 and pose[0].shape == (576, 768, 3)
+    assert np.array_equal(pose[0][..., 0], pose[0][..., 1])  # greyscale
+    mask = masks[0][..., 0] > 127
+    x0, y0, x1, y1 = WALKER_FRAME0
+    assert mask[y0:y1, x0:x1].mean() > 0.25 and mask[y0 - 6:y1 + 6, x0 - 6:x1 + 6].sum() > 0.8 * mask.sum()
+
+
+def test_face_cue_node_centres_the_face(server: ComfyServer) -> None:
+    from directanimator_core.cues.detectors import detect_faces
+
+    prompt = {**video(PAN),
+              "face": {"class_type": "DirectAnimatorFaceCue",
+                       "inputs": {"frames": ["frames", 0], "width": 256, "height": 256, "face_margin": 1.6,
+                                  "smoothing": 3.0, "face_detector": "opencv haar (built-in)"}},
+              **save("face", 0, "da_facecue"), **save("face", 1, "da_facefound", mask=True)}
+    outputs = server.run(prompt)
+    faces, found = saved(server, outputs, "da_facecue"), saved(server, outputs, "da_facefound")
+    assert len(faces) == 8 and faces[0].shape == (256, 256, 3)
+    assert all((f > 127).all() for f in found)
+    for frame in faces:
+        box = detect_faces(frame, 50)[0]
+        assert np.abs((box[:2] + box[2:]) / 2 - 128).max() < 16
+
+
+def test_location_cue_node_aligns_to_the_reference(server: ComfyServer) -> None:
+    mask = np.zeros((512, 512), np.uint8)
+    mask[100:460, 180:330] = 255  # the reference's person, given as a mask (LoadImageMask reads a channel)
+    cv2.imwrite(str(server.base / "input" / "da_refmask.png"), mask)
+    prompt = {**video(CLIP), **reference(),
+              "refmask": {"class_type": "LoadImageMask", "inputs": {"image": "da_refmask.png", "channel": "red"}},
+              "loc": {"class_type": "DirectAnimatorLocationCue",
+                      "inputs": {"frames": ["frames", 0], "reference": ["ref", 0], "reference_mask": ["refmask", 0],
+                                 "softness": 0.0, "grid": 0, "person_index": 0, "segmenter": "opencv (built-in)"}},
+              **save("loc", 0, "da_body", mask=True), **save("loc", 2, "da_locprev")}
+    outputs = server.run(prompt)
+    body = saved(server, outputs, "da_body")
+    assert len(body) == 16 and body[0].shape == (512, 512, 3)
+    ys, xs = np.nonzero(body[0][..., 0] > 127)
+    assert abs((ys.max() + 1 - ys.min()) - 360) <= 4 and abs((ys.max() + 1 + ys.min()) / 2 - 280) <= 4
+    assert abs((xs.max() + 1 + xs.min()) / 2 - 255) <= 4
+    assert len(saved(server, outputs, "da_locprev")) == 16
+
+
+def test_no_person_fails_with_the_cue_message(server: ComfyServer) -> None:
+    prompt = {**video(LAWN), **reference(),
+              "cues": {"class_type": "DirectAnimatorCueTriplet",
+                       "inputs": {"frames": ["frames", 0], "reference": ["ref", 0], **TRIPLET_SETTINGS}},
+              **save("cues", 1, "da_lawn")}
+    with pytest.raises(PromptFailed, match="no person was found in any of the 4 driving frames; connect a person mask"):
+        server.run(prompt)
