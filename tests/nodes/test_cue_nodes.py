@@ -129,10 +129,44 @@ def test_location_cue_node_aligns_to_the_reference(server: ComfyServer) -> None:
     assert len(saved(server, outputs, "da_locprev")) == 16
 
 
+def execution_error(server: ComfyServer, prompt: dict) -> dict:
+    """Run a prompt that must fail; returns ComfyUI's execution_error message (node, type, text)."""
+    prompt_id = server.queue(prompt)
+    with pytest.raises(PromptFailed):
+        server.wait(prompt_id)
+    messages = server.get(f"/history/{prompt_id}")[prompt_id]["status"]["messages"]
+    return next(body for kind, body in messages if kind == "execution_error")
+
+
 def test_no_person_fails_with_the_cue_message(server: ComfyServer) -> None:
     prompt = {**video(LAWN), **reference(),
               "cues": {"class_type": "DirectAnimatorCueTriplet",
                        "inputs": {"frames": ["frames", 0], "reference": ["ref", 0], **TRIPLET_SETTINGS}},
               **save("cues", 1, "da_lawn")}
-    with pytest.raises(PromptFailed, match="no person was found in any of the 4 driving frames; connect a person mask"):
-        server.run(prompt)
+    error = execution_error(server, prompt)
+    assert error["node_type"] == "DirectAnimatorCueTriplet" and error["exception_type"].endswith("CueError")
+    assert error["exception_message"].strip() == ("no person was found in any of the 4 driving frames; connect a person "
+                                          "mask (e.g. from a SAM or BiRefNet node) to the mask input")
+
+
+def test_mask_count_mismatch_fails_with_its_message(server: ComfyServer) -> None:
+    prompt = {**video(CLIP),
+              "m": {"class_type": "SolidMask", "inputs": {"value": 1.0, "width": 768, "height": 576}},
+              "pose": {"class_type": "DirectAnimatorPoseCue",
+                       "inputs": {"frames": ["frames", 0], "mask": ["m", 0], "cutoff": 0.05, "greyscale": False,
+                                  "person_index": 0, "segmenter": "opencv (built-in)"}},
+              **save("pose", 0, "da_badmask")}
+    error = execution_error(server, prompt)
+    assert error["exception_message"].startswith("mask is 1 x 768x576 but the video is 16 x 768x576")
+
+
+def test_cue_nodes_describe_every_input(server: ComfyServer) -> None:
+    info = server.object_info()
+    for name in ("DirectAnimatorPoseCue", "DirectAnimatorFaceCue", "DirectAnimatorLocationCue",
+                 "DirectAnimatorCueTriplet"):
+        node = info[name]
+        assert node["category"] == "DirectAnimator/cues" and node["description"].strip()
+        for section in ("required", "optional"):
+            for input_name, spec in node["input"].get(section, {}).items():
+                assert len(spec) > 1 and spec[1].get("tooltip"), f"{name}.{input_name} has no tooltip"
+    assert info["DirectAnimatorCueTriplet"]["output"][0] == "DA_CUES"
