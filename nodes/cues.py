@@ -83,6 +83,14 @@ def margin_input() -> io.Float.Input:
                           tooltip="Face crop side as a multiple of the detected face: lower zooms in.")
 
 
+def image_output(name: str, tooltip: str) -> io.Image.Output:
+    return io.Image.Output(name, display_name=name, tooltip=tooltip)
+
+
+def mask_output(name: str, tooltip: str) -> io.Mask.Output:
+    return io.Mask.Output(name, display_name=name, tooltip=tooltip)
+
+
 def progress_for(frames: torch.Tensor):
     return _progress.progress_bar(2 * frames.shape[0])
 
@@ -100,7 +108,8 @@ class DirectAnimatorPoseCue(io.ComfyNode):
                         "followed through the clip.",
             inputs=[frames_input(), mask_input(), cutoff_input(), greyscale_input(), person_index_input(),
                     segmenter_input()],
-            outputs=[io.Image.Output("pose"), io.Mask.Output("person_mask")],
+            outputs=[image_output("pose", "The low-passed driver on neutral grey."),
+                     mask_output("person_mask", "The followed person's mask in each frame.")],
         )
 
     @classmethod
@@ -136,8 +145,8 @@ class DirectAnimatorFaceCue(io.ComfyNode):
                                        "steadier; 0 follows every detection."),
                 face_detector_input(),
             ],
-            outputs=[io.Image.Output("face"), io.Mask.Output("face_found",
-                                                             tooltip="1 for frames where a face was found.")],
+            outputs=[image_output("face", "The driver's face, centred and zoomed; black where none was found."),
+                     mask_output("face_found", "1 for frames where a face was found, 0 elsewhere.")],
         )
 
     @classmethod
@@ -167,7 +176,9 @@ class DirectAnimatorLocationCue(io.ComfyNode):
                               "without it the reference's body is found by the built-in detectors."),
                 softness_input(), grid_input(), person_index_input(), segmenter_input(),
             ],
-            outputs=[io.Mask.Output("body_mask"), io.Mask.Output("face_mask"), io.Image.Output("preview")],
+            outputs=[mask_output("body_mask", "Soft body mask, aligned to the reference."),
+                     mask_output("face_mask", "Soft face mask, aligned to the reference."),
+                     image_output("preview", "Body mask in red, face mask in green.")],
         )
 
     @classmethod
@@ -208,9 +219,11 @@ class DirectAnimatorCueTriplet(io.ComfyNode):
                              tooltip="Height of the side-by-side preview (pose | face | location)."),
             ],
             outputs=[
-                DACues.Output("cues", tooltip="The cue triplet, for the DirectAnimator sampler."),
-                io.Image.Output("preview", tooltip="Pose | face | location, side by side."),
-                io.Image.Output("pose"), io.Image.Output("face"), io.Image.Output("location"),
+                DACues.Output("cues", display_name="cues", tooltip="The cue triplet, for the DirectAnimator sampler."),
+                image_output("preview", "Pose | face | location, side by side."),
+                image_output("pose", "The pose cue at the reference's size."),
+                image_output("face", "The face cue; black where no face was found."),
+                image_output("location", "The location cue: body mask in red, face mask in green."),
             ],
         )
 

@@ -1,0 +1,113 @@
+"""Speed and memory of the Driving Cue Triplet on this machine's CPU (printed, never asserted).
+
+    python bench/bench_cues.py [--frames 48] [--rss-frames 1000] [--onnx SEGMENTER.onnx]
+
+Speed: frames per second of the whole triplet (segmentation, tracking, face, alignment, low-pass,
+location masks) on real footage (vtest.avi, cropped and resized) at 512x512 and 832x480, aligned to
+scikit-image's astronaut, for each segmentation backend. Memory: peak RSS of the streaming
+``extract`` command on a 1,000-frame video, against a 100-frame one (bounded memory means equal).
+The paper (DirectAnimator, Table 7) reports about 31 ms per frame of preprocessing on a GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO), str(REPO / "tests")]
+
+from directanimator_core.cues.config import CueConfig, SegmentConfig  # noqa: E402
+from directanimator_core.cues.frames import ArraySource  # noqa: E402
+from directanimator_core.cues.triplet import analyse, build_triplet  # noqa: E402
+from harness import media  # noqa: E402
+
+PAPER_MS_PER_FRAME = 31.0
+SIZES = {"512x512": (512, 512), "832x480": (480, 832)}
+
+
+def driving(count: int, size: tuple[int, int]) -> np.ndarray:
+    """vtest frames cropped to the size's aspect around the walkers, then resized: (F, H, W, 3)."""
+    frames = media.vtest_frames(count)
+    height, width = size
+    crop_w = min(768, int(round(576 * width / height)))
+    crop_h = min(576, int(round(crop_w * height / width)))
+    x0 = 768 - crop_w
+    return np.stack([cv2.resize(f[576 - crop_h:, x0:x0 + crop_w], (width, height), interpolation=cv2.INTER_AREA)
+                     for f in frames])
+
+
+def fps(frames: np.ndarray, config: CueConfig, masks: np.ndarray | None = None) -> float:
+    build_triplet(frames[:2], config, reference=media.astronaut(), masks=None if masks is None else masks[:2])
+    start = time.perf_counter()
+    build_triplet(frames, config, reference=media.astronaut(), masks=masks)
+    return len(frames) / (time.perf_counter() - start)
+
+
+def speed(count: int, onnx: str | None) -> None:
+    print(f"triplet speed, {count} frames, {os.cpu_count()} CPU cores (paper: {PAPER_MS_PER_FRAME:.0f} ms/frame on a GPU)")
+    for label, size in SIZES.items():
+        frames = driving(count, size)
+        base = CueConfig()
+        # External masks: the built-in segmenter's own masks, handed back in, so only the cue
+        # rendering is timed (what a user with a SAM/BiRefNet node upstream pays).
+        track = analyse(ArraySource(frames), base)
+        masks = np.stack([track.mask(i) for i in range(len(frames))])
+        runs = {"opencv (HOG+motion+GrabCut)": (base, None), "external MASK": (base, masks)}
+        if onnx:
+            runs["onnx segmenter"] = (CueConfig(segment=SegmentConfig(onnx_path=onnx)), None)
+        for backend, (config, given) in runs.items():
+            rate = fps(frames, config, given)
+            print(f"  {label:8s} {backend:28s} {rate:6.1f} frames/s  {1000 / rate:6.1f} ms/frame")
+        if not onnx:
+            print(f"  {label:8s} {'onnx segmenter':28s} not measured: no model given (--onnx)")
+
+
+def peak_rss(count: int, workdir: Path) -> None:
+    frames = media.vtest_frames(795)
+    video = workdir / f"long_{count}.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (832, 480))
+    for index in range(count):
+        writer.write(cv2.cvtColor(cv2.resize(frames[index % len(frames)], (832, 480)), cv2.COLOR_RGB2BGR))
+    writer.release()
+    del frames
+    reference = workdir / "astronaut.png"
+    cv2.imwrite(str(reference), cv2.cvtColor(media.astronaut(), cv2.COLOR_RGB2BGR))
+    for n in (100, count):
+        script = ("import resource, sys; from directanimator_core.cli import main; code = main(sys.argv[1:]); "
+                  "print('RSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(code)")
+        start = time.perf_counter()
+        result = subprocess.run([sys.executable, "-c", script, "extract", "--driving", str(video), "--max-frames",
+                                 str(n), "--reference", str(reference), "--out", str(workdir / f"out_{n}")],
+                                cwd=REPO, capture_output=True, text=True)
+        seconds = time.perf_counter() - start
+        if result.returncode != 0:
+            print(f"  extract of {n} frames failed: {result.stderr.strip()[-500:]}")
+            continue
+        rss = int(result.stdout.split("RSS")[-1]) / 1024
+        print(f"  extract, {n:5d} frames at 832x480: peak RSS {rss:7.1f} MiB, {n / seconds:5.1f} frames/s end to end")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=48)
+    parser.add_argument("--rss-frames", type=int, default=1000)
+    parser.add_argument("--onnx", help="an ONNX person segmenter to time as a third backend")
+    args = parser.parse_args()
+    speed(args.frames, args.onnx)
+    print("peak memory of the streaming extract command (uint8 frames, chunks of 16, PNG masks)")
+    with tempfile.TemporaryDirectory() as tmp:
+        peak_rss(args.rss_frames, Path(tmp))
+
+
+if __name__ == "__main__":
+    main()
