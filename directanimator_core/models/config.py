@@ -1,0 +1,115 @@
+"""Frozen configs of the backbone and of the CueFusion adapter, and their JSON form for checkpoints.
+
+Presets (named sizes) live in registry.py; a checkpoint's config is read from its tensor shapes by
+checkpoint.py. Overrides go through ``dataclasses.replace``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from typing import Optional
+
+from ..errors import CheckpointError
+
+
+@dataclass(frozen=True)
+class BackboneConfig:
+    """A Wan DiT (2.1 / 2.2): widths, depth, channels; everything Wan fixes is a default here.
+
+    ``in_dim`` counts every channel the patch embedding sees: 16 noise channels for text-to-video,
+    16 noise + 4 mask + 16 image-latent = 36 for image-to-video, 48 for Wan 2.2 TI2V 5B.
+    ``image_dim`` is the CLIP width (1280) when the model has Wan 2.1's image branch (``img_emb``,
+    ``k_img``/``v_img``), else None; ``flf_tokens`` the FLF2V position-embedding length (``emb_pos``).
+    """
+
+    dim: int = 1536
+    ffn_dim: int = 8960
+    num_layers: int = 30
+    num_heads: int = 12
+    in_dim: int = 16
+    out_dim: int = 16
+    text_dim: int = 4096
+    freq_dim: int = 256
+    patch_size: tuple[int, int, int] = (1, 2, 2)
+    image_dim: Optional[int] = None
+    flf_tokens: Optional[int] = None
+    eps: float = 1e-6
+    rope_theta: float = 10000.0
+
+    def __post_init__(self) -> None:
+        head_dim, rest = divmod(self.dim, self.num_heads)
+        if rest or head_dim % 2 or head_dim < 6:
+            raise CheckpointError(f"dim={self.dim} with num_heads={self.num_heads} gives head width "
+                                  f"{self.dim / self.num_heads}: Wan's 3D RoPE needs an even head width of at "
+                                  "least 6 dividing dim; pick num_heads so dim / num_heads is even")
+        object.__setattr__(self, "patch_size", tuple(self.patch_size))
+
+    @property
+    def head_dim(self) -> int:
+        return self.dim // self.num_heads
+
+    @property
+    def has_image_branch(self) -> bool:
+        return self.image_dim is not None
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "BackboneConfig":
+        return _from_json(cls, text)
+
+
+@dataclass(frozen=True)
+class CueFusionConfig:
+    """The CueFusion adapter (PAPER.md §2.3): which cue latents come in and which blocks fuse them.
+
+    ``cue_channels`` is the VAE latent width of the pose and face cue videos (16 for the Wan 2.1 VAE);
+    each is concatenated with ``mask_channels`` of its location mask at latent resolution (4: the
+    four pixel frames of one latent frame stacked, as Wan packs its image-to-video mask).
+    ``blocks`` lists the CueFusion blocks; None means every block (our reading of the paper).
+    ``same2x_depth`` is the block D whose hidden states Same2X aligns (paper: 10).
+    """
+
+    cue_channels: int = 16
+    mask_channels: int = 4
+    blocks: Optional[tuple[int, ...]] = None
+    same2x_depth: int = 10
+
+    def __post_init__(self) -> None:
+        if self.blocks is not None:
+            object.__setattr__(self, "blocks", tuple(sorted(set(int(b) for b in self.blocks))))
+
+    def block_indices(self, num_layers: int) -> tuple[int, ...]:
+        """The fused blocks for a backbone of ``num_layers`` blocks (every block when ``blocks`` is None)."""
+        indices = tuple(range(num_layers)) if self.blocks is None else self.blocks
+        bad = [i for i in indices if not 0 <= i < num_layers]
+        if bad:
+            raise CheckpointError(f"CueFusion blocks {bad} do not exist in a backbone of {num_layers} blocks: "
+                                  f"use indices 0..{num_layers - 1} or blocks=None for every block")
+        return indices
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "CueFusionConfig":
+        return _from_json(cls, text)
+
+
+def _from_json(cls, text: str):
+    try:
+        values = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise CheckpointError(f"{cls.__name__} metadata is not JSON ({error}): the file was not written by "
+                              "this pack or is damaged") from None
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise CheckpointError(f"{cls.__name__} metadata has unknown fields {unknown}: the file comes from a newer "
+                              "version of the pack; update it")
+    for name, value in values.items():
+        if isinstance(value, list):
+            values[name] = tuple(value)
+    return cls(**values)
