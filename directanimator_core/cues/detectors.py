@@ -47,6 +47,8 @@ def detect_people(image: np.ndarray, scale: float = 1.0, threshold: float = 0.5)
             128-pixel window are found (1.5 finds people about 90 pixels tall).
         threshold: least SVM score kept.
     """
+    if image.size == 0:
+        return []
     work = image if scale == 1.0 else cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
     if min(work.shape[:2]) < HOG_WINDOW_HEIGHT:
         return []

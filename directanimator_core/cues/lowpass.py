@@ -18,6 +18,9 @@ def gaussian_response(height: int, width: int, cutoff: float) -> torch.Tensor:
     return torch.exp(-(fy ** 2 + fx ** 2) / (2 * cutoff ** 2))
 
 
+BATCH = 4  # frames filtered at once: the float spectra of a whole chunk would cost ~40 bytes/pixel/frame
+
+
 def lowpass(frames: np.ndarray, cutoff: float, greyscale: bool = False) -> np.ndarray:
     """Low-pass a chunk of frames.
 
@@ -29,6 +32,10 @@ def lowpass(frames: np.ndarray, cutoff: float, greyscale: bool = False) -> np.nd
     Returns:
         (n, H, W, 3) uint8.
     """
+    return np.concatenate([_lowpass(frames[i:i + BATCH], cutoff, greyscale) for i in range(0, len(frames), BATCH)])
+
+
+def _lowpass(frames: np.ndarray, cutoff: float, greyscale: bool) -> np.ndarray:
     x = torch.from_numpy(frames).permute(0, 3, 1, 2).float()  # (n, 3, H, W)
     if greyscale:
         x = (x * torch.tensor([0.299, 0.587, 0.114])[None, :, None, None]).sum(1, keepdim=True)  # (n, 1, H, W)

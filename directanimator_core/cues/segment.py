@@ -101,7 +101,8 @@ class PersonTracker:
         return [b for b in bodies if area(b) >= self.min_area]
 
     def _follow(self, frame: np.ndarray, moving: Optional[np.ndarray]) -> tuple[Box, bool]:
-        predicted = self.box + self.velocity
+        # Coasting is kept inside the frame, so a lost person is looked for where they left.
+        predicted = np.clip(self.box + self.velocity, 0, [self.width, self.height] * 2).astype(np.float64)
         candidates = self._people_near(frame, predicted) or blobs(moving, self.min_area * 0.5)
         if not candidates or max(iou(c, predicted) for c in candidates) < self.config.track_iou:
             candidates += self._people_by_face(frame, expand(predicted, 1.5, self.height, self.width))
