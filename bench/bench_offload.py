@@ -7,9 +7,9 @@ Planning runs on the meta device: the models are built with the real Wan paramet
 and no weights are allocated. On a CUDA machine the bench also runs real model calls, fully resident
 and streamed under a budget, and prints the step-time ratio and the measured peak next to the plan's.
 
-The Wan-shaped stand-in below is used until the backbone's presets (directanimator_core.models.registry)
-exist; its blocks carry Wan's exact parameter names and shapes (comfy/ldm/wan/model.py), so the byte
-figures are those of the real checkpoints. Its forward is Wan's block without RoPE, for timing only.
+The models are the backbone itself (models/wan_dit.py) built from its presets (models/registry.py):
+bf16 weights as ComfyUI's bf16 checkpoints store them; fp8 as store_low_bit() converts them (Linear
+weights outside the model's ``_keep_in_fp32_modules``).
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
@@ -32,8 +31,10 @@ from directanimator_core.errors import MemoryPlanError  # noqa: E402
 from directanimator_core.offload import policy  # noqa: E402
 from directanimator_core.offload.blockswap import offload  # noqa: E402
 from directanimator_core.offload.lowbit import store_low_bit  # noqa: E402
+from directanimator_core.models.registry import get_preset  # noqa: E402
+from directanimator_core.models.wan_dit import WanDiT, build_backbone  # noqa: E402
 from directanimator_core.offload.plan import (  # noqa: E402
-    GiB, estimate_activation_bytes, latent_tokens, measure_model, plan_memory)
+    GiB, estimate_activation_bytes, keep_fp32_names, latent_tokens, measure_model, plan_memory)
 
 FRAMES, HEIGHT, WIDTH = 81, 480, 832
 BUDGETS_GIB = (8, 12, 16, 24, 80)
@@ -42,109 +43,29 @@ PASSES_PER_STEP = 2  # CFG as two batch-1 model calls (the low-memory way; batch
 
 
 @dataclass(frozen=True)
-class WanShape:
-    dim: int
-    ffn_dim: int
-    num_heads: int
-    num_layers: int
-    in_dim: int = 16
-    out_dim: int = 16
-    text_dim: int = 4096
-    freq_dim: int = 256
-    vae_stride: tuple[int, int, int] = (4, 8, 8)
-    patch: tuple[int, int, int] = (1, 2, 2)
+class Case:
+    preset: str  # models/registry.py
+    vae_stride: tuple[int, int, int]
 
 
-WAN_SHAPES = {  # Wan 2.1 T2V 1.3B / 14B and Wan 2.2 TI2V 5B (48-channel VAE, 16× in space)
-    "1.3B": WanShape(dim=1536, ffn_dim=8960, num_heads=12, num_layers=30),
-    "5B": WanShape(dim=3072, ffn_dim=14336, num_heads=24, num_layers=30, in_dim=48, out_dim=48,
-                   vae_stride=(4, 16, 16)),
-    "14B": WanShape(dim=5120, ffn_dim=13824, num_heads=40, num_layers=40),
+CASES = {  # Wan 2.1 T2V 1.3B / 14B and Wan 2.2 TI2V 5B (48-channel VAE, 16x in space)
+    "1.3B": Case("wan2.1-t2v-1.3b", (4, 8, 8)),
+    "5B": Case("wan2.2-ti2v-5b", (4, 16, 16)),
+    "14B": Case("wan2.1-t2v-14b", (4, 8, 8)),
 }
 
 
-# -- a Wan-shaped stand-in (real parameter names and shapes) ---------------------------------------
-
-class Attention(nn.Module):
-    def __init__(self, dim: int, heads: int) -> None:
-        super().__init__()
-        self.heads = heads
-        self.q, self.k, self.v, self.o = (nn.Linear(dim, dim) for _ in range(4))
-        self.norm_q, self.norm_k = nn.RMSNorm(dim, eps=1e-6), nn.RMSNorm(dim, eps=1e-6)
-
-    def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:  # (B, L, D), (B, Lc, D)
-        def heads(t: torch.Tensor) -> torch.Tensor:
-            return t.unflatten(-1, (self.heads, -1)).transpose(1, 2)  # (B, N, L, D/N)
-        q, k, v = heads(self.norm_q(self.q(x))), heads(self.norm_k(self.k(context))), heads(self.v(context))
-        return self.o(F.scaled_dot_product_attention(q, k, v).transpose(1, 2).flatten(2))
-
-
-class Block(nn.Module):
-    def __init__(self, s: WanShape) -> None:
-        super().__init__()
-        self.norm1 = nn.LayerNorm(s.dim, eps=1e-6, elementwise_affine=False)
-        self.self_attn = Attention(s.dim, s.num_heads)
-        self.norm3 = nn.LayerNorm(s.dim, eps=1e-6)
-        self.cross_attn = Attention(s.dim, s.num_heads)
-        self.norm2 = nn.LayerNorm(s.dim, eps=1e-6, elementwise_affine=False)
-        self.ffn = nn.Sequential(nn.Linear(s.dim, s.ffn_dim), nn.GELU(approximate="tanh"), nn.Linear(s.ffn_dim, s.dim))
-        self.modulation = nn.Parameter(torch.empty(1, 6, s.dim))
-
-    def forward(self, x: torch.Tensor, e: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-        e = (self.modulation.float() + e).unbind(1)  # 6 × (B, D), fp32 as Wan keeps it
-        h = (self.norm1(x.float()) * (1 + e[1][:, None]) + e[0][:, None]).to(x.dtype)
-        x = (x.float() + self.self_attn(h, h).float() * e[2][:, None]).to(x.dtype)
-        x = x + self.cross_attn(self.norm3(x), context)
-        h = (self.norm2(x.float()) * (1 + e[4][:, None]) + e[3][:, None]).to(x.dtype)
-        return (x.float() + self.ffn(h).float() * e[5][:, None]).to(x.dtype)
-
-
-class WanShapedDiT(nn.Module):
-    _offload_blocks = "blocks"
-    _keep_in_fp32_modules = ("modulation", "time_embedding")
-
-    def __init__(self, s: WanShape) -> None:
-        super().__init__()
-        self.shape = s
-        self.patch_embedding = nn.Conv3d(s.in_dim, s.dim, kernel_size=s.patch, stride=s.patch)
-        self.text_embedding = nn.Sequential(nn.Linear(s.text_dim, s.dim), nn.GELU(approximate="tanh"),
-                                            nn.Linear(s.dim, s.dim))
-        self.time_embedding = nn.Sequential(nn.Linear(s.freq_dim, s.dim), nn.SiLU(), nn.Linear(s.dim, s.dim))
-        self.time_projection = nn.Sequential(nn.SiLU(), nn.Linear(s.dim, 6 * s.dim))
-        self.blocks = nn.ModuleList(Block(s) for _ in range(s.num_layers))
-        self.head = nn.Module()
-        self.head.norm = nn.LayerNorm(s.dim, eps=1e-6, elementwise_affine=False)
-        self.head.head = nn.Linear(s.dim, s.out_dim * s.patch[0] * s.patch[1] * s.patch[2])
-        self.head.modulation = nn.Parameter(torch.empty(1, 2, s.dim))
-
-    def forward(self, latent: torch.Tensor, t_freq: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
-        """latent (B, C, T, H, W), t_freq (B, freq_dim), text (B, 512, text_dim) -> tokens (B, L, out)."""
-        x = self.patch_embedding(latent).flatten(2).transpose(1, 2)  # (B, L, D)
-        e = self.time_embedding(t_freq.float()).float()  # (B, D)
-        e6 = self.time_projection(e.to(x.dtype)).float().unflatten(1, (6, -1))  # (B, 6, D)
-        context = self.text_embedding(text)  # (B, 512, D)
-        for block in self.blocks:
-            x = block(x, e6, context)
-        shift, scale = (self.head.modulation.float() + e[:, None]).unbind(1)
-        return self.head.head((self.head.norm(x.float()) * (1 + scale[:, None]) + shift[:, None]).to(x.dtype))
-
-
-def meta_model(name: str) -> nn.Module:
-    """bf16 weights; the time embedding and modulation tables in fp32, as Wan computes them."""
-    with torch.device("meta"):
-        model = WanShapedDiT(WAN_SHAPES[name]).to(torch.bfloat16)
-    model.time_embedding.float()
-    for name, param in model.named_parameters():
-        if name.endswith("modulation"):
-            param.data = param.data.float()
-    return model
+def meta_model(name: str) -> WanDiT:
+    """The backbone on the meta device with bf16 weights, as ComfyUI's bf16 checkpoints store them."""
+    return build_backbone(get_preset(CASES[name].preset), torch.device("meta")).to(torch.bfloat16)
 
 
 # -- the planning table ----------------------------------------------------------------------------
 
-def activation_bytes(shape: WanShape) -> tuple[int, int]:
-    tokens = latent_tokens(FRAMES, HEIGHT, WIDTH, shape.vae_stride, shape.patch)
-    return tokens, estimate_activation_bytes(tokens, shape.dim, shape.ffn_dim, batch=1, dtype=torch.bfloat16)
+def activation_bytes(name: str) -> tuple[int, int]:
+    config = get_preset(CASES[name].preset)
+    tokens = latent_tokens(FRAMES, HEIGHT, WIDTH, CASES[name].vae_stride, config.patch_size)
+    return tokens, estimate_activation_bytes(tokens, config.dim, config.ffn_dim, batch=1, dtype=torch.bfloat16)
 
 
 def plan_row(sizes, act: int, budget: int, workspace: int):
@@ -156,8 +77,8 @@ def print_table(names: Sequence[str], budgets_gib: Sequence[float]) -> None:
     print(f"Wan at {WIDTH}x{HEIGHT}x{FRAMES} frames, bf16 compute, CFG as {PASSES_PER_STEP} passes per step, "
           f"prefetch 1, reserve {RESERVE / GiB:.2f} GiB; sizes from the meta device (no weights)")
     for name in names:
-        model, shape = meta_model(name), WAN_SHAPES[name]
-        tokens, act = activation_bytes(shape)
+        model = meta_model(name)
+        tokens, act = activation_bytes(name)
         for label, storage in (("bf16", None), ("fp8", torch.float8_e4m3fn)):
             sizes = measure_model(model, storage)
             workspace = sizes.largest_layer_params * 2 if storage is not None else 0
@@ -177,15 +98,24 @@ def print_table(names: Sequence[str], budgets_gib: Sequence[float]) -> None:
 
 # -- a real step on CUDA ---------------------------------------------------------------------------
 
-def host_model(name: str, storage: Optional[torch.dtype]) -> WanShapedDiT:
-    """Random weights in host memory, materialised block by block (a 14B model never exists in bf16)."""
+def host_model(name: str, storage: Optional[torch.dtype]) -> WanDiT:
+    """Random bf16 weights in host memory, part by part (a 14B model never exists whole in bf16 when
+    stored in fp8): Linear weights N(0, 0.02), norms 1, biases 0, modulation N(0, 1/dim)."""
     model = meta_model(name)
-    for module in [*model.blocks, *[m for n, m in model.named_children() if n != "blocks"]]:
-        module.to_empty(device="cpu")
-        for p in module.parameters(recurse=True):
-            torch.nn.init.normal_(p.data, std=0.02)
+    model.compute_dtype = torch.bfloat16
+    parts = [*model.blocks, *(m for n, m in model.named_children() if n != "blocks" and m is not None)]
+    for part in parts:
+        part.to_empty(device="cpu")
+        with torch.no_grad():
+            for pname, p in part.named_parameters():
+                if pname.endswith("modulation"):
+                    p.normal_(0, model.config.dim ** -0.5)
+                elif p.dim() >= 2:
+                    p.normal_(0, 0.02)
+                else:
+                    p.fill_(1.0 if pname.endswith("weight") else 0.0)
         if storage is not None:
-            store_low_bit(module, storage, keep=WanShapedDiT._keep_in_fp32_modules)
+            store_low_bit(part, storage, keep=keep_fp32_names(model))
     return model.eval()
 
 
@@ -204,12 +134,12 @@ def time_calls(model: nn.Module, inputs: tuple, device: torch.device, repeats: i
 def run_real(name: str, budget_gib: float, fp8: bool, repeats: int) -> None:
     device = policy.compute_device("cuda")
     storage = torch.float8_e4m3fn if fp8 else None
-    model, shape = host_model(name, storage), WAN_SHAPES[name]
-    tokens, act = activation_bytes(shape)
-    t, h, w = (FRAMES - 1) // 4 + 1, HEIGHT // shape.vae_stride[1], WIDTH // shape.vae_stride[2]
-    inputs = (torch.randn(1, shape.in_dim, t, h, w, dtype=torch.bfloat16, device=device),
-              torch.randn(1, shape.freq_dim, device=device),
-              torch.randn(1, 512, shape.text_dim, dtype=torch.bfloat16, device=device))
+    model, config = host_model(name, storage), get_preset(CASES[name].preset)
+    tokens, act = activation_bytes(name)
+    stride = CASES[name].vae_stride
+    t, h, w = (FRAMES - 1) // stride[0] + 1, HEIGHT // stride[1], WIDTH // stride[2]
+    inputs = (torch.randn(1, config.out_dim, t, h, w, device=device), torch.tensor([500.0], device=device),
+              torch.randn(1, 512, config.text_dim, dtype=torch.bfloat16, device=device))
     sizes = measure_model(model)
     workspace = sizes.largest_layer_params * 2 if fp8 else 0
     free = policy.free_memory_bytes(device)
@@ -239,9 +169,9 @@ def run_real(name: str, budget_gib: float, fp8: bool, repeats: int) -> None:
 # -- command line ----------------------------------------------------------------------------------
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--models", nargs="+", default=list(WAN_SHAPES), choices=list(WAN_SHAPES))
+    parser.add_argument("--models", nargs="+", default=list(CASES), choices=list(CASES))
     parser.add_argument("--budgets", nargs="+", type=float, default=list(BUDGETS_GIB), help="GiB")
-    parser.add_argument("--real", choices=list(WAN_SHAPES), default="14B",
+    parser.add_argument("--real", choices=list(CASES), default="14B",
                         help="model for the real CUDA run (skipped without CUDA)")
     parser.add_argument("--real-budget", type=float, default=12.0, help="GiB budget of the streamed real run")
     parser.add_argument("--real-bf16", action="store_true", help="real run in bf16 storage instead of fp8")

@@ -9,12 +9,12 @@ A sampler uses it in three lines (the model declares ``_offload_blocks``; see pl
 policy.py      which device, how much memory, what it supports (called at run time, never at import)
 plan.py        MemoryPlan: resident vs streamed blocks, predicted peak, bus traffic; VAE tile plan
 blockswap.py   BlockSwap: pinned host masters, side-stream prefetch by forward hooks
-lowbit.py      fp8 / scaled-fp8 Linear weights, upcast per layer
+lowbit.py      fp8 / scaled-fp8 Linear weights (models/layers.py CastLinear upcasts them per call)
 recover.py     out-of-memory -> more streaming -> retry once -> MemoryPlanError
 """
 
 from .blockswap import BlockSwap, offload, offload_model
-from .lowbit import LowBitLinear, store_low_bit
+from .lowbit import quantize_fp8, store_low_bit
 from .plan import (
     MemoryPlan,
     OffloadConfig,
@@ -29,7 +29,6 @@ from .recover import run_with_recovery
 
 __all__ = [
     "BlockSwap",
-    "LowBitLinear",
     "MemoryPlan",
     "OffloadConfig",
     "TilePlan",
@@ -40,6 +39,7 @@ __all__ = [
     "plan_for_model",
     "plan_memory",
     "plan_vae_tiles",
+    "quantize_fp8",
     "run_with_recovery",
     "store_low_bit",
 ]

@@ -6,9 +6,10 @@ fp8 storage halves the bytes of bf16, both in memory and over the bus when block
   magnitude maps to the format's largest finite value (ComfyUI's "scaled fp8" checkpoints use the
   same ``scale_weight`` key and convention, so they load with no renames).
 
-Only weight matrices are stored low-bit; biases and the model's ``_keep_in_fp32_modules`` keep their
-precision. The upcast happens inside LowBitLinear.forward, on whatever device the layer is on, so a
-streamed block crosses the bus in fp8 and only one layer's upcast copy exists at a time.
+Only Linear weights are stored low-bit; biases and the model's ``_keep_in_fp32_modules`` keep their
+precision. The layer is the backbone's own CastLinear (models/layers.py), which upcasts its weight per
+call on whatever device it is on, so a streamed block crosses the bus in fp8 and only one layer's
+upcast copy exists at a time. This module only converts weights into that form (quantize_fp8).
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ import logging
 from typing import Optional, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..errors import InputError
+from ..models.layers import CastLinear
 from . import policy
 from .plan import stores_low_bit
 
@@ -48,73 +49,40 @@ def quantize_fp8(weight: torch.Tensor, dtype: torch.dtype = torch.float8_e4m3fn,
     return source.clamp(-limit, limit).to(dtype), scale
 
 
-def dequantize_fp8(q: torch.Tensor, scale: Optional[torch.Tensor], dtype: torch.dtype) -> torch.Tensor:
-    """``q · scale`` in ``dtype`` (the compute dtype), the upcast LowBitLinear does per call.
-
-    Args:
-        q: fp8 tensor.
-        scale: per-tensor fp32 scale, or None for plain fp8.
-        dtype: compute dtype of the result.
-    """
-    weight = q.to(dtype)
-    return weight if scale is None else weight.mul_(scale.to(device=weight.device, dtype=dtype))
-
-
-class LowBitLinear(nn.Linear):
-    """nn.Linear with an fp8 ``weight`` (and, when scaled, an fp32 ``scale_weight``), upcast per call.
-
-    Keeps nn.Linear's parameter names, so checkpoint keys are unchanged. Forward: input (..., in) in
-    the compute dtype -> output (..., out) in the same dtype.
-    """
-
-    scale_weight: Optional[torch.Tensor]
-
-    @classmethod
-    def from_linear(cls, linear: nn.Linear, dtype: torch.dtype = torch.float8_e4m3fn,
-                    scaled: bool = True) -> "LowBitLinear":
-        """A LowBitLinear holding ``linear``'s weight quantised to ``dtype`` (the bias is kept as is).
-
-        Args:
-            linear: the layer to convert (its weight may already be in ``dtype``).
-            dtype: an fp8 dtype.
-            scaled: store a per-tensor scale (quantize_fp8).
-        """
-        layer = cls(linear.in_features, linear.out_features, bias=False, device="meta")
-        if linear.weight.dtype == dtype:
-            q, scale = linear.weight.data, None  # already stored low-bit (a plain fp8 checkpoint)
-        else:
-            q, scale = quantize_fp8(linear.weight.data, dtype, scaled)
-        layer.weight = nn.Parameter(q, requires_grad=False)
-        layer.bias = linear.bias
-        layer.register_buffer("scale_weight", scale)
-        return layer
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        weight = dequantize_fp8(self.weight, self.scale_weight, x.dtype)
-        bias = None if self.bias is None else self.bias.to(x.dtype)
-        return F.linear(x, weight, bias)
-
-
 def store_low_bit(module: nn.Module, dtype: torch.dtype = torch.float8_e4m3fn, scaled: bool = True,
                   keep: Sequence[str] = ()) -> int:
-    """Replace every nn.Linear inside ``module`` by a LowBitLinear in ``dtype``; returns how many.
+    """Store every nn.Linear weight inside ``module`` in ``dtype``; returns how many layers changed.
+
+    The layers become (or stay) models.layers.CastLinear, the backbone's own upcast-per-call Linear,
+    whose ``scale_weight`` buffer carries the per-tensor scale; a layer already stored in ``dtype``
+    is left alone.
 
     Args:
         module: the model or a block; changed in place.
         dtype: an fp8 dtype.
         scaled: store a per-tensor scale for each weight.
-        keep: name parts of layers to leave in full precision (the model's ``_keep_in_fp32_modules``).
+        keep: name parts of layers to leave as they are (the model's ``_keep_in_fp32_modules``).
     """
     _check_fp8(dtype)
     targets = [(name, child) for name, child in module.named_modules()
-               if stores_low_bit(name, child, keep) and not isinstance(child, LowBitLinear)]
+               if stores_low_bit(name, child, keep) and child.weight.dtype != dtype]
     for name, linear in targets:
-        parent_name, _, attr = name.rpartition(".")
-        parent = module.get_submodule(parent_name) if parent_name else module
-        setattr(parent, attr, LowBitLinear.from_linear(linear, dtype, scaled))
+        layer = linear if isinstance(linear, CastLinear) else _swap_in_cast_linear(module, name, linear)
+        with torch.no_grad():
+            q, scale = quantize_fp8(layer.compute_weight(torch.float32), dtype, scaled)
+        layer.weight = nn.Parameter(q, requires_grad=False)
+        layer.scale_weight = scale
     log.info("stored %d linear layers of %s in %s%s", len(targets), type(module).__name__, dtype,
              " (scaled)" if scaled else "")
     return len(targets)
+
+
+def _swap_in_cast_linear(root: nn.Module, name: str, linear: nn.Linear) -> CastLinear:
+    layer = CastLinear(linear.in_features, linear.out_features, bias=False, device="meta")
+    layer.weight, layer.bias = linear.weight, linear.bias
+    parent_name, _, attr = name.rpartition(".")
+    setattr(root.get_submodule(parent_name) if parent_name else root, attr, layer)
+    return layer
 
 
 def _check_fp8(dtype: torch.dtype) -> None:

@@ -434,14 +434,15 @@ def test_vae_tile_plan_prefers_whole_frames_and_fits_its_budget() -> None:
 
 def test_offload_model_on_cpu_keeps_everything_resident_and_can_store_fp8() -> None:
     from directanimator_core.offload.blockswap import offload_model
-    from directanimator_core.offload.lowbit import LowBitLinear
+    from directanimator_core.models.layers import CastLinear
 
     model = tiny()
     x, t = inputs()
     swap = offload_model(model, 0, config=OffloadConfig(storage_dtype=torch.float8_e4m3fn, min_streamed=2),
                          device=torch.device("cpu"))
     assert swap.transfer is None and swap.plan.streamed == ()  # the host is the device: nothing streams
-    assert isinstance(model.blocks[0].q, LowBitLinear) and not isinstance(model.blocks[0].modulation, LowBitLinear)
+    assert isinstance(model.blocks[0].q, CastLinear) and model.blocks[0].q.weight.dtype == torch.float8_e4m3fn
+    assert model.blocks[0].modulation.dtype == torch.float32
     with torch.no_grad():
         assert model(x, t).shape == (2, 12, 8)
     swap.detach()

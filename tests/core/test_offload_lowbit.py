@@ -8,8 +8,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from directanimator_core.errors import InputError
+from directanimator_core.models.layers import CastLinear
 from directanimator_core.offload.blockswap import BlockSwap, InlineTransfer
-from directanimator_core.offload.lowbit import LowBitLinear, dequantize_fp8, quantize_fp8, store_low_bit
+from directanimator_core.offload.lowbit import quantize_fp8, store_low_bit
 from directanimator_core.offload.plan import measure_model, plan_memory
 
 # mantissa bits and the smallest subnormal step of each format
@@ -23,6 +24,10 @@ def _weights(generator: torch.Generator) -> torch.Tensor:
     return w
 
 
+def _dequantize(q: torch.Tensor, scale) -> torch.Tensor:
+    return q.float() if scale is None else q.float() * scale
+
+
 @pytest.mark.parametrize("dtype", list(FORMATS))
 @pytest.mark.parametrize("scaled", [True, False])
 def test_fp8_round_trip_is_within_the_format_precision(dtype: torch.dtype, scaled: bool,
@@ -30,7 +35,7 @@ def test_fp8_round_trip_is_within_the_format_precision(dtype: torch.dtype, scale
     w = _weights(generator)
     q, scale = quantize_fp8(w, dtype, scaled)
     assert q.dtype == dtype and (scale is not None) == scaled
-    back = dequantize_fp8(q, scale, torch.float32)
+    back = _dequantize(q, scale)
     mantissa, subnormal = FORMATS[dtype]
     unit = 1.0 if scale is None else float(scale)
     bound = w.abs() * 2.0 ** -(mantissa + 1) + unit * subnormal / 2  # half an ulp, or half a subnormal step
@@ -42,26 +47,9 @@ def test_fp8_round_trip_is_within_the_format_precision(dtype: torch.dtype, scale
 
 def test_scaled_fp8_beats_plain_fp8_on_small_weights(generator: torch.Generator) -> None:
     w = torch.randn(64, 64, generator=generator) * 1e-3  # many values in e4m3fn's subnormal range
-    plain = dequantize_fp8(*quantize_fp8(w, torch.float8_e4m3fn, scaled=False), torch.float32)
-    scaled = dequantize_fp8(*quantize_fp8(w, torch.float8_e4m3fn, scaled=True), torch.float32)
+    plain = _dequantize(*quantize_fp8(w, torch.float8_e4m3fn, scaled=False))
+    scaled = _dequantize(*quantize_fp8(w, torch.float8_e4m3fn, scaled=True))
     assert (scaled - w).abs().mean() < 0.2 * (plain - w).abs().mean()
-
-
-def test_low_bit_linear_upcasts_per_call_and_stays_close(generator: torch.Generator) -> None:
-    linear = nn.Linear(48, 64)
-    with torch.no_grad():
-        linear.weight.copy_(_weights(generator))
-    layer = LowBitLinear.from_linear(linear, torch.float8_e4m3fn)
-    assert layer.weight.dtype == torch.float8_e4m3fn and layer.bias is linear.bias
-    x = torch.randn(3, 48, generator=generator)
-    with torch.no_grad():
-        exact = F.linear(x, dequantize_fp8(layer.weight, layer.scale_weight, torch.float32), linear.bias)
-        assert torch.equal(layer(x), exact)
-        assert torch.allclose(layer(x), linear(x), atol=0.05)
-        assert layer(x.bfloat16()).dtype == torch.bfloat16
-    assert set(layer.state_dict()) == {"weight", "bias", "scale_weight"}
-    plain = LowBitLinear.from_linear(linear, torch.float8_e5m2, scaled=False)
-    assert set(plain.state_dict()) == {"weight", "bias"}  # a plain fp8 checkpoint has no scale keys
 
 
 class Stack(nn.Module):
@@ -72,7 +60,7 @@ class Stack(nn.Module):
         super().__init__()
         self.embed = nn.Linear(8, 16)
         self.blocks = nn.ModuleList(
-            nn.ModuleDict({"ffn": nn.Sequential(nn.Linear(16, 32), nn.GELU(), nn.Linear(32, 16)),
+            nn.ModuleDict({"ffn": nn.Sequential(nn.Linear(16, 32), nn.GELU(), CastLinear(32, 16)),
                            "gate": nn.Linear(16, 16)}) for _ in range(4))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -82,6 +70,21 @@ class Stack(nn.Module):
         return x
 
 
+def test_stored_layers_upcast_per_call_and_stay_close(generator: torch.Generator) -> None:
+    torch.manual_seed(0)
+    model = Stack()
+    x = torch.randn(3, 8, generator=generator)
+    with torch.no_grad():
+        full = model(x)
+        store_low_bit(model, torch.float8_e4m3fn, keep=Stack._keep_in_fp32_modules)
+        layer = model.blocks[0]["ffn"][0]
+        assert isinstance(layer, CastLinear) and layer.weight.dtype == torch.float8_e4m3fn
+        h = torch.randn(3, 16, generator=generator)
+        exact = F.linear(h, layer.weight.float() * layer.scale_weight, layer.bias)
+        assert torch.equal(layer(h), exact)
+        assert (model(x) - full).norm() < 0.05 * full.norm()  # four fp8 blocks deep, still within a few %
+        assert layer(h.bfloat16()).dtype == torch.bfloat16
+    assert set(layer.state_dict()) == {"weight", "bias", "scale_weight"}
 
 
 def test_store_low_bit_keeps_names_and_matches_the_planned_bytes() -> None:
@@ -91,11 +94,19 @@ def test_store_low_bit_keeps_names_and_matches_the_planned_bytes() -> None:
         predicted = measure_model(Stack(), torch.float8_e4m3fn)
     keys = set(model.state_dict())
     converted = store_low_bit(model, torch.float8_e4m3fn, scaled=True, keep=Stack._keep_in_fp32_modules)
-    assert converted == 1 + 4 * 2  # embed + two FFN layers per block; the gates stay fp32
-    assert type(model.blocks[0]["gate"]) is nn.Linear
+    assert converted == 1 + 4 * 2  # embed + two FFN layers per block; the gates stay as they are
+    assert type(model.blocks[0]["gate"]) is nn.Linear and model.blocks[0]["gate"].weight.dtype == torch.float32
     new_keys = set(model.state_dict())
     assert keys <= new_keys and all(k.endswith("scale_weight") for k in new_keys - keys)
     assert measure_model(model) == predicted  # the plan's fp8 accounting is the real storage
+    assert store_low_bit(model, torch.float8_e4m3fn, keep=Stack._keep_in_fp32_modules) == 0  # already stored
+
+
+def test_unscaled_storage_adds_no_scale_keys() -> None:
+    model = Stack()
+    keys = set(model.state_dict())
+    store_low_bit(model, torch.float8_e5m2, scaled=False)
+    assert set(model.state_dict()) == keys  # a plain fp8 checkpoint has no scale keys
 
 
 def test_streaming_an_fp8_model_is_bit_identical_to_keeping_it_resident() -> None:
