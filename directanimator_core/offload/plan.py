@@ -44,10 +44,11 @@ GiB = 2**30
 MiB = 2**20
 
 # Live tensors of one block at its peak, per token, in units of the compute dtype (see
-# estimate_activation_bytes). Width-D tensors: the residual stream and the modulated norm input,
-# both kept in fp32 as Wan keeps its modulation arithmetic (2 + 2), the compute-dtype cast of the
-# norm input (1), q, k, v (3), the attention output and its projection (2).
-HIDDEN_LIVE = 10
+# estimate_activation_bytes). Width-D tensors during self-attention, as models/wan_dit.py computes it:
+# the fp32 residual stream (2), the modulated input in the compute dtype (1), q or k from its Linear
+# and RMS norm (2), and RoPE's fp32 temporaries (x.float(), four half-width products, the stacked
+# result: about 8), with the finished q alongside when k is rotated (1).
+HIDDEN_LIVE = 14
 # Width-F tensors: the FFN hidden layer before and after its activation function.
 FFN_LIVE = 2
 DEFAULT_RESERVE_BYTES = 512 * MiB
