@@ -362,6 +362,7 @@ def offload_model(model: nn.Module, activation_bytes: int, *, config: OffloadCon
         passes_per_step: model calls per sampling step (for the bus-traffic figure).
     """
     device = policy.compute_device(device)
+    _check_dtypes_fit(model, config, device)
     if config.storage_dtype is not None:
         store_low_bit(model, config.storage_dtype, keep=keep_fp32_names(model))
     if not policy.is_accelerator(device):
@@ -381,6 +382,14 @@ def offload_model(model: nn.Module, activation_bytes: int, *, config: OffloadCon
 def _rest_slots(model: nn.Module, blocks: nn.ModuleList) -> list[TensorSlot]:
     in_blocks = {id(slot.raw()) for slot in tensor_slots(blocks)}
     return [slot for slot in tensor_slots(model) if id(slot.raw()) not in in_blocks]
+
+
+def _check_dtypes_fit(model: nn.Module, config: OffloadConfig, device: torch.device) -> None:
+    wanted = {t.dtype for t in model.parameters()} | ({config.storage_dtype} - {None})
+    unfit = sorted(str(d) for d in wanted if not policy.can_store(device, d))
+    if unfit:
+        raise InputError(f"weights in {', '.join(unfit)} cannot live on {device}: load a bf16 or fp16 checkpoint "
+                         f"and leave the storage dtype unset on this device.")
 
 
 def _check_on_host(model: nn.Module) -> None:

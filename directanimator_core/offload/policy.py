@@ -103,6 +103,11 @@ def fp8_dtypes() -> tuple[torch.dtype, ...]:
     return tuple(getattr(torch, name) for name in names if hasattr(torch, name))
 
 
+def can_store(device: torch.device, dtype: torch.dtype) -> bool:
+    """Whether tensors of ``dtype`` can live on ``device`` (MPS has no 8-bit float types)."""
+    return not (device.type == "mps" and dtype in fp8_dtypes())
+
+
 def dtype_bytes(dtype: torch.dtype) -> int:
     """Bytes one element of ``dtype`` takes in memory."""
     return torch.empty((), dtype=dtype, device="meta").element_size()

@@ -474,3 +474,13 @@ def test_oom_inside_a_streamed_block_leaves_nothing_behind() -> None:
     swap.detach()
     gc.collect()
     assert transfer.live == {}
+
+
+def test_fp8_storage_on_mps_is_refused_before_any_work() -> None:
+    from directanimator_core.offload import blockswap
+
+    model = tiny()
+    with pytest.raises(InputError, match="cannot live on mps"):
+        blockswap._check_dtypes_fit(model, OffloadConfig(storage_dtype=torch.float8_e4m3fn), torch.device("mps"))
+    blockswap._check_dtypes_fit(model, OffloadConfig(), torch.device("mps"))
+    blockswap._check_dtypes_fit(model, OffloadConfig(storage_dtype=torch.float8_e4m3fn), torch.device("cuda"))
