@@ -40,6 +40,7 @@ FRAMES, HEIGHT, WIDTH = 81, 480, 832
 BUDGETS_GIB = (8, 12, 16, 24, 80)
 RESERVE = 512 * 2**20
 PASSES_PER_STEP = 2  # CFG as two batch-1 model calls (the low-memory way; batch 2 doubles activations)
+PCIE_BYTES_PER_S = 25e9  # what a PCIe 4.0 x16 link sustains host -> device from pinned memory
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,9 @@ def plan_row(sizes, act: int, budget: int, workspace: int):
 
 def print_table(names: Sequence[str], budgets_gib: Sequence[float]) -> None:
     print(f"Wan at {WIDTH}x{HEIGHT}x{FRAMES} frames, bf16 compute, CFG as {PASSES_PER_STEP} passes per step, "
-          f"prefetch 1, reserve {RESERVE / GiB:.2f} GiB; sizes from the meta device (no weights)")
+          f"prefetch 1, reserve {RESERVE / GiB:.2f} GiB; sizes from the meta device (no weights); "
+          f"copy s/call = streamed bytes of one model call at {PCIE_BYTES_PER_S / 1e9:g} GB/s (PCIe 4.0 x16), "
+          f"the time the compute of a call must hide")
     for name in names:
         model = meta_model(name)
         tokens, act = activation_bytes(name)
@@ -84,7 +87,8 @@ def print_table(names: Sequence[str], budgets_gib: Sequence[float]) -> None:
             workspace = sizes.largest_layer_params * 2 if storage is not None else 0
             print(f"\nWan {name} {label}: {len(sizes.block_bytes)} blocks × {sizes.block_bytes[0] / GiB:.3f} GiB, "
                   f"rest {sizes.rest_bytes / GiB:.2f} GiB, {tokens} tokens, activations {act / GiB:.2f} GiB")
-            print(f"  {'budget':>7} {'resident':>9} {'streamed':>9} {'blocks r/s':>11} {'peak':>7} {'bus/step':>9}")
+            print(f"  {'budget':>7} {'resident':>9} {'streamed':>9} {'blocks r/s':>11} {'peak':>7} {'bus/step':>9} "
+                  f"{'copy s/call':>11}")
             for budget in budgets_gib:
                 try:
                     p = plan_row(sizes, act, int(budget * GiB), workspace)
@@ -93,7 +97,7 @@ def print_table(names: Sequence[str], budgets_gib: Sequence[float]) -> None:
                     continue
                 print(f"  {budget:>5g} G {p.resident_bytes / GiB:>8.2f}G {p.streamed_bytes / GiB:>8.2f}G "
                       f"{len(p.resident):>5}/{len(p.streamed):<5} {p.predicted_peak_bytes / GiB:>6.2f}G "
-                      f"{p.pcie_bytes_per_step / GiB:>8.2f}G")
+                      f"{p.pcie_bytes_per_step / GiB:>8.2f}G {p.streamed_bytes / PCIE_BYTES_PER_S:>11.2f}")
 
 
 # -- a real step on CUDA ---------------------------------------------------------------------------
