@@ -25,7 +25,7 @@ from .plan import (
     plan_memory,
     plan_vae_tiles,
 )
-from .recover import run_with_recovery
+from .recover import run_with_recovery, with_recovery
 
 __all__ = [
     "BlockSwap",
@@ -42,4 +42,5 @@ __all__ = [
     "quantize_fp8",
     "run_with_recovery",
     "store_low_bit",
+    "with_recovery",
 ]

@@ -6,14 +6,17 @@ step 17 of 30 is what users complain about most; instead the sampler wraps each 
 
     latent = run_with_recovery(lambda: solver_step(latent), swap)
 
-The step must be re-runnable: it may not change any state the retry reads before it returns.
+The step must be re-runnable: it may not change any state the retry reads before it returns. A model
+call is (its output depends only on its inputs), so the simplest use wraps the model the solver sees:
+
+    velocity = with_recovery(model, swap)     # then velocity(x, t, context, ...) as model(...)
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import replace
-from typing import Callable, Optional, TypeVar
+from typing import Any, Callable, Optional, TypeVar
 
 import torch
 
@@ -80,6 +83,18 @@ def run_with_recovery(step: Callable[[], T], swap: BlockSwap, device: Optional[t
             f"peak {smaller.predicted_peak_bytes / GiB:.2f} of {smaller.budget_bytes / GiB:.2f} GiB): lower the "
             f"memory budget so the plan streams more, lower the resolution or frame count, or free GPU memory."
         ) from error
+
+
+def with_recovery(model: Callable[..., T], swap: BlockSwap) -> Callable[..., T]:
+    """``model`` with every call run through run_with_recovery (a model call is re-runnable).
+
+    Args:
+        model: the callable the solver evaluates (the offloaded module, or a denoiser around it).
+        swap: the BlockSwap that places the module.
+    """
+    def call(*args: Any, **kwargs: Any) -> T:
+        return run_with_recovery(lambda: model(*args, **kwargs), swap)
+    return call
 
 
 def _smaller_plan(plan: MemoryPlan, error: BaseException) -> MemoryPlan:

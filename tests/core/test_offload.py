@@ -484,3 +484,26 @@ def test_fp8_storage_on_mps_is_refused_before_any_work() -> None:
         blockswap._check_dtypes_fit(model, OffloadConfig(storage_dtype=torch.float8_e4m3fn), torch.device("mps"))
     blockswap._check_dtypes_fit(model, OffloadConfig(), torch.device("mps"))
     blockswap._check_dtypes_fit(model, OffloadConfig(storage_dtype=torch.float8_e4m3fn), torch.device("cuda"))
+
+
+def test_with_recovery_wraps_a_model_so_each_call_survives_one_oom() -> None:
+    from directanimator_core.offload.recover import with_recovery
+
+    model = tiny(depth=8)
+    x, t = inputs()
+    with torch.no_grad():
+        reference = model(x, t)
+    swap = _swap_for(model)
+    failures = iter([True, False, True, False])
+
+    def flaky(*args):
+        if next(failures):
+            raise torch.OutOfMemoryError("CUDA out of memory (injected)")
+        return model(*args)
+
+    velocity = with_recovery(flaky, swap)
+    with torch.no_grad():
+        assert torch.equal(velocity(x, t), reference)
+        assert torch.equal(velocity(x, t), reference)
+    assert len(swap.plan.streamed) == 4  # two re-plans, two blocks more each
+    swap.detach()
