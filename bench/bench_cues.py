@@ -83,8 +83,11 @@ def peak_rss(count: int, workdir: Path) -> None:
     reference = workdir / "astronaut.png"
     cv2.imwrite(str(reference), cv2.cvtColor(media.astronaut(), cv2.COLOR_RGB2BGR))
     for n in (100, count):
-        script = ("import resource, sys; from directanimator_core.cli import main; code = main(sys.argv[1:]); "
-                  "print('RSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(code)")
+        # VmHWM, not ru_maxrss: Linux keeps ru_maxrss across exec, so a child would report this
+        # (large) benchmark process's footprint at fork time.
+        script = ("import re, sys; from directanimator_core.cli import main; code = main(sys.argv[1:]); "
+                  "print('RSS', re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1)); "
+                  "sys.exit(code)")
         start = time.perf_counter()
         result = subprocess.run([sys.executable, "-c", script, "extract", "--driving", str(video), "--max-frames",
                                  str(n), "--reference", str(reference), "--out", str(workdir / f"out_{n}")],

@@ -70,6 +70,8 @@ def detect_faces(image: np.ndarray, min_side: int = 12, onnx_path: str | None = 
         min_side: smallest face side in pixels.
         onnx_path: a YuNet .onnx file; without it OpenCV's Haar frontal-face cascade is used.
     """
+    if min(image.shape[:2]) < min_side:
+        return []
     if onnx_path:
         scored = _yunet_faces(image, onnx_path)
     else:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
-from typing import Callable, Iterator, Optional
+from typing import Callable, Iterator, Optional, Sequence
 
 import cv2
 import numpy as np
@@ -21,7 +21,7 @@ from ..errors import CueError, InputError
 from . import align, face, location, lowpass, segment
 from .boxes import Box, mask_box
 from .config import CueConfig
-from .frames import ArraySource, FrameSource, check_frames, check_masks
+from .frames import ArraySource, FrameSource, check_frames, check_masks, stack_frames
 from .reference import ReferenceBoxes, find_reference
 
 log = logging.getLogger(__name__)
@@ -257,15 +257,24 @@ def concatenate(chunks: list[CueTriplet]) -> CueTriplet:
     )
 
 
+def as_source(frames: np.ndarray | Sequence[np.ndarray] | FrameSource) -> FrameSource:
+    """Frames as a FrameSource: an array (F, H, W, 3), a list of (H, W, 3) frames, or a source as is."""
+    if isinstance(frames, np.ndarray):
+        return ArraySource(check_frames(frames))
+    if isinstance(frames, (list, tuple)):
+        return ArraySource(stack_frames(frames))
+    return frames
+
+
 # -- one call --------------------------------------------------------------------------------------
-def build_triplet(frames: np.ndarray | FrameSource, config: CueConfig = CueConfig(),
+def build_triplet(frames: np.ndarray | Sequence[np.ndarray] | FrameSource, config: CueConfig = CueConfig(),
                   reference: Optional[np.ndarray] = None, reference_mask: Optional[np.ndarray] = None,
                   masks: Optional[np.ndarray] = None, progress: Optional[Progress] = None,
                   should_stop: Optional[StopCheck] = None) -> CueTriplet:
     """Cut the Driving Cue Triplet from a driving clip, aligned to a reference image when one is given.
 
     Args:
-        frames: (F, H, W, 3) uint8 RGB driving frames, or a FrameSource.
+        frames: (F, H, W, 3) uint8 RGB driving frames, a list of (H, W, 3) frames, or a FrameSource.
         config: cue settings.
         reference: (H', W', 3) uint8 RGB reference image; the cues are aligned to it and rendered at
             its size. None keeps the driver's frame.
@@ -274,7 +283,7 @@ def build_triplet(frames: np.ndarray | FrameSource, config: CueConfig = CueConfi
         progress: called with (frames done, frames in all).
         should_stop: polled as the work goes; True stops with CueStopped.
     """
-    source = frames if not isinstance(frames, np.ndarray) else ArraySource(check_frames(frames))
+    source = as_source(frames)
     ref_boxes = None
     if reference is not None:  # a bad reference fails before the driver is analysed
         ref_boxes = find_reference(reference, reference_mask, config)
@@ -300,7 +309,7 @@ def build_face_cue(frames: np.ndarray | FrameSource, config: CueConfig = CueConf
         progress: called with (frames done, frames in all).
         should_stop: polled once per frame; True stops with CueStopped.
     """
-    source = frames if not isinstance(frames, np.ndarray) else ArraySource(check_frames(frames))
+    source = as_source(frames)
     if masks is not None:
         masks = check_masks(masks, source.num_frames, source.height, source.width)
     boxes, last = [], None
