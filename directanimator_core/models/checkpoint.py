@@ -311,11 +311,14 @@ def raise_for_report(report: LoadReport, source: str) -> None:
                           f"{'; '.join(parts)}: the file is damaged, incomplete or another model's")
 
 
-def read_safetensors(paths: Union[str, Path, Sequence[Union[str, Path]]]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Every tensor (CPU) and the metadata of one safetensors file or of shards; refuses anything else.
+def read_safetensors(paths: Union[str, Path, Sequence[Union[str, Path]]], skip_prefix: Optional[str] = None,
+                     device: Optional[torch.device] = None) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The tensors and metadata of one safetensors file or of shards; refuses anything else (pickles too).
 
     Args:
         paths: a file, or the shards of one model (keys must not repeat).
+        skip_prefix: keys starting with this are not read (a merged file's adapter, read apart).
+        device: where the tensors are created (default CPU).
     """
     paths = [Path(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
     tensors, metadata = {}, {}
@@ -323,9 +326,11 @@ def read_safetensors(paths: Union[str, Path, Sequence[Union[str, Path]]]) -> tup
         if not path.is_file():
             raise CheckpointError(f"model file {path} does not exist: check the path or ComfyUI's diffusion_models folder")
         try:
-            with safe_open(str(path), framework="pt", device="cpu") as handle:
+            with safe_open(str(path), framework="pt", device=str(device or "cpu")) as handle:
                 metadata.update(handle.metadata() or {})
                 for key in handle.keys():
+                    if skip_prefix and key.startswith(skip_prefix):
+                        continue
                     if key in tensors:
                         raise CheckpointError(f"key '{key}' appears in two shards ({path.name} and another): "
                                               "pass each shard of one model once")
@@ -389,10 +394,10 @@ def load_backbone(paths: Union[str, Path, Sequence[Union[str, Path]]], compute_d
     Raises:
         CheckpointError: not safetensors, not a Wan DiT, or names / shapes that do not fit.
     """
-    tensors, metadata = read_safetensors(paths)
+    tensors, metadata = read_safetensors(paths, skip_prefix=ADAPTER_PREFIX)
     name = Path(paths if isinstance(paths, (str, Path)) else paths[0]).name
-    backbone = {k: v for k, v in tensors.items() if not k.startswith(ADAPTER_PREFIX)}
-    model, report, native = prepare_backbone(backbone, name, num_heads, metadata)
+    model, report, native = prepare_backbone(tensors, name, num_heads, metadata)
+    del tensors
     loaded = convert_for_load(model, native, weight_dtype or compute_dtype, device or torch.device("cpu"))
     model.load_state_dict(loaded, strict=True, assign=True)
     model.compute_dtype = compute_dtype

@@ -70,3 +70,16 @@ class RMSNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         normed = F.rms_norm(x.float(), (x.shape[-1],), self.weight.float(), self.eps)
         return normed.to(x.dtype)
+
+
+# -- adaLN helpers (per-frame tables over (t h w)-ordered tokens) -------------------------------------
+
+def per_token(table: torch.Tensor, length: int) -> torch.Tensor:
+    """A per-frame table (B, T_e, D) stretched over tokens (B, L, D) in (t h w) order; T_e = 1 broadcasts."""
+    frames = table.shape[1]
+    return table if frames == 1 else table.repeat_interleave(length // frames, dim=1)
+
+
+def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """adaLN: x · (1 + scale) + shift, x (B, L, D), shift / scale (B, T_e, D)."""
+    return torch.addcmul(per_token(shift, x.shape[1]), x, 1 + per_token(scale, x.shape[1]))

@@ -34,7 +34,7 @@ from .attention import attention
 from .conditioning import NO_CONDITIONING, Conditioning
 from .config import BackboneConfig
 from .hooks import BlockHook
-from .layers import CastConv3d, CastLinear, FP32LayerNorm, RMSNorm
+from .layers import CastConv3d, CastLinear, FP32LayerNorm, RMSNorm, modulate, per_token
 from .rope import apply_rope, rope_table
 
 
@@ -44,17 +44,6 @@ def sinusoidal_embedding(dim: int, position: torch.Tensor) -> torch.Tensor:
     angles = position.to(torch.float64)[:, None] * torch.pow(10000.0, -torch.arange(half, dtype=torch.float64,
                                                                                       device=position.device) / half)
     return torch.cat([angles.cos(), angles.sin()], dim=1).float()
-
-
-def per_token(table: torch.Tensor, length: int) -> torch.Tensor:
-    """A per-frame table (B, T_e, D) stretched over tokens (B, L, D) in (t h w) order; T_e = 1 broadcasts."""
-    frames = table.shape[1]
-    return table if frames == 1 else table.repeat_interleave(length // frames, dim=1)
-
-
-def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """adaLN: x · (1 + scale) + shift, x (B, L, D), shift / scale (B, T_e, D)."""
-    return torch.addcmul(per_token(shift, x.shape[1]), x, 1 + per_token(scale, x.shape[1]))
 
 
 class WanSelfAttention(nn.Module):
