@@ -28,6 +28,7 @@ def sigmas_shifted(steps: int, shift: float, start: float = 1.0) -> torch.Tensor
     """Wan's sampling schedule: evenly spaced times from ``start`` to 0, each shifted by ``shift``.
 
     ``start`` below 1 is the denoise strength: the walk begins at ``shift_sigmas(start)``, the sigma at
-    which an input latent video is noised (img2img / vid2vid).
+    which an input latent video is noised (img2img / vid2vid). Wan's own pipelines start at
+    ``start=0.999`` (1 - 1/1000, the last training sigma); ComfyUI and this pack start at 1.
     """
     return shift_sigmas(sigmas_linear(steps, start), shift)

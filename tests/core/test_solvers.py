@@ -8,11 +8,18 @@ x(1) to x(sigma) = (1 - sigma) mu + sqrt(v(sigma)) * x(1) exactly (the flow of a
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
+
+from harness.comfyui import comfyui_dir
+from safetensors.torch import load_file, save_file
 
 from directanimator_core.errors import InputError, Interrupted
 from directanimator_core.sampling import (
@@ -93,6 +100,99 @@ def test_higher_order_beats_euler_at_equal_cost() -> None:
     errors = {name: (solver(gaussian_denoiser, X1.clone(), sigmas) - target).abs().max().item()
               for name, solver in SOLVERS.items()}
     assert errors["unipc"] < errors["euler"] / 5 and errors["dpmpp_2m"] < errors["euler"] / 5
+
+
+COMFY_SOLVERS = r"""
+import sys
+comfy_dir, inputs, outputs = sys.argv[1:4]
+sys.path.insert(0, comfy_dir)
+sys.argv = [sys.argv[0], "--cpu"]
+import comfy.options
+comfy.options.enable_args_parsing()
+from types import SimpleNamespace
+import torch
+from safetensors.torch import load_file, save_file
+import comfy.model_sampling
+from comfy.k_diffusion.sampling import sample_dpmpp_2m_sde, sample_euler
+
+MU, S = 2.0, 0.5
+def denoiser(x, sigma):
+    sigma = sigma.reshape(-1, 1).to(x)
+    return MU + (1 - sigma) * S * S / ((1 - sigma) ** 2 * S * S + sigma ** 2) * (x - (1 - sigma) * MU)
+
+class FlowModel:  # the attribute path ComfyUI's samplers read their model_sampling through
+    inner_model = SimpleNamespace(model_patcher=SimpleNamespace(get_model_object=lambda name: comfy.model_sampling.CONST()))
+    def __call__(self, x, sigma, **extra):
+        return denoiser(x, sigma)
+
+data = load_file(inputs)
+x, sigmas = data["x"], data["sigmas"]
+zero = lambda *args: torch.zeros_like(x)
+save_file({"euler": sample_euler(FlowModel(), x.clone(), sigmas),
+           "dpmpp_2m": sample_dpmpp_2m_sde(FlowModel(), x.clone(), sigmas, eta=0.0, noise_sampler=zero,
+                                           solver_type="midpoint")}, outputs)
+"""
+
+
+def test_euler_and_dpmpp_2m_equal_comfyuis_on_a_flow_model(tmp_path: Path) -> None:
+    """ComfyUI's Euler, and its DPM++(2M) SDE with eta = 0 (which is DPM++(2M) in the flow's half-log-SNR
+    for a CONST model), on the same denoiser and schedule. The schedule starts below 1 because ComfyUI
+    moves a first sigma of 1 to 1 - 1e-4 for these solvers, where ours steps from 1 exactly."""
+    sigmas = sigmas_shifted(12, 3.0, start=0.95)
+    inputs, outputs = tmp_path / "in.safetensors", tmp_path / "out.safetensors"
+    save_file({"x": exact_flow(X1, 1.0, float(sigmas[0])).contiguous(), "sigmas": sigmas}, str(inputs))
+    result = subprocess.run([sys.executable, "-c", COMFY_SOLVERS, str(comfyui_dir()), str(inputs), str(outputs)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    theirs = load_file(str(outputs))
+    x_start = exact_flow(X1, 1.0, float(sigmas[0]))
+    for name in ("euler", "dpmpp_2m"):
+        ours = SOLVERS[name](gaussian_denoiser, x_start.clone(), sigmas)
+        torch.testing.assert_close(ours, theirs[name], atol=1e-12, rtol=1e-12)
+
+
+class FlowNoiseSchedule:
+    """x_t = (1 - t) x0 + t noise, in the noise-schedule interface of the UniPC authors' code."""
+
+    def marginal_log_mean_coeff(self, t):
+        return torch.log(1 - t)
+
+    def marginal_alpha(self, t):
+        return 1 - t
+
+    def marginal_std(self, t):
+        return t
+
+    def marginal_lambda(self, t):
+        return torch.log(1 - t) - torch.log(t)
+
+
+def noise_prediction(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    t = t.reshape(-1).expand(x.shape[0])
+    sigma = t.reshape(-1, *([1] * (x.ndim - 1))).to(x)
+    return (x - (1 - sigma) * gaussian_denoiser(x, t)) / sigma  # eps, from which UniPC recovers x0
+
+
+@pytest.mark.parametrize("order", [1, 2, 3])
+@pytest.mark.parametrize("to_zero", [True, False])
+def test_unipc_equals_the_unipc_authors_implementation(order: int, to_zero: bool) -> None:
+    """ComfyUI's copy of the UniPC authors' code (comfy/extra_samplers/uni_pc.py, torch-only, imported by
+    path), run with a flow noise schedule: same predictor, corrector, warm-up and lower_order_final.
+    The schedule starts below 1, where that code's x0 = (x - sigma eps) / alpha is defined."""
+    spec = importlib.util.spec_from_file_location("comfy_uni_pc", comfyui_dir() / "comfy/extra_samplers/uni_pc.py")
+    uni_pc = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(uni_pc)
+    sigmas = sigmas_shifted(10, 3.0, start=0.95)
+    sigmas = sigmas if to_zero else sigmas[:-1]
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)  # that code builds its coefficient tensors in the default dtype
+    try:
+        reference = uni_pc.UniPC(noise_prediction, FlowNoiseSchedule(), predict_x0=True, variant="bh2").sample(
+            X1.clone(), timesteps=sigmas, method="multistep", order=order, lower_order_final=True, disable_pbar=True)
+    finally:
+        torch.set_default_dtype(default)
+    ours = SOLVERS["unipc"](gaussian_denoiser, X1.clone(), sigmas, order=order)
+    torch.testing.assert_close(ours, reference, atol=1e-12, rtol=1e-12)
 
 
 # -- the loop ------------------------------------------------------------------------------------------
