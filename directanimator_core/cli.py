@@ -45,8 +45,7 @@ COMMANDS: dict[str, Command] = {
     ),
     "bench": Command(
         "print speed and memory figures (dit, offload, cues)",
-        None,
-        "needs the generative core and offloading (issues 4 and 5)",
+        "directanimator_core.bench",
     ),
 }
 

@@ -1,0 +1,49 @@
+"""``python -m directanimator_core bench <target>``: speed and memory figures, printed by bench/ scripts.
+
+The scripts live in the repository's ``bench/`` folder, outside the core, because they import other
+software to compare against (ComfyUI); this command only checks what a target needs and runs its
+script in a fresh interpreter. A target is one row of TARGETS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parents[1] / "bench"
+
+
+@dataclass(frozen=True)
+class Target:
+    help: str
+    script: str  # file in bench/
+    needs_comfyui: bool = False  # found through $COMFYUI_PATH
+
+
+TARGETS: dict[str, Target] = {
+    "dit": Target("our Wan DiT against ComfyUI's WanModel: forward time ratio, largest output difference; "
+                  "peak RAM of an fp8 checkpoint load", "bench_dit.py", needs_comfyui=True),
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("target", choices=sorted(TARGETS), help="what to measure")
+    parser.add_argument("script_args", nargs=argparse.REMAINDER,
+                        help="options passed to the target's script (see bench/<script> --help)")
+
+
+def run(args: argparse.Namespace) -> int:
+    target = TARGETS[args.target]
+    script = BENCH_DIR / target.script
+    if not script.is_file():
+        print(f"error: bench {args.target} needs {script}, which is missing: run from a checkout of the pack",
+              file=sys.stderr)
+        return 2
+    if target.needs_comfyui and not os.environ.get("COMFYUI_PATH"):
+        print(f"bench {args.target} compares against ComfyUI: set COMFYUI_PATH to a ComfyUI checkout", file=sys.stderr)
+        return 2
+    return subprocess.run([sys.executable, str(script), *args.script_args]).returncode
