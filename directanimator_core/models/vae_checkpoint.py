@@ -9,21 +9,21 @@ Layouts:
 - ``diffusers``: ``AutoencoderKLWan`` (``encoder.down_blocks.0.norm1.gamma``, ``quant_conv.weight``...),
   as written by diffusers' ``scripts/convert_wan_to_diffusers.py``.
 A ``first_stage_model.`` or ``vae.`` prefix (a VAE bundled in a larger file) is stripped first.
-Only safetensors files are read; nothing is ever unpickled.
+Only safetensors files are read (``checkpoint.read_safetensors``); nothing is ever unpickled. The load
+report and the name/shape check are checkpoint.py's own.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Optional, Union
 
 import torch
-from safetensors import SafetensorError, safe_open
 
 from ..errors import CheckpointError
+from .checkpoint import LoadReport, check_state_dict, read_safetensors
 from .vae import VAEConfig, WanVAE, build_vae
 
 log = logging.getLogger(__name__)
@@ -53,20 +53,6 @@ BLOCK_RULES: list[tuple[re.Pattern, Callable[[re.Match, int], str]]] = [
 RESIDUAL_PARTS = {"norm1.": "residual.0.", "conv1.": "residual.2.", "norm2.": "residual.3.",
                   "conv2.": "residual.6.", "conv_shortcut.": "shortcut."}
 RESIDUAL_OWNER = re.compile(r"^(?:encoder|decoder)\.(?:middle|downsamples|upsamples)\.\d+\.")
-
-
-@dataclass(frozen=True)
-class LoadReport:
-    """What a load found: the layout it read, and keys the model lacked, left over, or shaped differently."""
-
-    layout: str
-    missing: tuple[str, ...] = ()
-    unexpected: tuple[str, ...] = ()
-    mismatched: tuple[str, ...] = ()
-
-    @property
-    def ok(self) -> bool:
-        return not (self.missing or self.unexpected or self.mismatched)
 
 
 def strip_prefix(keys: Iterable[str]) -> dict[str, str]:
@@ -131,18 +117,6 @@ def config_from_shapes(shapes: Mapping[str, tuple[int, ...]]) -> VAEConfig:
     return VAEConfig(dim=dim, z_dim=z_dim)
 
 
-def check_state_dict(model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], layout: str) -> LoadReport:
-    """Compare names and shapes against the model, before anything is loaded."""
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    return LoadReport(
-        layout=layout,
-        missing=tuple(sorted(set(expected) - set(state_dict))),
-        unexpected=tuple(sorted(set(state_dict) - set(expected))),
-        mismatched=tuple(sorted(k for k in set(expected) & set(state_dict)
-                                if tuple(state_dict[k].shape) != expected[k])),
-    )
-
-
 def _raise_for(report: LoadReport, path: Path) -> None:
     if report.ok:
         return
@@ -151,20 +125,6 @@ def _raise_for(report: LoadReport, path: Path) -> None:
                                 ("wrong shape", report.mismatched)) if keys]
     raise CheckpointError(f"{path.name} ({report.layout} layout) does not fit the Wan 2.1 VAE: "
                           f"{'; '.join(parts)}: the file is damaged or another model's")
-
-
-def read_safetensors(path: Union[str, Path]) -> dict[str, torch.Tensor]:
-    """Every tensor of a safetensors file on the CPU; any other file (a pickle, a truncated file) is refused."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"VAE file {path} does not exist: check the path or the ComfyUI vae folder")
-    try:
-        with safe_open(str(path), framework="pt", device="cpu") as handle:
-            return {key: handle.get_tensor(key) for key in handle.keys()}
-    except (SafetensorError, OSError, ValueError) as error:
-        raise CheckpointError(f"{path.name} is not a readable safetensors file ({error}); pickled .pth/.ckpt "
-                              "files are never loaded: use the .safetensors VAE (ComfyUI's wan_2.1_vae.safetensors)"
-                              ) from error
 
 
 def load_wan_vae(path: Union[str, Path], dtype: torch.dtype = torch.float32,
@@ -183,7 +143,9 @@ def load_wan_vae(path: Union[str, Path], dtype: torch.dtype = torch.float32,
         CheckpointError: not safetensors, not a Wan 2.1 VAE, or keys / shapes that do not fit.
     """
     path = Path(path)
-    state_dict, layout = to_native(read_safetensors(path))
+    if not path.is_file():
+        raise CheckpointError(f"VAE file {path} does not exist: check the path or ComfyUI's vae folder")
+    state_dict, layout = to_native(read_safetensors(path)[0])
     config = config_from_shapes({k: tuple(v.shape) for k, v in state_dict.items()})
     model = build_vae(config, device=torch.device("meta"))
     report = check_state_dict(model, state_dict, layout)

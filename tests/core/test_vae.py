@@ -24,7 +24,7 @@ from directanimator_core.models.vae import (
     TINY_VAE, WAN21_LATENT_MEAN, WAN21_VAE, VAEConfig, WanVAE, build_vae, decode_tiled, denormalize_latents,
     normalize_latents, tile_starts)
 from directanimator_core.models.vae_checkpoint import (
-    check_state_dict, diffusers_key_to_wan, load_wan_vae, to_native)
+    diffusers_key_to_wan, load_wan_vae, to_native)
 
 COMFY_RUNNER = r"""
 import json, sys
