@@ -35,7 +35,8 @@ class Conditioning:
     image: (B, 4 + C, T, H, W) Wan's image-to-video ``y``: 4 mask channels (1 where a frame is given)
         then the reference image's latent, concatenated to x in channels. Needed when the backbone's
         ``in_dim`` exceeds the noise channels (I2V 14B: 36 = 16 + 4 + 16).
-    clip_fea: (B, 257, 1280) CLIP vision penultimate states, for backbones with Wan 2.1's image branch.
+    clip_fea: (B, 257, 1280) CLIP vision penultimate states, for backbones with Wan 2.1's image branch
+        (required there; backbones without it, Wan 2.2, ignore it as ComfyUI does).
     cues: the driving cue latents for a CueFusion model; None runs the base model (cue-free guidance).
     """
 

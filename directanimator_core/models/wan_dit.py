@@ -263,6 +263,9 @@ class WanDiT(nn.Module):
         if c.has_image_branch and cond.clip_fea is None:
             raise InputError("this Wan 2.1 image-to-video backbone attends to CLIP image features, but "
                              "Conditioning.clip_fea is None: pass the CLIP vision output (B, 257, 1280)")
+        if c.has_image_branch and (cond.clip_fea.ndim != 3 or cond.clip_fea.shape[-1] != c.image_dim):
+            raise InputError(f"clip_fea has shape {tuple(cond.clip_fea.shape)}; this backbone takes (B, L, {c.image_dim}) "
+                             "CLIP vision penultimate states: connect a CLIP ViT-H/14 vision output")
 
 
 def build_backbone(config: BackboneConfig, device: Optional[torch.device] = None) -> WanDiT:

@@ -7,11 +7,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import save_file
 
 from harness.comfyui import comfyui_dir
 from harness.wan_dit import max_diff, randomise, run_comfy_wan, run_ours, tiny_inputs
 
 from directanimator_core.errors import InputError
+from directanimator_core.models.checkpoint import COMFYUI, from_native, load_backbone
 from directanimator_core.models.conditioning import Conditioning
 from directanimator_core.models.hooks import BlockHook, BlockReader
 from directanimator_core.models.registry import PRESETS
@@ -27,13 +29,18 @@ def tiny_model(name: str, seed: int = 0) -> WanDiT:
 @pytest.mark.comfy
 @pytest.mark.parametrize("name", ["tiny", "tiny-i2v"])
 def test_matches_comfyui_wanmodel(name: str, tmp_path: Path) -> None:
-    model = tiny_model(name)
+    """ComfyUI runs the random weights; ours loads them from a file in ComfyUI's own key layout."""
+    source = tiny_model(name)
+    comfy_file = tmp_path / "comfy_layout.safetensors"
+    save_file({k: v.contiguous() for k, v in from_native(source.state_dict(), COMFYUI).items()}, str(comfy_file))
+    model, report = load_backbone(comfy_file, compute_dtype=torch.float32, num_heads=2)
+    assert report.ok and report.layout == COMFYUI
     cases = {
         "one": tiny_inputs(model.config),
         "batch": tiny_inputs(model.config, batch=2, seed=2),
         "per_frame_t": tiny_inputs(model.config, seed=3, per_frame_t=True),
     }
-    theirs = run_comfy_wan(comfyui_dir(), model.config, model.state_dict(), cases, tmp_path)
+    theirs = run_comfy_wan(comfyui_dir(), model.config, source.state_dict(), cases, tmp_path)
     for case_name, case in cases.items():
         ours = run_ours(model, case)
         assert ours.shape == case["x"].shape
@@ -93,3 +100,5 @@ def test_i2v_needs_its_image_inputs() -> None:
         model(case["x"], case["t"], case["context"], Conditioning(image=case["y"]))
     with pytest.raises(InputError, match="pass Conditioning.image"):
         model(case["x"], case["t"], case["context"], Conditioning(clip_fea=case["clip_fea"]))
+    with pytest.raises(InputError, match=r"clip_fea has shape \(1, 5, 1024\); this backbone takes \(B, L, 1280\)"):
+        model(case["x"], case["t"], case["context"], Conditioning(image=case["y"], clip_fea=case["clip_fea"][..., :1024]))
