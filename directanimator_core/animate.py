@@ -35,6 +35,7 @@ from .sampling import GuidanceConds, SamplerConfig, StepInfo, sample
 log = logging.getLogger(__name__)
 
 WAN_TIMESTEPS = 1000.0  # Wan's timestep = sigma * 1000
+StopCheck = Callable[[], bool]
 
 
 @dataclass(frozen=True, eq=False)
@@ -109,23 +110,25 @@ def video_tensor(frames: np.ndarray, size: Optional[tuple[int, int]] = None) -> 
     return rearrange(video, "f c h w -> 1 c f h w")
 
 
-def encode_latents(vae: WanVAE, video: torch.Tensor) -> torch.Tensor:
+def encode_latents(vae: WanVAE, video: torch.Tensor, should_stop: Optional[StopCheck] = None) -> torch.Tensor:
     """(1, 3, F, H, W) pixels -> (1, 16, T, H/8, W/8) normalised latents, streamed in Wan's chunks."""
     device = next(vae.parameters()).device
     with torch.no_grad():
-        return normalize_latents(vae.encode(video.to(device)).float())
+        return normalize_latents(vae.encode(video.to(device), should_stop=should_stop).float())
 
 
-def encode_cues(vae: WanVAE, triplet: CueTriplet, size: tuple[int, int]) -> CueLatents:
+def encode_cues(vae: WanVAE, triplet: CueTriplet, size: tuple[int, int],
+                should_stop: Optional[StopCheck] = None) -> CueLatents:
     """The triplet in latent space: pose and face videos through the VAE, location masks packed."""
     masks = [pack_mask(torch.from_numpy(np.ascontiguousarray(m))[None].float() / 255.0)
              for m in (triplet.body_mask, triplet.face_mask)]
-    return CueLatents(pose=encode_latents(vae, video_tensor(triplet.pose)),
-                      face=encode_latents(vae, video_tensor(triplet.face, size)),  # face crops zoomed to the frame
+    return CueLatents(pose=encode_latents(vae, video_tensor(triplet.pose), should_stop),
+                      face=encode_latents(vae, video_tensor(triplet.face, size), should_stop),  # zoomed to the frame
                       pose_mask=masks[0], face_mask=masks[1])
 
 
-def image_condition(vae: WanVAE, reference: torch.Tensor, frames: int) -> torch.Tensor:
+def image_condition(vae: WanVAE, reference: torch.Tensor, frames: int,
+                    should_stop: Optional[StopCheck] = None) -> torch.Tensor:
     """Wan's image-to-video ``y`` (1, 4 + 16, T, h, w): a mask that marks frame 0 as given, then the latent of
     the video [reference, black, black, ...], as Wan's I2V pipeline builds it."""
     height, width = reference.shape[2:]
@@ -133,7 +136,7 @@ def image_condition(vae: WanVAE, reference: torch.Tensor, frames: int) -> torch.
     video[:, :, 0] = reference[0].float().cpu()
     given = torch.zeros(1, frames, height, width)
     given[:, 0] = 1.0
-    return torch.cat([pack_mask(given), encode_latents(vae, video).cpu()], dim=1)
+    return torch.cat([pack_mask(given), encode_latents(vae, video, should_stop).cpu()], dim=1)
 
 
 # -- 4. sampling --------------------------------------------------------------------------------------------
@@ -189,7 +192,7 @@ def animate(reference: torch.Tensor, triplet: CueTriplet, model: nn.Module, vae:
         tile: (H, W) pixel tile for a tiled decode, None decodes whole frames.
         tile_overlap: pixels neighbouring tiles share.
         callback: called once per sampling step with a StepInfo.
-        should_stop: polled between steps; True raises Interrupted.
+        should_stop: polled between VAE chunks and sampling steps; True raises Interrupted.
 
     Raises:
         InputError: inputs that do not fit the model or each other (before any encoding).
@@ -206,8 +209,8 @@ def animate(reference: torch.Tensor, triplet: CueTriplet, model: nn.Module, vae:
     device = next(model.parameters()).device
     frames, height, width = triplet.pose.shape[:3]
     # 2-3. encode cues and reference
-    cues = encode_cues(vae, triplet, (height, width))
-    image = image_condition(vae, reference, frames)
+    cues = encode_cues(vae, triplet, (height, width), should_stop)
+    image = image_condition(vae, reference, frames, should_stop)
     context = text if text is not None else torch.zeros(1, 1, backbone.text_dim)
     cond = _conditioning_on(device, image, clip_fea, cues)
     conds = guidance_inputs(context.to(device), _on(device, negative_text), cond)
@@ -220,11 +223,11 @@ def animate(reference: torch.Tensor, triplet: CueTriplet, model: nn.Module, vae:
     # 5. decode
     if not decode:
         return Animation(latents=raw, frames=None)
-    return Animation(latents=raw, frames=decode_frames(vae, raw, tile, tile_overlap))
+    return Animation(latents=raw, frames=decode_frames(vae, raw, tile, tile_overlap, should_stop))
 
 
 def decode_frames(vae: WanVAE, latents: torch.Tensor, tile: Optional[tuple[int, int]] = None,
-                  overlap: int = 64) -> torch.Tensor:
+                  overlap: int = 64, should_stop: Optional[StopCheck] = None) -> torch.Tensor:
     """Raw latents -> (B, 3, F, H, W) frames clamped to [-1, 1], in blended tiles when ``tile`` is given.
 
     Args:
@@ -232,8 +235,12 @@ def decode_frames(vae: WanVAE, latents: torch.Tensor, tile: Optional[tuple[int, 
         latents: (B, 16, T, h, w) raw latents.
         tile: (H, W) pixels per tile, or None for whole frames.
         overlap: pixels shared by neighbouring tiles.
+        should_stop: polled between VAE chunks; True raises Interrupted.
     """
     latents = latents.to(next(vae.parameters()).device)
     with torch.no_grad():
-        pixels = vae.decode(latents) if tile is None else decode_tiled(vae, latents, tile, overlap)
+        if tile is None:
+            pixels = vae.decode(latents, should_stop=should_stop)
+        else:
+            pixels = decode_tiled(vae, latents, tile, overlap, should_stop=should_stop)
     return pixels.float().clamp(-1.0, 1.0)

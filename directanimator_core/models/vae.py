@@ -21,14 +21,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Iterator, Optional, Sequence
+from typing import Callable, Iterator, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from ..errors import InputError
+from ..errors import InputError, Interrupted
 
 log = logging.getLogger(__name__)
 
@@ -307,6 +307,17 @@ def _time_chunks(length: int, chunk: Optional[int]) -> Iterator[slice]:
         yield slice(start, min(start + chunk, length))
 
 
+def _stream(network: nn.Module, x: torch.Tensor, chunk: Optional[int], should_stop: Optional[Callable[[], bool]],
+            what: str) -> torch.Tensor:
+    """Run ``network`` over the frames of x chunk by chunk with one causal cache; should_stop between chunks."""
+    cache, outputs = CausalCache(), []
+    for part in _time_chunks(x.shape[2], chunk):
+        if should_stop is not None and should_stop():
+            raise Interrupted(f"{what} stopped on request at frame {part.start} of {x.shape[2]}")
+        outputs.append(network(x[:, :, part], cache))
+    return torch.cat(outputs, dim=2)
+
+
 class WanVAE(nn.Module):
     """The Wan 2.1 VAE. ``encoder``/``conv1``/``conv2``/``decoder`` are the checkpoint's top-level names."""
 
@@ -318,30 +329,31 @@ class WanVAE(nn.Module):
         self.conv2 = CausalConv3d(config.z_dim, config.z_dim, 1)
         self.decoder = Decoder3d(config)
 
-    def encode(self, video: torch.Tensor, chunk_frames: Optional[int] = 4) -> torch.Tensor:
+    def encode(self, video: torch.Tensor, chunk_frames: Optional[int] = 4,
+               should_stop: Optional[Callable[[], bool]] = None) -> torch.Tensor:
         """Pixels [B, 3, F, H, W] in [-1, 1], F = 4n + 1, H and W multiples of 8 -> raw latent mean [B, z, T, H/8, W/8].
 
         Args:
             video: the pixel video.
             chunk_frames: pixel frames per pass after the first frame (a multiple of 4; Wan uses 4);
                 None encodes the whole video in one pass (same result, more memory).
+            should_stop: polled between chunks; True raises Interrupted.
         """
         _check_video(video)
         if chunk_frames is not None and (chunk_frames < 4 or chunk_frames % TIME_STRIDE):
             raise InputError(f"chunk_frames={chunk_frames} must be a positive multiple of 4 (or None for one pass)")
-        video = video.to(self.conv1.weight.dtype)
-        cache = CausalCache()
-        out = torch.cat([self.encoder(video[:, :, part], cache)
-                         for part in _time_chunks(video.shape[2], chunk_frames)], dim=2)
+        out = _stream(self.encoder, video.to(self.conv1.weight.dtype), chunk_frames, should_stop, "VAE encode")
         mean, _log_var = self.conv1(out).chunk(2, dim=1)
         return mean
 
-    def decode(self, latents: torch.Tensor, chunk_latents: Optional[int] = 1) -> torch.Tensor:
+    def decode(self, latents: torch.Tensor, chunk_latents: Optional[int] = 1,
+               should_stop: Optional[Callable[[], bool]] = None) -> torch.Tensor:
         """Raw latents [B, z, T, h, w] -> pixels [B, 3, 4(T - 1) + 1, 8h, 8w], roughly in [-1, 1] (not clamped).
 
         Args:
             latents: raw (not normalised) latents.
             chunk_latents: latent frames per pass after the first (Wan: 1); None decodes in one pass.
+            should_stop: polled between chunks; True raises Interrupted.
         """
         if latents.ndim != 5 or latents.shape[1] != self.config.z_dim:
             raise InputError(f"latents of shape {tuple(latents.shape)} do not fit this VAE: expected "
@@ -349,9 +361,7 @@ class WanVAE(nn.Module):
         if chunk_latents is not None and chunk_latents < 1:
             raise InputError(f"chunk_latents={chunk_latents} must be at least 1 (or None for one pass)")
         x = self.conv2(latents.to(self.conv2.weight.dtype))
-        cache = CausalCache()
-        return torch.cat([self.decoder(x[:, :, part], cache)
-                          for part in _time_chunks(x.shape[2], chunk_latents)], dim=2)
+        return _stream(self.decoder, x, chunk_latents, should_stop, "VAE decode")
 
 
 def _check_video(video: torch.Tensor) -> None:
@@ -402,7 +412,7 @@ def _axis_weights(starts: Sequence[int], tile: int, scale: int, device: torch.de
 
 
 def decode_tiled(vae: WanVAE, latents: torch.Tensor, tile: tuple[int, int] = (256, 256), overlap: int = 64,
-                 chunk_latents: Optional[int] = 1) -> torch.Tensor:
+                 chunk_latents: Optional[int] = 1, should_stop: Optional[Callable[[], bool]] = None) -> torch.Tensor:
     """Decode in overlapping spatial tiles, blended with linear ramps over each overlap, to bound memory.
 
     Each tile is decoded over all frames (streamed in time as :meth:`WanVAE.decode`); where tiles
@@ -416,6 +426,7 @@ def decode_tiled(vae: WanVAE, latents: torch.Tensor, tile: tuple[int, int] = (25
         tile: (H, W) of a tile in pixels, overlap included, multiples of 8.
         overlap: pixels shared by neighbouring tiles, a multiple of 8, smaller than the tile.
         chunk_latents: as :meth:`WanVAE.decode`.
+        should_stop: polled between chunks of every tile; True raises Interrupted.
     """
     tile_h, tile_w = (side // SPACE_STRIDE for side in tile)
     lap = overlap // SPACE_STRIDE
@@ -426,13 +437,13 @@ def decode_tiled(vae: WanVAE, latents: torch.Tensor, tile: tuple[int, int] = (25
     tile_h, tile_w = min(tile_h, height), min(tile_w, width)
     rows, cols = tile_starts(height, tile_h, lap), tile_starts(width, tile_w, lap)
     if len(rows) * len(cols) == 1:
-        return vae.decode(latents, chunk_latents)
+        return vae.decode(latents, chunk_latents, should_stop)
     out, total = None, None
     row_w = _axis_weights(rows, tile_h, SPACE_STRIDE, latents.device)
     col_w = _axis_weights(cols, tile_w, SPACE_STRIDE, latents.device)
     for r, top in enumerate(rows):
         for c, left in enumerate(cols):
-            pixels = vae.decode(latents[:, :, :, top:top + tile_h, left:left + tile_w], chunk_latents)
+            pixels = vae.decode(latents[:, :, :, top:top + tile_h, left:left + tile_w], chunk_latents, should_stop)
             if out is None:  # float32 sums: a bf16 VAE's tiles would lose the crossfade's small weights
                 out = torch.zeros((*pixels.shape[:3], height * SPACE_STRIDE, width * SPACE_STRIDE),
                                   device=pixels.device, dtype=torch.float32)

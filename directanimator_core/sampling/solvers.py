@@ -65,7 +65,9 @@ def _report(callback: Optional[Callback], x: torch.Tensor, i: int, sigma: float,
 
 
 def _sigma_batch(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    return torch.full((x.shape[0],), sigma, dtype=x.dtype, device=x.device)  # (B,)
+    # at least fp32: a bf16 state would round the timestep the model sees (Wan's t = sigma * 1000)
+    dtype = torch.promote_types(x.dtype, torch.float32)
+    return torch.full((x.shape[0],), sigma, dtype=dtype, device=x.device)  # (B,)
 
 
 # -- Euler -------------------------------------------------------------------------------------------

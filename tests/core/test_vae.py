@@ -19,7 +19,7 @@ from safetensors.torch import load_file, save_file
 
 from harness.comfyui import comfyui_dir
 
-from directanimator_core.errors import CheckpointError, InputError
+from directanimator_core.errors import CheckpointError, InputError, Interrupted
 from directanimator_core.models.vae import (
     TINY_VAE, WAN21_LATENT_MEAN, WAN21_VAE, VAEConfig, WanVAE, build_vae, decode_tiled, denormalize_latents,
     normalize_latents, tile_starts)
@@ -269,6 +269,20 @@ def test_the_model_is_causal(tiny) -> None:
     assert not torch.allclose(a[:, :, 2], b[:, :, 2])
 
 
+def test_should_stop_is_honoured_between_chunks(tiny) -> None:
+    polls = []
+
+    def stop_on_second_poll() -> bool:
+        polls.append(1)
+        return len(polls) >= 2
+
+    with pytest.raises(Interrupted, match="VAE decode stopped on request at frame 1 of 3"):
+        tiny[0].decode(LATENTS, should_stop=stop_on_second_poll)
+    polls.clear()
+    with pytest.raises(Interrupted, match="VAE encode stopped on request at frame 1 of 9"):
+        tiny[0].encode(VIDEO, should_stop=stop_on_second_poll)
+
+
 def test_bad_frame_counts_and_sizes_are_refused(tiny) -> None:
     with pytest.raises(InputError, match="8 frames .* 4n \\+ 1 \\(e.g. 5 or 9\\)"):
         tiny[0].encode(VIDEO[:, :, :8])
@@ -292,7 +306,7 @@ class LocalDecoder:
     def __init__(self) -> None:
         self.weight = torch.randn(3, 16, generator=torch.Generator().manual_seed(3))
 
-    def decode(self, latents: torch.Tensor, chunk_latents=1) -> torch.Tensor:
+    def decode(self, latents: torch.Tensor, chunk_latents=1, should_stop=None) -> torch.Tensor:
         pixels = torch.einsum("oc,bcthw->bothw", self.weight, latents)
         return pixels.repeat_interleave(8, dim=3).repeat_interleave(8, dim=4)
 
