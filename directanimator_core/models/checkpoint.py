@@ -10,8 +10,8 @@ Layouts (found from sentinel keys, as ComfyUI's model_detection does):
   ``scale_shift_table``...), as written by diffusers' ``convert_wan_to_diffusers.py``. diffusers
   numbers the block norms in call order, so its ``norm2`` is Wan's cross-attention ``norm3``.
 Stored dtypes: fp32, bf16, fp16, fp8 (e4m3fn, e5m2) and ComfyUI's scaled fp8 (a ``scaled_fp8``
-marker tensor plus one ``<layer>.scale_weight`` per Linear, comfy/ops.py; ``scale_input`` only feeds
-ComfyUI's fp8 matmul and is dropped). Only safetensors files are read; nothing is ever unpickled.
+marker tensor plus one ``<layer>.scale_weight`` per Linear, comfy/ops.py; or its newer per-layer
+``<layer>.weight_scale``, comfy/quant_ops.py). Input scales only feed ComfyUI's fp8 matmul and are dropped. Only safetensors files are read; nothing is ever unpickled.
 """
 
 from __future__ import annotations
@@ -41,7 +41,10 @@ SENTINELS = {  # layout -> a key only that layout has (checked in this order)
     DIFFUSERS: "condition_embedder.time_proj.weight",
 }
 SCALED_FP8_MARKER = "scaled_fp8"  # ComfyUI: its dtype is the fp8 format (fp32 means e4m3fn)
-DROPPED_SUFFIXES = (".scale_input",)  # ComfyUI fp8-matmul input scales: no effect on the dequantised weight
+DROPPED_SUFFIXES = (".scale_input", ".input_scale")  # fp8-matmul input scales: no effect on the weight
+# ComfyUI's per-layer "mixed precision" fp8 (``_quantization_metadata``, comfy/quant_ops.py TensorCoreFP8Layout)
+# stores the same per-tensor scale (weight = q * scale) under another name.
+SCALE_ALIASES = {".weight_scale": ".scale_weight"}
 
 # Wan module -> diffusers module. Top level, then inside ``blocks.N.``.
 DIFFUSERS_TOP = {
@@ -199,6 +202,10 @@ def to_native(state_dict: Mapping[str, torch.Tensor], layout: Optional[str] = No
     scaled = None if marker is None else (torch.float8_e4m3fn if marker.dtype == torch.float32 else marker.dtype)
     for key in [k for k in tensors if k.endswith(DROPPED_SUFFIXES)]:
         del tensors[key]
+    for key in list(tensors):
+        for alias, name in SCALE_ALIASES.items():
+            if key.endswith(alias):
+                tensors[key[: -len(alias)] + name] = tensors.pop(key)
     return NativeStateDict(tensors, layout, tuple(ignored), scaled)
 
 

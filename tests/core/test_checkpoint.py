@@ -173,12 +173,16 @@ def fp8_copy(model: WanDiT, dtype: torch.dtype, scaled: bool) -> tuple[dict[str,
 
 
 @pytest.mark.parametrize("dtype, scaled", [(torch.float8_e4m3fn, False), (torch.float8_e5m2, False),
-                                           (torch.float8_e4m3fn, True)])
-def test_fp8_weights_stay_fp8_and_compute_what_they_store(tiny: WanDiT, dtype: torch.dtype, scaled: bool,
+                                           (torch.float8_e4m3fn, "scale_weight"), (torch.float8_e4m3fn, "weight_scale")])
+def test_fp8_weights_stay_fp8_and_compute_what_they_store(tiny: WanDiT, dtype: torch.dtype, scaled,
                                                           tmp_path: Path) -> None:
-    stored, exact = fp8_copy(tiny, dtype, scaled)
-    if scaled:  # ComfyUI's scaled-fp8 file: prefixed keys and the marker tensor
-        stored = from_native(stored, COMFYUI) | {"model.diffusion_model.scaled_fp8": torch.empty(0, dtype=dtype)}
+    stored, exact = fp8_copy(tiny, dtype, bool(scaled))
+    if scaled == "scale_weight":  # ComfyUI's scaled-fp8 file: prefixed keys, the marker tensor, input scales
+        stored = from_native(stored, COMFYUI) | {"model.diffusion_model.scaled_fp8": torch.empty(0, dtype=dtype),
+                                                 "model.diffusion_model.blocks.0.ffn.0.scale_input": torch.ones(())}
+    elif scaled == "weight_scale":  # ComfyUI's per-layer mixed-precision names
+        stored = {k.replace(".scale_weight", ".weight_scale"): v for k, v in stored.items()}
+        stored["blocks.0.ffn.0.input_scale"] = torch.ones(())
     model, report = load_backbone(save(stored, tmp_path / "fp8.safetensors"), compute_dtype=torch.float32,
                                   num_heads=2)
     assert report.ok and report.scaled == (32 if scaled else 0)  # 12 Linears per block x 2 + 8 outside
