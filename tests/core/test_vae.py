@@ -179,6 +179,26 @@ def test_diffusers_layout_loads_the_identical_model(tiny, tmp_path: Path) -> Non
         torch.testing.assert_close(loaded.decode(LATENTS[:, :, :2]), model.decode(LATENTS[:, :, :2]), atol=0, rtol=0)
 
 
+def test_equals_diffusers_autoencoder_kl_wan_when_installed() -> None:
+    """diffusers' own AutoencoderKLWan, its random state dict renamed by our table, gives our outputs.
+    diffusers is not a test dependency: run with it on PYTHONPATH (e.g. pip install --target DIR diffusers)."""
+    diffusers = pytest.importorskip("diffusers")
+    torch.manual_seed(0)
+    reference = diffusers.AutoencoderKLWan(base_dim=8).eval()
+    with torch.no_grad():
+        for name, param in reference.named_parameters():
+            if name.endswith("gamma"):
+                param.copy_(1 + 0.2 * torch.randn_like(param))
+    native, layout = to_native(reference.state_dict())
+    ours = build_vae(TINY_VAE, device=torch.device("meta"))
+    ours.load_state_dict(native, strict=True, assign=True)
+    with torch.no_grad():
+        latents = reference.encode(VIDEO).latent_dist.mode()
+        torch.testing.assert_close(ours.eval().encode(VIDEO), latents, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(ours.decode(latents).clamp(-1, 1), reference.decode(latents).sample,
+                                   atol=1e-4, rtol=1e-4)
+
+
 def test_wan_keys_pass_through_the_diffusers_renamer_unchanged() -> None:
     for key in build_vae(TINY_VAE, device=torch.device("meta")).state_dict():
         assert diffusers_key_to_wan(key) == key
