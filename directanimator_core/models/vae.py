@@ -435,15 +435,16 @@ def decode_tiled(vae: WanVAE, latents: torch.Tensor, tile: tuple[int, int] = (25
                          "smaller than the tile (e.g. tile=(256, 256), overlap=64)")
     height, width = latents.shape[3:]
     tile_h, tile_w = min(tile_h, height), min(tile_w, width)
+    stop = {} if should_stop is None else {"should_stop": should_stop}  # any object with decode() tiles
     rows, cols = tile_starts(height, tile_h, lap), tile_starts(width, tile_w, lap)
     if len(rows) * len(cols) == 1:
-        return vae.decode(latents, chunk_latents, should_stop)
+        return vae.decode(latents, chunk_latents, **stop)
     out, total = None, None
     row_w = _axis_weights(rows, tile_h, SPACE_STRIDE, latents.device)
     col_w = _axis_weights(cols, tile_w, SPACE_STRIDE, latents.device)
     for r, top in enumerate(rows):
         for c, left in enumerate(cols):
-            pixels = vae.decode(latents[:, :, :, top:top + tile_h, left:left + tile_w], chunk_latents, should_stop)
+            pixels = vae.decode(latents[:, :, :, top:top + tile_h, left:left + tile_w], chunk_latents, **stop)
             if out is None:  # float32 sums: a bf16 VAE's tiles would lose the crossfade's small weights
                 out = torch.zeros((*pixels.shape[:3], height * SPACE_STRIDE, width * SPACE_STRIDE),
                                   device=pixels.device, dtype=torch.float32)
