@@ -40,8 +40,7 @@ COMMANDS: dict[str, Command] = {
     ),
     "train": Command(
         "train a DirectAnimator model with Same2X from a config file",
-        None,
-        "needs the Same2X trainer (issue 7)",
+        "directanimator_core.train.cli",
     ),
     "bench": Command(
         "print speed and memory figures (dit, offload, cues)",

@@ -1,0 +1,378 @@
+"""The prepared-clip cache: cue triplets and VAE latents computed once per clip, one safetensors file each.
+
+An entry holds (C = 16 latent channels, T latent frames, h w = the latent grid, M = 4 mask channels):
+    latent      (C, T, h, w)     the clip (the denoising target), normalised Wan latents
+    pose, face  (C, T, h, w)     the pose and face cue videos' latents
+    blank_pose  (C, T, h, w)     latent of an empty (neutral grey) pose cue: what a dropped frame becomes
+    pose_mask, face_mask (M, T, h, w)  location masks packed onto the latent grid (cue_embed.pack_mask)
+    pose_quality (T,)            worst segmentation quality of the pixel frames behind each latent frame
+    image       (K, 4 + C, T, h, w)  Wan image-to-video ``y`` for K reference candidates (optional)
+    context     (L, D_text), clip_fea (257, 1280)  the clip's text states (optional)
+Metadata: ``format``, ``fingerprint`` (JSON of what the entry was made from: clip file identity,
+sizes, cue settings, VAE identity) and ``checksum`` (sha256 of every tensor). An entry whose
+fingerprint differs from what the run asks for, or whose checksum fails, is rebuilt by ``prepare``
+and refused by training; never trained on.
+
+Files are written to a temporary name and renamed (os.replace), so a crash never leaves a half
+entry under the real name; ``prepare`` skips entries that are complete and current, so it resumes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import cv2
+import numpy as np
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from ..cues.config import CueConfig
+from ..cues.triplet import build_triplet
+from ..errors import InputError
+from ..models.cue_embed import pack_mask
+from ..models.vae import WanVAE, normalize_latents
+from .config import DataConfig
+
+log = logging.getLogger(__name__)
+
+FORMAT = "directanimator.train-cache/1"
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".gif")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+TEXT_SUFFIX = ".text.safetensors"
+POSE_BACKGROUND = 128  # the pose cue's neutral grey (cues/config.py PoseConfig.background)
+
+
+# -- the clip folder -------------------------------------------------------------------------------
+def list_clips(folder: str | Path) -> dict[str, Path]:
+    """Clip name -> path for every video file and every folder of frames in ``folder``, sorted by name.
+
+    Args:
+        folder: the clip folder (data.clips).
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"clip folder {folder} does not exist: set data.clips to a folder of videos")
+    clips = {}
+    for path in sorted(folder.iterdir()):
+        if path.is_file() and path.suffix.lower() in VIDEO_SUFFIXES:
+            clips[path.stem] = path
+        elif path.is_dir() and _frame_files(path):
+            clips[path.name] = path
+    if not clips:
+        raise InputError(f"clip folder {folder} holds no video ({', '.join(VIDEO_SUFFIXES)}) and no folder of "
+                         "frames: add clips")
+    return clips
+
+
+def _frame_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def read_clip(path: Path, frames: int, height: int, width: int) -> np.ndarray:
+    """The first ``frames`` frames, centre-cropped to the aspect and resized: (F, H, W, 3) uint8 RGB.
+
+    Args:
+        path: video file or folder of frames.
+        frames: frames to read (the clip must have at least that many).
+        height, width: output size.
+    """
+    raw = _read_frames(path, frames)
+    if len(raw) < frames:
+        raise InputError(f"clip {path.name} has {len(raw)} frames; data.frames={frames} needs at least that many: "
+                         "lower data.frames or drop the clip")
+    return np.stack([_crop_resize(frame, height, width) for frame in raw])
+
+
+def _read_frames(path: Path, frames: int) -> list[np.ndarray]:
+    if path.is_dir():
+        return [cv2.cvtColor(cv2.imread(str(p), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+                for p in _frame_files(path)[:frames]]
+    capture, out = cv2.VideoCapture(str(path)), []
+    while len(out) < frames:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        out.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+    capture.release()
+    return out
+
+
+def _crop_resize(frame: np.ndarray, height: int, width: int) -> np.ndarray:
+    h, w = frame.shape[:2]
+    scale = max(height / h, width / w)
+    crop_h, crop_w = round(height / scale), round(width / scale)
+    top, left = (h - crop_h) // 2, (w - crop_w) // 2
+    return cv2.resize(frame[top:top + crop_h, left:left + crop_w], (width, height), interpolation=cv2.INTER_AREA)
+
+
+def _beside(clip: Path, suffix: str) -> Path:
+    """The file next to a clip with the clip's name and ``suffix`` (walk.mp4 -> walk.txt)."""
+    return clip.parent / ((clip.name if clip.is_dir() else clip.stem) + suffix)
+
+
+def file_identity(path: Path) -> str:
+    """Size and a hash of the first and last MiB of a file (or of a frame folder's listing): enough to
+    notice a replaced clip without reading a whole video."""
+    if path.is_dir():
+        return hashlib.sha256(json.dumps([(p.name, p.stat().st_size) for p in _frame_files(path)]).encode()).hexdigest()
+    size, digest = path.stat().st_size, hashlib.sha256()
+    with open(path, "rb") as handle:
+        digest.update(handle.read(1 << 20))
+        handle.seek(max(size - (1 << 20), 0))
+        digest.update(handle.read(1 << 20))
+    return f"{size}:{digest.hexdigest()}"
+
+
+# -- fingerprints and checksums --------------------------------------------------------------------
+def fingerprint(clip: Path, config: DataConfig, cue_config: CueConfig, vae_identity: str) -> str:
+    """JSON of everything an entry is computed from; an entry with another fingerprint is stale.
+
+    Args:
+        clip: the clip file or folder.
+        config: data settings (frame count, size, reference candidates, text).
+        cue_config: cue settings.
+        vae_identity: file_identity of the VAE.
+    """
+    text = _beside(clip, TEXT_SUFFIX)
+    return json.dumps({
+        "clip": file_identity(clip), "frames": config.frames, "size": [config.height, config.width],
+        "reference_frames": config.reference_frames, "text": config.text,
+        "text_file": file_identity(text) if config.text == "embeddings" and text.is_file() else None,
+        "cues": json.dumps(asdict(cue_config), sort_keys=True, default=str), "vae": vae_identity,
+    }, sort_keys=True)
+
+
+def checksum(tensors: dict[str, torch.Tensor]) -> str:
+    """sha256 over every tensor's name, dtype, shape and bytes, in name order."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().contiguous().cpu()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def write_atomic(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> Path:
+    """Write a safetensors file under a temporary name, flush it to disk, then rename it into place.
+
+    Args:
+        tensors: the file's tensors.
+        path: the final name; it either keeps its old content or gets the whole new file.
+        metadata: string metadata.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    _fsync_dir(path.parent)
+    return path
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# -- one entry -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class EntryStatus:
+    ok: bool
+    reason: str  # why not, for the log
+
+
+def check_entry(path: Path, expected_fingerprint: str, verify: bool = True) -> EntryStatus:
+    """Is the entry at ``path`` complete, current and undamaged?
+
+    Args:
+        path: the entry file.
+        expected_fingerprint: fingerprint() of what the run asks for.
+        verify: also recompute the checksum (reads the whole file).
+    """
+    if not path.is_file():
+        return EntryStatus(False, "missing")
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as handle:
+            metadata = handle.metadata() or {}
+            if metadata.get("format") != FORMAT:
+                return EntryStatus(False, f"format {metadata.get('format')!r}, not {FORMAT!r}")
+            if metadata.get("fingerprint") != expected_fingerprint:
+                return EntryStatus(False, "made from another clip, size, cue setting or VAE")
+            if verify and checksum({k: handle.get_tensor(k) for k in handle.keys()}) != metadata.get("checksum"):
+                return EntryStatus(False, "checksum mismatch (damaged)")
+    except (SafetensorError, OSError, ValueError) as error:
+        return EntryStatus(False, f"unreadable ({error})")
+    return EntryStatus(True, "")
+
+
+def read_entry(path: Path, expected_fingerprint: Optional[str] = None) -> dict[str, torch.Tensor]:
+    """Every tensor of an entry, checksum verified; a damaged or stale entry raises InputError.
+
+    Args:
+        path: the entry file.
+        expected_fingerprint: when given, the entry must have been made from exactly this.
+    """
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as handle:
+            metadata = handle.metadata() or {}
+            tensors = {k: handle.get_tensor(k) for k in handle.keys()}
+    except (SafetensorError, OSError, ValueError) as error:
+        raise InputError(f"cache entry {path} is unreadable ({error}): run the preparation step again "
+                         "(train --prepare-only); it rebuilds damaged entries") from error
+    stale = expected_fingerprint is not None and metadata.get("fingerprint") != expected_fingerprint
+    if metadata.get("format") != FORMAT or stale or checksum(tensors) != metadata.get("checksum"):
+        raise InputError(f"cache entry {path} is damaged or was made with other settings: run the preparation "
+                         "step again (train --prepare-only); it rebuilds such entries")
+    return tensors
+
+
+def encode_video(vae: WanVAE, frames: np.ndarray) -> torch.Tensor:
+    """(F, H, W, 3) uint8 -> normalised latent (C, T, H/8, W/8) fp32."""
+    param = next(vae.parameters())
+    video = torch.from_numpy(frames).to(device=param.device, dtype=torch.float32)
+    video = video.permute(3, 0, 1, 2)[None] / 127.5 - 1  # (1, 3, F, H, W) in [-1, 1]
+    with torch.no_grad():
+        return normalize_latents(vae.encode(video).float())[0].cpu()
+
+
+def latent_quality(quality: np.ndarray) -> torch.Tensor:
+    """Per pixel frame (F,) -> per latent frame (T,): the worst of the frames each latent frame covers
+    (frame 0 alone, then groups of 4, as the causal VAE packs them)."""
+    groups = [quality[:1]] + [quality[i:i + 4] for i in range(1, len(quality), 4)]
+    return torch.tensor([float(g.min()) for g in groups], dtype=torch.float32)
+
+
+def reference_indices(frames: int, count: int) -> list[int]:
+    """``count`` evenly spaced frame indices, the first being frame 0 (Wan I2V's given frame)."""
+    return [int(round(i)) for i in np.linspace(0, frames - 1, count)] if count > 1 else [0] * count
+
+
+def image_condition(vae: WanVAE, frames: np.ndarray, index: int) -> torch.Tensor:
+    """Wan's image-to-video ``y`` (4 + C, T, h, w) with frame ``index`` as the given first frame:
+    mask channels 1 on the first latent frame, then the latent of [reference, grey, grey, ...]."""
+    video = np.full_like(frames, POSE_BACKGROUND)
+    video[0] = frames[index]
+    latent = encode_video(vae, video)  # (C, T, h, w)
+    mask = torch.zeros(4, *latent.shape[1:])
+    mask[:, 0] = 1
+    return torch.cat([mask, latent])
+
+
+def build_entry(clip: Path, config: DataConfig, vae: WanVAE, cue_config: CueConfig) -> dict[str, torch.Tensor]:
+    """Cue triplet and latents of one clip (module docstring lists the tensors).
+
+    Args:
+        clip: the clip file or folder.
+        config: data settings.
+        vae: the frozen VAE (any device; results come back on the CPU).
+        cue_config: cue settings.
+    """
+    frames = read_clip(clip, config.frames, config.height, config.width)
+    triplet = build_triplet(frames, cue_config)
+    masks = torch.from_numpy(np.stack([triplet.body_mask, triplet.face_mask])).float() / 255  # (2, F, H, W)
+    packed = pack_mask(masks)  # (2, M, T, h, w)
+    tensors = {
+        "latent": encode_video(vae, frames),
+        "pose": encode_video(vae, triplet.pose),
+        "face": encode_video(vae, _resize_all(triplet.face, config.height, config.width)),
+        "blank_pose": encode_video(vae, np.full_like(frames, POSE_BACKGROUND)),
+        "pose_mask": packed[0].contiguous(), "face_mask": packed[1].contiguous(),
+        "pose_quality": latent_quality(triplet.quality),
+    }
+    if config.reference_frames:
+        tensors["image"] = torch.stack([image_condition(vae, frames, i)
+                                        for i in reference_indices(config.frames, config.reference_frames)])
+    if config.text == "embeddings":
+        tensors |= read_text(clip)
+    return tensors
+
+
+def _resize_all(frames: np.ndarray, height: int, width: int) -> np.ndarray:
+    if frames.shape[1:3] == (height, width):
+        return frames
+    return np.stack([cv2.resize(f, (width, height), interpolation=cv2.INTER_AREA) for f in frames])
+
+
+def read_text(clip: Path) -> dict[str, torch.Tensor]:
+    """The clip's precomputed text states: ``context`` (L, D_text) and optionally ``clip_fea``."""
+    path = _beside(clip, TEXT_SUFFIX)
+    if not path.is_file():
+        raise InputError(f"data.text='embeddings' but clip {clip.name} has no {path.name}: write its text states "
+                         "(key 'context', (L, D_text)) there, or set data.text='none'")
+    with safe_open(str(path), framework="pt", device="cpu") as handle:
+        tensors = {k: handle.get_tensor(k).float() for k in handle.keys() if k in ("context", "clip_fea")}
+    if "context" not in tensors:
+        raise InputError(f"{path.name} has no 'context' tensor: save the text encoder's states (L, D_text) as 'context'")
+    return tensors
+
+
+# -- the preparation step --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PrepareReport:
+    built: tuple[str, ...]  # clips built for the first time
+    rebuilt: tuple[str, ...]  # clips whose entry was stale or damaged
+    skipped: tuple[str, ...]  # clips whose entry was complete and current
+
+
+def entry_path(config: DataConfig, name: str) -> Path:
+    return Path(config.cache) / f"{name}.safetensors"
+
+
+def prepare_cache(config: DataConfig, load_vae: Callable[[], WanVAE], vae_identity: str,
+                  cue_config: CueConfig = CueConfig(), names: Optional[Sequence[str]] = None,
+                  rank: int = 0, world_size: int = 1) -> PrepareReport:
+    """Build the cache entry of every clip that lacks a complete, current one; skip the others.
+
+    Safe to interrupt and run again: entries appear whole or not at all. With several processes each
+    builds every ``world_size``-th clip from ``rank``.
+
+    Args:
+        config: data settings.
+        load_vae: called once, only if some entry must be built.
+        vae_identity: file_identity of the VAE (part of each entry's fingerprint).
+        cue_config: cue settings.
+        names: clips to prepare (default: every clip in the folder).
+        rank, world_size: this process's share.
+    """
+    clips = list_clips(config.clips)
+    missing = sorted(set(names or ()) - set(clips))
+    if missing:
+        raise InputError(f"clips {missing} are not in {config.clips}: fix data.cross_manifest or add the clips")
+    built, rebuilt, skipped, vae = [], [], [], None
+    for i, name in enumerate(sorted(names or clips)):
+        if i % world_size != rank:
+            continue
+        path = entry_path(config, name)
+        expected = fingerprint(clips[name], config, cue_config, vae_identity)
+        status = check_entry(path, expected)
+        if status.ok:
+            skipped.append(name)
+            continue
+        vae = vae or load_vae()
+        log.info("preparing %s (%s)", name, status.reason)
+        tensors = build_entry(clips[name], config, vae, cue_config)
+        metadata = {"format": FORMAT, "fingerprint": expected, "checksum": checksum(tensors),
+                    "caption": _caption(clips[name])}
+        write_atomic(tensors, path, metadata)
+        (built if status.reason == "missing" else rebuilt).append(name)
+    return PrepareReport(tuple(built), tuple(rebuilt), tuple(skipped))
+
+
+def _caption(clip: Path) -> str:
+    path = _beside(clip, ".txt")
+    return path.read_text(encoding="utf-8").strip() if path.is_file() else ""

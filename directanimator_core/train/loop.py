@@ -1,0 +1,214 @@
+"""The training loop, readable top to bottom (DiT / nanoGPT ``train.py`` shape), in functions so tests can
+call ``train(config)``: prepare the cache, build the models, resume, step, log, checkpoint, export.
+
+Resume is automatic: a run folder with checkpoints continues from the newest one, and ends exactly
+where an uninterrupted run would (same samples, same noise, same optimizer and EMA state).
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import torch
+from torch import nn
+
+from ..cues.config import CueConfig
+from ..errors import InputError
+from .cache import file_identity, fingerprint, list_clips, prepare_cache
+from .checkpoint import _canonical, export_weights, latest_checkpoint, load_checkpoint, save_checkpoint
+from .config import OptimConfig, TrainConfig
+from .data import ClipDataset, SampleStream, read_manifest
+from .distributed import Processes, barrier, mean_over_processes, setup, teardown, wrap
+from .same2x import Trainee, build_student, build_teacher, compute_losses, trainable_parameters
+
+log = logging.getLogger(__name__)
+
+LOG_COLUMNS = ("stage", "step", "weight", "loss", "denoise", "same2x", "lr")
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    step: int  # optimizer steps done
+    out: Path
+    exported: tuple[Path, ...]  # files written at the end (empty when stopped early)
+
+
+# -- data --------------------------------------------------------------------------------------------
+def needed_clips(config: TrainConfig) -> tuple[list[str], Optional[list[tuple[str, str]]]]:
+    """The clips a run reads, and the cross-ID pairs in stage 2."""
+    if config.same2x.stage == 2:
+        pairs = read_manifest(config.data.cross_manifest)
+        return sorted({n for pair in pairs for n in pair}), pairs
+    return sorted(list_clips(config.data.clips)), None
+
+
+def vae_identity(config: TrainConfig) -> str:
+    if config.data.vae is None or not Path(config.data.vae).is_file():
+        raise InputError(f"data.vae={config.data.vae!r} is not a file: give the Wan 2.1 VAE .safetensors the cache "
+                         "is (or will be) encoded with")
+    return file_identity(Path(config.data.vae))
+
+
+def prepare(config: TrainConfig, processes: Processes, cue_config: CueConfig = CueConfig()) -> dict[str, str]:
+    """Build missing, stale or damaged cache entries (each process a share), then return the
+    fingerprint of every clip the run reads."""
+    names, _ = needed_clips(config)
+    identity = vae_identity(config)
+
+    def load_vae():
+        from ..models.vae_checkpoint import load_wan_vae
+
+        return load_wan_vae(config.data.vae, device=processes.device)[0]
+
+    report = prepare_cache(config.data, load_vae, identity, cue_config, names, processes.rank, processes.world_size)
+    if report.built or report.rebuilt:
+        log.info("cache: %d built, %d rebuilt, %d already done", len(report.built), len(report.rebuilt),
+                 len(report.skipped))
+    barrier(processes)
+    clips = list_clips(config.data.clips)
+    return {name: fingerprint(clips[name], config.data, cue_config, identity) for name in names}
+
+
+# -- optimisation ------------------------------------------------------------------------------------
+def learning_rate(step: int, optim: OptimConfig) -> float:
+    """Linear warm-up over ``warmup_steps``, then constant: a pure function of the step (the scheduler)."""
+    if optim.warmup_steps <= 0:
+        return optim.lr
+    return optim.lr * min(1.0, (step + 1) / optim.warmup_steps)
+
+
+def build_optimizer(model: nn.Module, optim: OptimConfig) -> torch.optim.Optimizer:
+    params = list(trainable_parameters(model).values())
+    return torch.optim.AdamW(params, lr=optim.lr, betas=optim.betas, eps=optim.eps, weight_decay=optim.weight_decay)
+
+
+def init_ema(model: nn.Module, decay: float) -> Optional[dict[str, torch.Tensor]]:
+    """An fp32 copy of the trained parameters keyed by canonical name, or None when ``decay`` is 0."""
+    if decay <= 0:
+        return None
+    return {_canonical(n): p.detach().float().clone() for n, p in trainable_parameters(model).items()}
+
+
+@torch.no_grad()
+def update_ema(ema: Optional[dict[str, torch.Tensor]], model: nn.Module, decay: float) -> None:
+    if ema is None:
+        return
+    for name, param in trainable_parameters(model).items():
+        ema[_canonical(name)].lerp_(param.detach().float(), 1 - decay)
+
+
+# -- the loss log ------------------------------------------------------------------------------------
+class LossLog:
+    """``out/loss.csv``: one row per logged step (rank 0). On resume, rows after the resumed step (written
+    before the interruption) are dropped so the log matches an uninterrupted run."""
+
+    def __init__(self, out: Path, resumed_step: int, enabled: bool) -> None:
+        self.path, self.enabled = out / "loss.csv", enabled
+        if not enabled:
+            return
+        rows = []
+        if self.path.is_file() and resumed_step > 0:
+            with open(self.path, newline="", encoding="utf-8") as handle:
+                rows = [r for r in csv.DictReader(handle) if int(r["step"]) <= resumed_step]
+        out.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, LOG_COLUMNS)
+            writer.writeheader()
+            writer.writerows(rows)
+
+    def write(self, row: dict) -> None:
+        if self.enabled:
+            with open(self.path, "a", newline="", encoding="utf-8") as handle:
+                csv.DictWriter(handle, LOG_COLUMNS).writerow(row)
+
+
+# -- the run -----------------------------------------------------------------------------------------
+def train(config: TrainConfig, stop_after: Optional[int] = None, prepare_data: bool = True,
+          cue_config: CueConfig = CueConfig()) -> TrainResult:
+    """Run (or resume) the training ``config`` describes, on one process or as one of torchrun's.
+
+    Args:
+        config: the run.
+        stop_after: stop once this many optimizer steps are done, as an interruption would (tests);
+            the run folder then resumes from its last checkpoint.
+        prepare_data: build missing cache entries first (False: the cache must be complete).
+        cue_config: cue settings for the preparation step.
+    """
+    processes = setup(config.run.device)
+    try:
+        return _train(config, processes, stop_after, prepare_data, cue_config)
+    finally:
+        teardown(processes)
+
+
+def _train(config: TrainConfig, processes: Processes, stop_after: Optional[int], prepare_data: bool,
+           cue_config: CueConfig) -> TrainResult:
+    run, out, device = config.run, Path(config.run.out), processes.device
+    # 1. data
+    fingerprints = prepare(config, processes, cue_config) if prepare_data else _fingerprints(config, cue_config)
+    _, pairs = needed_clips(config)
+    # 2. models
+    trainee = build_student(config, device)
+    dataset = ClipDataset(config.data, fingerprints, trainee.net.backbone.config.text_dim, pairs)
+    stream = SampleStream(dataset, run.seed, run.batch_size, processes.rank, processes.world_size, run.overfit)
+    teacher = build_teacher(config, device) if config.same2x.stage == 2 and config.same2x.weight > 0 else None
+    model = wrap(trainee, trainee.net.blocks, run.strategy, processes)
+    optimizer = build_optimizer(model, config.optim)
+    ema = init_ema(model, run.ema)
+    # 3. resume
+    start = 0
+    latest = latest_checkpoint(out)
+    if latest is not None:
+        start, _samples = load_checkpoint(latest, model, optimizer, ema, config, processes)
+        log.info("resumed %s at step %d", latest, start)
+    loss_log = LossLog(out, start, processes.main)
+    # 4. steps
+    step = start
+    while step < run.steps and (stop_after is None or step < stop_after):
+        lr = learning_rate(step, config.optim)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        losses = compute_losses(model, teacher, stream.batch(step, device), config, device)
+        optimizer.zero_grad(set_to_none=True)
+        losses.total.backward()
+        if config.optim.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(list(trainable_parameters(model).values()), config.optim.grad_clip)
+        optimizer.step()
+        update_ema(ema, model, run.ema)
+        step += 1
+        if step % run.log_every == 0 or step == run.steps:
+            _log_step(loss_log, losses, step, lr, config, processes)
+        if step % run.checkpoint_every == 0 or step == run.steps:
+            save_checkpoint(out, model, optimizer, ema, step, step * run.batch_size, config, processes)
+    # 5. export
+    exported = ()
+    if step == run.steps:
+        exported = tuple(export_weights(out, model, trainee, ema, processes))
+        if processes.main:
+            from .plot import plot_losses
+
+            plot_losses([loss_log.path], out / "loss.png")
+    barrier(processes)
+    return TrainResult(step, out, exported)
+
+
+def _fingerprints(config: TrainConfig, cue_config: CueConfig) -> dict[str, str]:
+    names, _ = needed_clips(config)
+    clips, identity = list_clips(config.data.clips), vae_identity(config)
+    return {name: fingerprint(clips[name], config.data, cue_config, identity) for name in names}
+
+
+def _log_step(loss_log: LossLog, losses, step: int, lr: float, config: TrainConfig, processes: Processes) -> None:
+    values = mean_over_processes(torch.stack([losses.total.detach(), losses.denoise.detach(),
+                                              losses.same2x.detach()]).float(), processes)
+    total, denoise, same2x = (float(v) for v in values.cpu())
+    if not math.isfinite(total):
+        raise InputError(f"loss became {total} at step {step}: lower optim.lr (now {config.optim.lr}) or keep "
+                         "optim.grad_clip on")
+    loss_log.write({"stage": config.same2x.stage, "step": step, "weight": config.same2x.weight, "loss": total,
+                    "denoise": denoise, "same2x": "" if math.isnan(same2x) else same2x, "lr": lr})

@@ -1,0 +1,89 @@
+"""Losses and the Same2X step: L_S2X is 0 with zero gradient when teacher and student agree, and its
+gradient reaches only the student's trainable parameters."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+import torch
+
+from directanimator_core.models.adapter_checkpoint import save_adapter
+from directanimator_core.models.conditioning import CueLatents
+from directanimator_core.train.data import ClipDataset, SampleStream
+from directanimator_core.train.loop import _fingerprints
+from directanimator_core.train.losses import flow_matching_loss, same2x_alignment_loss
+from directanimator_core.train.same2x import build_student, build_teacher, compute_losses, trainable_parameters
+
+CPU = torch.device("cpu")
+
+
+def test_alignment_loss_is_zero_with_zero_gradient_at_identical_tokens(generator) -> None:
+    teacher = torch.randn(2, 8, 16, generator=generator)
+    student = (teacher * 3).clone().requires_grad_(True)  # same directions, other lengths
+    loss = same2x_alignment_loss(student, teacher)
+    (grad,) = torch.autograd.grad(loss, student)
+    assert loss.item() == pytest.approx(0.0, abs=1e-6)
+    assert grad.abs().max().item() < 1e-7
+    assert same2x_alignment_loss(-teacher, teacher).item() == pytest.approx(2.0, abs=1e-6)
+
+
+def test_flow_matching_loss_is_zero_for_the_true_velocity(generator) -> None:
+    x0, noise = torch.randn(2, 3, 4, generator=generator), torch.randn(2, 3, 4, generator=generator)
+    assert flow_matching_loss(noise - x0, x0, noise).item() == 0.0
+    assert flow_matching_loss(torch.zeros_like(x0), x0, noise).item() > 0.5
+
+
+@pytest.fixture
+def stage2(config_for, prepared_cache, tmp_path):
+    """Stage-2 config starting from a stage-1 adapter whose gates are open (so cues matter)."""
+    config = config_for(tmp_path / "run", prepared_cache, same2x={"stage": 2, "depth": 1, "weight": 0.5})
+    student = build_student(config, CPU)
+    with torch.no_grad():
+        for param in student.net.adapter.parameters():
+            param.add_(0.1 * torch.randn(param.shape, generator=torch.Generator().manual_seed(1)))
+    path = save_adapter(student.net.adapter, tmp_path / "stage1.safetensors")
+    config = replace(config, model=replace(config.model, adapter=str(path)))
+    stream = SampleStream(ClipDataset(config.data, _fingerprints(config, _cues()), 16, _pairs()), 0, 2)
+    return config, stream.batch(0, CPU)
+
+
+def _cues():
+    from directanimator_core.cues.config import CueConfig
+
+    return CueConfig()
+
+
+def _pairs():
+    return [("ann", "ben"), ("cat", "dan")]
+
+
+def test_same2x_loss_is_zero_when_student_sees_the_teachers_inputs(stage2) -> None:
+    config, batch = stage2
+    student, teacher = build_student(config, CPU), build_teacher(config, CPU)
+    same = replace(batch, cross=batch.cues)
+    losses = compute_losses(student, teacher, same, config, CPU)
+    params = list(trainable_parameters(student).values())
+    grads = torch.autograd.grad(losses.same2x, params, allow_unused=True)
+    assert losses.same2x.item() == pytest.approx(0.0, abs=1e-6)
+    assert max(g.abs().max().item() for g in grads if g is not None) < 1e-6
+
+
+def test_same2x_gradient_reaches_only_the_students_trainable_parameters(stage2) -> None:
+    config, batch = stage2
+    student, teacher = build_student(config, CPU), build_teacher(config, CPU)
+    losses = compute_losses(student, teacher, batch, config, CPU)
+    assert losses.same2x.item() > 1e-6  # other identity's cues -> other block-D tokens
+    losses.same2x.backward()
+    trained = trainable_parameters(student)
+    assert trained and all(name.startswith("net.adapter.") for name in trained)
+    assert sum(p.grad.abs().sum().item() for p in trained.values() if p.grad is not None) > 0
+    frozen = [p for n, p in student.named_parameters() if n not in trained]
+    assert frozen and all(p.grad is None for p in frozen)
+    assert all(not p.requires_grad and p.grad is None for p in teacher.parameters())
+
+
+def test_cross_cues_differ_from_same_id_cues(stage2) -> None:
+    _, batch = stage2
+    assert isinstance(batch.cross, CueLatents)
+    assert not torch.equal(batch.cross.pose, batch.cues.pose)
