@@ -2,6 +2,7 @@
 
     python bench/bench_dit.py [--dim 1536 --ffn 8960 --heads 12 --layers 2] [--frames 3 --height 32 --width 48]
                               [--text-tokens 512] [--repeats 3] [--load-preset wan2.1-t2v-1.3b | --no-load]
+                              [--no-forward]
 
 1. Forward time (best of --repeats, runs alternated) of our WanDiT and of ComfyUI's ``comfy/ldm/wan/model.py``
    WanModel on the same configuration and random weights (every weight random, the head too), fp32 on the
@@ -96,28 +97,38 @@ def compare_forward(args: argparse.Namespace) -> None:
 
 
 MAKE_FP8 = """
-import sys, torch
+# Streams a ComfyUI scaled-fp8 file tensor by tensor (safetensors: 8-byte header length, JSON header,
+# raw bytes), so a 14B-shaped file never sits in memory. Values are random bytes below fp8's NaN codes.
+import json, struct, sys, torch
 sys.path.insert(0, sys.argv[3])
-from safetensors.torch import save_file
 from directanimator_core.models.checkpoint import from_native
 from directanimator_core.models.layers import CastLinear
 from directanimator_core.models.registry import get_preset
 from directanimator_core.models.wan_dit import build_backbone
 meta = build_backbone(get_preset(sys.argv[1]), torch.device("meta"))
 linears = {n + ".weight" for n, m in meta.named_modules() if isinstance(m, CastLinear)}
-g = torch.Generator().manual_seed(0)
-tensors = {}
+plan = []  # (key, dtype name, shape, maker)
 for key, param in meta.state_dict().items():
-    value = torch.randn(param.shape, generator=g) * 0.02
     if key in linears:
-        scale = value.abs().max() / 448
-        tensors[key] = (value / scale).to(torch.float8_e4m3fn)
-        tensors[key[:-len("weight")] + "scale_weight"] = scale.reshape(())
+        plan.append((key, "F8_E4M3", param.shape, lambda s: torch.randint(0, 0x7E, s, dtype=torch.uint8)))
+        plan.append((key[:-len("weight")] + "scale_weight", "F32", (), lambda s: torch.full((1,), 1e-3).view(torch.uint8)))
     else:
-        tensors[key] = value.to(torch.bfloat16)
-    del value
-tensors["scaled_fp8"] = torch.empty(0, dtype=torch.float8_e4m3fn)
-save_file(from_native(tensors, "comfyui"), sys.argv[2])
+        plan.append((key, "BF16", param.shape, lambda s: (torch.randn(s) * 0.02).bfloat16().view(torch.uint8)))
+plan.append(("scaled_fp8", "F8_E4M3", (0,), lambda s: torch.empty(0, dtype=torch.uint8)))
+names = from_native({k: None for k, *_ in plan}, "comfyui")
+width = {"F8_E4M3": 1, "BF16": 2, "F32": 4}
+header, offset = {}, 0
+for (key, dtype, shape, _), name in zip(plan, names):
+    size = width[dtype] * (int(torch.tensor(shape).prod()) if len(shape) else 1)
+    header[name] = {"dtype": dtype, "shape": list(shape), "data_offsets": [offset, offset + size]}
+    offset += size
+text = json.dumps(header).encode()
+text += b" " * (-len(text) % 8)
+with open(sys.argv[2], "wb") as out:
+    out.write(struct.pack("<Q", len(text)))
+    out.write(text)
+    for key, dtype, shape, make in plan:
+        out.write(make(tuple(shape)).numpy().tobytes())
 """
 
 LOAD = """
@@ -130,16 +141,27 @@ def peak_mib():
 from directanimator_core.models.checkpoint import load_backbone
 base = peak_mib()
 model, report = load_backbone(sys.argv[1])
-touched = sum(float(p.float().sum()) for p in model.parameters())  # fault in every page
+touched = sum(int(p.view(-1)[:: 4096 // p.element_size()].float().sum() != 0) for p in model.parameters())  # fault in every page
 print(json.dumps({"base_mib": base, "peak_mib": peak_mib(), "scaled": report.scaled, "layers": report.config.num_layers}))
 """
 
 
+def available_mib() -> float:
+    for line in open("/proc/meminfo"):
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) / 1024
+    return float("inf")
+
+
 def measure_load(preset: str) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
         path = Path(tmp) / f"{preset}_fp8_scaled.safetensors"
         subprocess.run([sys.executable, "-c", MAKE_FP8, preset, str(path), str(REPO)], check=True)
         size_mib = path.stat().st_size / 2**20
+        if available_mib() < 1.3 * size_mib:
+            print(f"load {preset}: skipped, the file is {size_mib:.0f} MiB and only {available_mib():.0f} MiB of RAM "
+                  "is available (needs 1.3x)")
+            return
         result = subprocess.run([sys.executable, "-c", LOAD, str(path), str(REPO)], check=True,
                                 capture_output=True, text=True)
         figures = json.loads(result.stdout.strip().splitlines()[-1])
@@ -161,11 +183,13 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--load-preset", default="wan2.1-t2v-1.3b", help="registry preset for the load measurement")
     parser.add_argument("--no-load", action="store_true", help="skip the load measurement")
+    parser.add_argument("--no-forward", action="store_true", help="skip the comparison with ComfyUI")
     args = parser.parse_args()
-    if not os.environ.get("COMFYUI_PATH"):
-        print("bench_dit compares against ComfyUI: set COMFYUI_PATH to a ComfyUI checkout", file=sys.stderr)
-        return 2
-    compare_forward(args)
+    if not args.no_forward:
+        if not os.environ.get("COMFYUI_PATH"):
+            print("bench_dit compares against ComfyUI: set COMFYUI_PATH to a ComfyUI checkout", file=sys.stderr)
+            return 2
+        compare_forward(args)
     if not args.no_load:
         measure_load(args.load_preset)
     return 0
