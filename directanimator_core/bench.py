@@ -27,6 +27,8 @@ class Target:
 TARGETS: dict[str, Target] = {
     "dit": Target("our Wan DiT against ComfyUI's WanModel: forward time ratio, largest output difference; "
                   "peak RAM of an fp8 checkpoint load", "bench_dit.py", needs_comfyui=True),
+    "offload": Target("Wan 1.3B/5B/14B placement, predicted peak VRAM and PCIe bytes per step for 8-80 GB "
+                      "budgets; on CUDA, streamed vs resident step time", "bench_offload.py"),
 }
 
 
