@@ -1,7 +1,7 @@
 """Offload figures for Wan 1.3B, 5B and 14B at 832×480×81: placement, predicted peak, bytes over the bus.
 
     python bench/bench_offload.py [--budgets 8 12 16 24 80] [--real 1.3B|5B|14B] [--real-budget 12]
-    python -m directanimator_core bench offload        (once the bench table lists it)
+    python -m directanimator_core bench offload [same options]
 
 Planning runs on the meta device: the models are built with the real Wan parameter names and shapes
 and no weights are allocated. On a CUDA machine the bench also runs real model calls, fully resident
