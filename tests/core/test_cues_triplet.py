@@ -80,6 +80,8 @@ def test_frames_of_different_sizes_are_named(walker) -> None:
     frames = [walker[0], walker[1][:500]]
     with pytest.raises(InputError, match=r"frames\[1\] is \(500, 768, 3\), frame 0 is \(576, 768, 3\)"):
         stack_frames(frames)
+    with pytest.raises(InputError, match=r"frames\[1\] is \(500, 768, 3\).*all frames must have one size"):
+        build_triplet(frames)
 
 
 @pytest.mark.parametrize("frames, words", [

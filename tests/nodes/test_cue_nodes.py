@@ -3,6 +3,7 @@ LoadVideo -> GetVideoComponents, the astronaut through LoadImage, results throug
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import cv2
@@ -11,6 +12,7 @@ import pytest
 
 from harness import media
 from harness.comfyui import ComfyServer, PromptFailed
+from harness.paths import REPO
 
 pytestmark = pytest.mark.comfy
 
@@ -170,3 +172,38 @@ def test_cue_nodes_describe_every_input(server: ComfyServer) -> None:
             for input_name, spec in node["input"].get(section, {}).items():
                 assert len(spec) > 1 and spec[1].get("tooltip"), f"{name}.{input_name} has no tooltip"
     assert info["DirectAnimatorCueTriplet"]["output"][0] == "DA_CUES"
+
+
+WIDGET_TYPES = {"INT", "FLOAT", "BOOLEAN", "STRING", "COMBO"}
+
+
+def api_prompt(workflow: dict, info: dict, files: dict[str, str]) -> dict:
+    """A UI-format workflow as an API prompt: widget values by the node's widget order, links as
+    [node, slot], file names swapped for the test's inputs."""
+    links = {link[0]: link for link in workflow["links"]}
+    prompt = {}
+    for node in workflow["nodes"]:
+        if node["type"] == "Note":
+            continue
+        spec = info[node["type"]]["input"]
+        widgets = [name for section in ("required", "optional") for name, s in spec.get(section, {}).items()
+                   if isinstance(s[0], list) or s[0] in WIDGET_TYPES]
+        inputs = {name: files.get(value, value) for name, value in zip(widgets, node["widgets_values"])}
+        if node["type"].startswith("DirectAnimator"):
+            assert len(node["widgets_values"]) == len(widgets), node["type"]
+        for socket in node["inputs"]:
+            if socket.get("link") is not None:
+                link = links[socket["link"]]
+                inputs[socket["name"]] = [str(link[1]), link[2]]
+        prompt[str(node["id"])] = {"class_type": node["type"], "inputs": inputs}
+    return prompt
+
+
+def test_cue_preview_workflow_runs(server: ComfyServer) -> None:
+    workflow = json.loads((REPO / "workflows" / "directanimator_cue_preview.json").read_text())
+    prompt = api_prompt(workflow, server.object_info(), {"reference.png": REFERENCE, "driving.mp4": CLIP})
+    outputs = server.run(prompt)
+    preview = next(out["images"] for node_id, out in outputs.items() if prompt[node_id]["class_type"] == "PreviewImage")
+    assert len(preview) == 16
+    frame = cv2.imread(str(server.output_file(preview[0])))
+    assert frame.shape == (256, 3 * 256 + 8, 3)
