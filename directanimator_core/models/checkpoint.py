@@ -323,11 +323,16 @@ def read_safetensors(paths: Union[str, Path, Sequence[Union[str, Path]]], skip_p
     """The tensors and metadata of one safetensors file or of shards; refuses anything else (pickles too).
 
     Args:
-        paths: a file, or the shards of one model (keys must not repeat).
+        paths: a file, the shards of one model (keys must not repeat), or a folder of shards.
         skip_prefix: keys starting with this are not read (a merged file's adapter, read apart).
         device: where the tensors are created (default CPU).
     """
     paths = [Path(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
+    if len(paths) == 1 and paths[0].is_dir():  # a diffusers ``transformer/`` folder: its shards
+        folder = paths[0]
+        paths = sorted(folder.glob("*.safetensors"))
+        if not paths:
+            raise CheckpointError(f"folder {folder} holds no .safetensors files: point at the model file or its folder")
     tensors, metadata = {}, {}
     for path in paths:
         if not path.is_file():
@@ -402,7 +407,7 @@ def load_backbone(paths: Union[str, Path, Sequence[Union[str, Path]]], compute_d
         CheckpointError: not safetensors, not a Wan DiT, or names / shapes that do not fit.
     """
     tensors, metadata = read_safetensors(paths, skip_prefix=ADAPTER_PREFIX)
-    name = Path(paths if isinstance(paths, (str, Path)) else paths[0]).name
+    name = Path(paths if isinstance(paths, (str, Path)) else paths[0]).name  # for messages
     model, report, native = prepare_backbone(tensors, name, num_heads, metadata)
     del tensors
     loaded = convert_for_load(model, native, weight_dtype or compute_dtype, device or torch.device("cpu"))

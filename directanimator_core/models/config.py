@@ -84,6 +84,9 @@ class CueFusionConfig:
     def block_indices(self, num_layers: int) -> tuple[int, ...]:
         """The fused blocks for a backbone of ``num_layers`` blocks (every block when ``blocks`` is None)."""
         indices = tuple(range(num_layers)) if self.blocks is None else self.blocks
+        if not 0 <= self.same2x_depth < num_layers:
+            raise CheckpointError(f"same2x_depth={self.same2x_depth} names no block of a {num_layers}-block backbone: "
+                                  f"use 0..{num_layers - 1} (the paper uses 10)")
         bad = [i for i in indices if not 0 <= i < num_layers]
         if bad:
             raise CheckpointError(f"CueFusion blocks {bad} do not exist in a backbone of {num_layers} blocks: "

@@ -96,7 +96,7 @@ def test_gates_get_gradient_first_and_the_adapter_acts_after_one_step() -> None:
 
 
 def test_fused_blocks_are_configurable_and_checked() -> None:
-    model = make_model(cues=CueFusionConfig(blocks=(1,)))
+    model = make_model(cues=CueFusionConfig(blocks=(1,), same2x_depth=1))
     assert list(model.adapter.blocks) == ["1"]
     randomise_adapter(model.adapter)
     case = tiny_inputs(model.backbone.config)
@@ -106,7 +106,9 @@ def test_fused_blocks_are_configurable_and_checked() -> None:
     run_ours(model.backbone, case, hook=plain)
     assert torch.equal(reader.states[0], plain.states[0])  # block 0 is not fused: same hidden states
     with pytest.raises(CheckpointError, match=r"CueFusion blocks \[5\] do not exist in a backbone of 2 blocks"):
-        CueFusion(PRESETS["tiny"], CueFusionConfig(blocks=(5,)))
+        CueFusion(PRESETS["tiny"], CueFusionConfig(blocks=(5,), same2x_depth=1))
+    with pytest.raises(CheckpointError, match="same2x_depth=10 names no block of a 2-block backbone"):
+        CueFusion(PRESETS["tiny"], CueFusionConfig())
 
 
 def test_cues_off_the_latent_grid_are_refused() -> None:
