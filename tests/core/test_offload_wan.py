@@ -51,3 +51,28 @@ def test_streamed_wan_is_bit_identical_to_resident_in_fp32_and_fp8() -> None:
             with BlockSwap(model, plan, InlineTransfer(torch.device("cpu"))):
                 outputs = [model(x, t, context) for _ in range(2)]
         assert all(torch.equal(out, reference) for out in outputs)
+
+
+def test_streamed_cuefusion_model_with_active_cues_is_bit_identical() -> None:
+    from harness.wan_dit import randomise, run_ours, tiny_inputs
+
+    from directanimator_core.models.conditioning import CueLatents
+    from directanimator_core.models.config import CueFusionConfig
+    from directanimator_core.models.cuefusion import CueFusion, CueFusionDiT
+
+    torch.manual_seed(0)
+    backbone = randomise(build_backbone(get_preset("tiny-i2v")), 0)
+    adapter = randomise(CueFusion(backbone.config, CueFusionConfig(same2x_depth=1)), 3)  # gates open: cues act
+    model = CueFusionDiT(backbone, adapter).eval()
+    case = tiny_inputs(backbone.config)
+    g = torch.Generator().manual_seed(5)
+    grid = case["x"].shape[2:]
+    cues = CueLatents(pose=torch.randn((1, 16, *grid), generator=g), face=torch.randn((1, 16, *grid), generator=g),
+                      pose_mask=torch.rand((1, 4, *grid), generator=g), face_mask=torch.rand((1, 4, *grid), generator=g))
+    reference = run_ours(model, case, cues=cues)
+    assert not torch.equal(reference, run_ours(model, case))  # the cues change the output
+    sizes = measure_model(model)
+    assert sizes.rest_bytes > measure_model(backbone).rest_bytes  # the adapter stays resident with the rest
+    plan = plan_memory(sizes.block_bytes, sizes.rest_bytes, 0, 2**30, reserve_bytes=0, prefetch=1, min_streamed=1)
+    with BlockSwap(model, plan, InlineTransfer(torch.device("cpu"))):
+        assert torch.equal(run_ours(model, case, cues=cues), reference)
