@@ -31,6 +31,8 @@ from directanimator_core.errors import MemoryPlanError  # noqa: E402
 from directanimator_core.offload import policy  # noqa: E402
 from directanimator_core.offload.blockswap import offload  # noqa: E402
 from directanimator_core.offload.lowbit import store_low_bit  # noqa: E402
+from directanimator_core.models.config import CueFusionConfig  # noqa: E402
+from directanimator_core.models.cuefusion import CueFusion, CueFusionDiT  # noqa: E402
 from directanimator_core.models.registry import get_preset  # noqa: E402
 from directanimator_core.models.wan_dit import WanDiT, build_backbone  # noqa: E402
 from directanimator_core.offload.plan import (  # noqa: E402
@@ -47,18 +49,27 @@ PCIE_BYTES_PER_S = 25e9  # what a PCIe 4.0 x16 link sustains host -> device from
 class Case:
     preset: str  # models/registry.py
     vae_stride: tuple[int, int, int]
+    cues: bool = False  # with the CueFusion adapter: the model DirectAnimator runs
 
 
-CASES = {  # Wan 2.1 T2V 1.3B / 14B and Wan 2.2 TI2V 5B (48-channel VAE, 16x in space)
+CASES = {  # Wan 2.1 T2V 1.3B / 14B, Wan 2.2 TI2V 5B (48-channel VAE, 16x in space), DirectAnimator on 14B I2V
     "1.3B": Case("wan2.1-t2v-1.3b", (4, 8, 8)),
     "5B": Case("wan2.2-ti2v-5b", (4, 16, 16)),
     "14B": Case("wan2.1-t2v-14b", (4, 8, 8)),
+    "14B-I2V+CueFusion": Case("wan2.1-i2v-14b", (4, 8, 8), cues=True),
 }
+DEFAULT_MODELS = ("1.3B", "5B", "14B", "14B-I2V+CueFusion")
 
 
-def meta_model(name: str) -> WanDiT:
-    """The backbone on the meta device with bf16 weights, as ComfyUI's bf16 checkpoints store them."""
-    return build_backbone(get_preset(CASES[name].preset), torch.device("meta")).to(torch.bfloat16)
+def meta_model(name: str) -> nn.Module:
+    """The model on the meta device with bf16 weights, as ComfyUI's bf16 checkpoints store them."""
+    case = CASES[name]
+    backbone = build_backbone(get_preset(case.preset), torch.device("meta"))
+    if not case.cues:
+        return backbone.to(torch.bfloat16)
+    with torch.device("meta"):
+        adapter = CueFusion(backbone.config, CueFusionConfig())
+    return CueFusionDiT(backbone, adapter).to(torch.bfloat16)
 
 
 # -- the planning table ----------------------------------------------------------------------------
@@ -66,7 +77,9 @@ def meta_model(name: str) -> WanDiT:
 def activation_bytes(name: str) -> tuple[int, int]:
     config = get_preset(CASES[name].preset)
     tokens = latent_tokens(FRAMES, HEIGHT, WIDTH, CASES[name].vae_stride, config.patch_size)
-    return tokens, estimate_activation_bytes(tokens, config.dim, config.ffn_dim, batch=1, dtype=torch.bfloat16)
+    carried = 2 if CASES[name].cues else 0  # CueFusion's pose and face streams
+    return tokens, estimate_activation_bytes(tokens, config.dim, config.ffn_dim, batch=1, dtype=torch.bfloat16,
+                                             carried_fp32=carried)
 
 
 def plan_row(sizes, act: int, budget: int, workspace: int):
@@ -173,9 +186,9 @@ def run_real(name: str, budget_gib: float, fp8: bool, repeats: int) -> None:
 # -- command line ----------------------------------------------------------------------------------
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--models", nargs="+", default=list(CASES), choices=list(CASES))
+    parser.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS), choices=list(CASES))
     parser.add_argument("--budgets", nargs="+", type=float, default=list(BUDGETS_GIB), help="GiB")
-    parser.add_argument("--real", choices=list(CASES), default="14B",
+    parser.add_argument("--real", choices=[n for n, c in CASES.items() if not c.cues], default="14B",
                         help="model for the real CUDA run (skipped without CUDA)")
     parser.add_argument("--real-budget", type=float, default=12.0, help="GiB budget of the streamed real run")
     parser.add_argument("--real-bf16", action="store_true", help="real run in bf16 storage instead of fp8")

@@ -292,7 +292,7 @@ def latent_tokens(frames: int, height: int, width: int, vae_stride: tuple[int, i
 
 
 def estimate_activation_bytes(tokens: int, hidden_dim: int, ffn_dim: int, batch: int = 1,
-                              dtype: torch.dtype = torch.bfloat16) -> int:
+                              dtype: torch.dtype = torch.bfloat16, carried_fp32: int = 0) -> int:
     """Activation memory of one transformer-block forward at its peak, inference only.
 
     ``batch × tokens × (HIDDEN_LIVE × hidden_dim + FFN_LIVE × ffn_dim) × bytes(dtype)``: the live
@@ -307,9 +307,11 @@ def estimate_activation_bytes(tokens: int, hidden_dim: int, ffn_dim: int, batch:
         ffn_dim: FFN hidden width.
         batch: samples per model call (2 when CFG runs cond and uncond in one batch).
         dtype: compute dtype.
+        carried_fp32: further (B, L, D) fp32 tensors the model carries from block to block besides
+            the residual stream (CueFusion: its pose and face cue streams, 2).
     """
-    per_token = HIDDEN_LIVE * hidden_dim + FFN_LIVE * ffn_dim
-    return int(batch * tokens * per_token * dtype_bytes(dtype))
+    per_token = (HIDDEN_LIVE * hidden_dim + FFN_LIVE * ffn_dim) * dtype_bytes(dtype) + carried_fp32 * hidden_dim * 4
+    return int(batch * tokens * per_token)
 
 
 def _check_plan_inputs(block_bytes: Sequence[int], budget_bytes: int, prefetch: int, min_streamed: int) -> None:

@@ -126,6 +126,7 @@ def test_activation_estimate_is_linear_in_batch_and_tokens() -> None:
     assert one == 100 * (14 * 64 + 2 * 256) * 2
     assert estimate_activation_bytes(100, 64, 256, batch=2) == 2 * one
     assert estimate_activation_bytes(300, 64, 256) == 3 * one
+    assert estimate_activation_bytes(100, 64, 256, carried_fp32=2) == one + 100 * 64 * 4 * 2
 
 
 @pytest.mark.parametrize("total,count", [(40, 0), (40, 1), (40, 13), (40, 40), (5, 3), (1, 1)])
