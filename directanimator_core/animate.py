@@ -29,7 +29,8 @@ from .models.conditioning import Conditioning, CueLatents
 from .models.config import BackboneConfig
 from .models.cue_embed import pack_mask
 from .models.vae import (
-    SPACE_STRIDE, TIME_STRIDE, WanVAE, decode_tiled, denormalize_latents, latent_frames, normalize_latents)
+    SPACE_STRIDE, TIME_STRIDE, FrameReader, WanVAE, decode_tiled, denormalize_latents, latent_frames,
+    normalize_latents)
 from .sampling import GuidanceConds, SamplerConfig, StepInfo, sample
 
 log = logging.getLogger(__name__)
@@ -110,33 +111,52 @@ def video_tensor(frames: np.ndarray, size: Optional[tuple[int, int]] = None) -> 
     return rearrange(video, "f c h w -> 1 c f h w")
 
 
-def encode_latents(vae: WanVAE, video: torch.Tensor, should_stop: Optional[StopCheck] = None) -> torch.Tensor:
-    """(1, 3, F, H, W) pixels -> (1, 16, T, H/8, W/8) normalised latents, streamed in Wan's chunks."""
+def encode_latents(vae: WanVAE, read: FrameReader, frames: int, should_stop: Optional[StopCheck] = None) -> torch.Tensor:
+    """Pixels read chunk by chunk -> (1, 16, T, H/8, W/8) normalised latents (only one chunk is ever float)."""
     device = next(vae.parameters()).device
     with torch.no_grad():
-        return normalize_latents(vae.encode(video.to(device), should_stop=should_stop).float())
+        latents = vae.encode_frames(lambda part: read(part).to(device), frames, should_stop=should_stop)
+    return normalize_latents(latents.float())
+
+
+def uint8_reader(frames: np.ndarray, size: Optional[tuple[int, int]] = None) -> FrameReader:
+    """Read (F, H, W, 3) uint8 frames as [-1, 1] chunks (1, 3, f, H', W'), resized to ``size`` when given."""
+    return lambda part: video_tensor(frames[part], size)
+
+
+def reference_reader(reference: torch.Tensor, height: int, width: int) -> FrameReader:
+    """Wan's I2V video: the reference as frame 0, then zeros ([-1, 1] mid-grey), built chunk by chunk."""
+
+    def read(part: slice) -> torch.Tensor:
+        chunk = torch.zeros(1, 3, part.stop - part.start, height, width)
+        if part.start == 0:
+            chunk[:, :, 0] = reference[0].float().cpu()
+        return chunk
+
+    return read
 
 
 def encode_cues(vae: WanVAE, triplet: CueTriplet, size: tuple[int, int],
                 should_stop: Optional[StopCheck] = None) -> CueLatents:
     """The triplet in latent space: pose and face videos through the VAE, location masks packed."""
+    frames = triplet.num_frames
     masks = [pack_mask(torch.from_numpy(np.ascontiguousarray(m))[None].float() / 255.0)
              for m in (triplet.body_mask, triplet.face_mask)]
-    return CueLatents(pose=encode_latents(vae, video_tensor(triplet.pose), should_stop),
-                      face=encode_latents(vae, video_tensor(triplet.face, size), should_stop),  # zoomed to the frame
+    return CueLatents(pose=encode_latents(vae, uint8_reader(triplet.pose), frames, should_stop),
+                      face=encode_latents(vae, uint8_reader(triplet.face, size), frames, should_stop),  # zoomed
                       pose_mask=masks[0], face_mask=masks[1])
 
 
 def image_condition(vae: WanVAE, reference: torch.Tensor, frames: int,
                     should_stop: Optional[StopCheck] = None) -> torch.Tensor:
     """Wan's image-to-video ``y`` (1, 4 + 16, T, h, w): a mask that marks frame 0 as given, then the latent of
-    the video [reference, black, black, ...], as Wan's I2V pipeline builds it."""
+    the video [reference, mid-grey, mid-grey, ...], as Wan's I2V pipeline builds it."""
     height, width = reference.shape[2:]
-    video = torch.zeros(1, 3, frames, height, width)
-    video[:, :, 0] = reference[0].float().cpu()
-    given = torch.zeros(1, frames, height, width)
-    given[:, 0] = 1.0
-    return torch.cat([pack_mask(given), encode_latents(vae, video, should_stop).cpu()], dim=1)
+    # pack_mask of "frame 0 given" (frame 0 fills all 4 slots of latent frame 0), built at latent size
+    given = torch.zeros(1, TIME_STRIDE, latent_frames(frames), height // SPACE_STRIDE, width // SPACE_STRIDE)
+    given[:, :, 0] = 1.0
+    latents = encode_latents(vae, reference_reader(reference, height, width), frames, should_stop)
+    return torch.cat([given, latents.cpu()], dim=1)
 
 
 # -- 4. sampling --------------------------------------------------------------------------------------------

@@ -307,14 +307,17 @@ def _time_chunks(length: int, chunk: Optional[int]) -> Iterator[slice]:
         yield slice(start, min(start + chunk, length))
 
 
-def _stream(network: nn.Module, x: torch.Tensor, chunk: Optional[int], should_stop: Optional[Callable[[], bool]],
-            what: str) -> torch.Tensor:
-    """Run ``network`` over the frames of x chunk by chunk with one causal cache; should_stop between chunks."""
+FrameReader = Callable[[slice], torch.Tensor]  # frames of a video by index range -> [B, C, f, H, W]
+
+
+def _stream(network: nn.Module, read: FrameReader, length: int, chunk: Optional[int],
+            should_stop: Optional[Callable[[], bool]], what: str) -> torch.Tensor:
+    """Run ``network`` over ``length`` frames chunk by chunk with one causal cache; should_stop between chunks."""
     cache, outputs = CausalCache(), []
-    for part in _time_chunks(x.shape[2], chunk):
+    for part in _time_chunks(length, chunk):
         if should_stop is not None and should_stop():
-            raise Interrupted(f"{what} stopped on request at frame {part.start} of {x.shape[2]}")
-        outputs.append(network(x[:, :, part], cache))
+            raise Interrupted(f"{what} stopped on request at frame {part.start} of {length}")
+        outputs.append(network(read(part), cache))
     return torch.cat(outputs, dim=2)
 
 
@@ -339,10 +342,31 @@ class WanVAE(nn.Module):
                 None encodes the whole video in one pass (same result, more memory).
             should_stop: polled between chunks; True raises Interrupted.
         """
-        _check_video(video)
+        if video.ndim != 5:
+            raise InputError(f"video of shape {tuple(video.shape)} must be [B, 3, F, H, W]")
+        return self.encode_frames(lambda part: video[:, :, part], video.shape[2], chunk_frames, should_stop)
+
+    def encode_frames(self, read: FrameReader, num_frames: int, chunk_frames: Optional[int] = 4,
+                      should_stop: Optional[Callable[[], bool]] = None) -> torch.Tensor:
+        """:meth:`encode` reading the video one chunk at a time, so a long video is never one float tensor.
+
+        Args:
+            read: ``read(frames: slice) -> [B, 3, f, H, W]`` pixels in [-1, 1] for those frames.
+            num_frames: F = 4n + 1.
+            chunk_frames: as :meth:`encode`.
+            should_stop: polled between chunks; True raises Interrupted.
+        """
+        _check_frame_count(num_frames)
         if chunk_frames is not None and (chunk_frames < 4 or chunk_frames % TIME_STRIDE):
             raise InputError(f"chunk_frames={chunk_frames} must be a positive multiple of 4 (or None for one pass)")
-        out = _stream(self.encoder, video.to(self.conv1.weight.dtype), chunk_frames, should_stop, "VAE encode")
+        dtype = self.conv1.weight.dtype
+
+        def checked(part: slice) -> torch.Tensor:
+            pixels = read(part)
+            _check_chunk(pixels, part)
+            return pixels.to(dtype)
+
+        out = _stream(self.encoder, checked, num_frames, chunk_frames, should_stop, "VAE encode")
         mean, _log_var = self.conv1(out).chunk(2, dim=1)
         return mean
 
@@ -361,16 +385,20 @@ class WanVAE(nn.Module):
         if chunk_latents is not None and chunk_latents < 1:
             raise InputError(f"chunk_latents={chunk_latents} must be at least 1 (or None for one pass)")
         x = self.conv2(latents.to(self.conv2.weight.dtype))
-        return _stream(self.decoder, x, chunk_latents, should_stop, "VAE decode")
+        return _stream(self.decoder, lambda part: x[:, :, part], x.shape[2], chunk_latents, should_stop, "VAE decode")
 
 
-def _check_video(video: torch.Tensor) -> None:
-    if video.ndim != 5 or video.shape[1] != 3:
-        raise InputError(f"video of shape {tuple(video.shape)} must be [B, 3, F, H, W]")
-    frames, height, width = video.shape[2:]
-    if (frames - 1) % TIME_STRIDE:
+def _check_frame_count(frames: int) -> None:
+    if frames < 1 or (frames - 1) % TIME_STRIDE:
         raise InputError(f"{frames} frames do not fit the causal VAE: the count must be 4n + 1 "
                          f"(e.g. {4 * ((frames - 1) // 4) + 1} or {4 * ((frames - 1) // 4 + 1) + 1})")
+
+
+def _check_chunk(pixels: torch.Tensor, part: slice) -> None:
+    if pixels.ndim != 5 or pixels.shape[1] != 3 or pixels.shape[2] != part.stop - part.start:
+        raise InputError(f"pixels for frames {part.start}-{part.stop - 1} have shape {tuple(pixels.shape)}; "
+                         f"expected [B, 3, {part.stop - part.start}, H, W]")
+    height, width = pixels.shape[3:]
     if height % SPACE_STRIDE or width % SPACE_STRIDE:
         raise InputError(f"frame size {height}x{width} must be a multiple of 8 on both sides: crop or resize")
 

@@ -54,7 +54,7 @@ def parts():
     config = get_preset("tiny-i2v")
     backbone = init_weights(build_backbone(config, device=torch.device("cpu")), generator)
     torch.nn.init.normal_(backbone.head.head.weight, std=0.02, generator=generator)  # not a zero velocity
-    adapter = CueFusion(config, CueFusionConfig()).init_weights(generator)
+    adapter = CueFusion(config, CueFusionConfig(same2x_depth=1)).init_weights(generator)
     torch.manual_seed(0)
     vae = build_vae(TINY_VAE).eval()
     reference = torch.rand(1, 3, SIZE, SIZE, generator=generator) * 2 - 1
@@ -68,7 +68,7 @@ def parts():
 def model_of(parts, gates: bool = False) -> Recorder:
     adapter = parts["adapter"]
     if gates:  # a trained-looking adapter: open gates so the cues change the output
-        adapter = CueFusion(parts["backbone"].config, CueFusionConfig())
+        adapter = CueFusion(parts["backbone"].config, CueFusionConfig(same2x_depth=1))
         adapter.load_state_dict(parts["adapter"].state_dict())
         with torch.no_grad():
             for block in adapter.blocks.values():
@@ -155,6 +155,6 @@ def test_bad_inputs_are_refused_before_any_work(parts, change, match) -> None:
 
 def test_a_text_to_video_backbone_is_refused(parts) -> None:
     t2v = CueFusionDiT(build_backbone(get_preset("tiny"), device=torch.device("meta")),
-                       CueFusion(get_preset("tiny"), CueFusionConfig()))
+                       CueFusion(get_preset("tiny"), CueFusionConfig(same2x_depth=1)))
     with pytest.raises(InputError, match="no image input"):
         animate(parts["reference"], tiny_triplet(), t2v, parts["vae"], CONFIG)

@@ -272,6 +272,22 @@ def test_chunked_encode_equals_one_pass(tiny) -> None:
     torch.testing.assert_close(eights, whole, atol=1e-5, rtol=1e-5)
 
 
+def test_encoding_from_a_frame_reader_reads_chunks_only(tiny) -> None:
+    model, _ = tiny
+    asked: list[tuple[int, int]] = []
+
+    def read(part: slice) -> torch.Tensor:
+        asked.append((part.start, part.stop))
+        return VIDEO[:, :, part]
+
+    with torch.no_grad():
+        streamed = model.encode_frames(read, VIDEO.shape[2])
+        torch.testing.assert_close(streamed, model.encode(VIDEO), atol=0, rtol=0)
+    assert asked == [(0, 1), (1, 5), (5, 9)]  # Wan's chunks: never the whole video at once
+    with pytest.raises(InputError, match="frames 1-4 have shape \\(1, 3, 3, 32, 40\\); expected \\[B, 3, 4, H, W\\]"):
+        model.encode_frames(lambda part: VIDEO[:, :, part][:, :, :3], 9)
+
+
 def test_chunked_decode_equals_one_pass(tiny) -> None:
     model, _ = tiny
     with torch.no_grad():
