@@ -3,6 +3,7 @@ weights, text-to-video, image-to-video (CLIP branch) and per-frame timesteps; sh
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -20,14 +21,21 @@ from directanimator_core.models.registry import PRESETS
 from directanimator_core.models.wan_dit import WanDiT, build_backbone
 
 TOLERANCE = 1e-4  # fp32 round-off through 2 blocks (outputs are O(1))
+CONFIGS = {
+    **PRESETS,
+    # Wan 2.2 TI2V 5B's shape: 48 latent channels in and out, no image branch
+    "tiny-ti2v": replace(PRESETS["tiny"], in_dim=48, out_dim=48),
+    # Wan 2.1 FLF2V: the image branch with a learned position embedding over first + last frame CLIP tokens
+    "tiny-flf2v": replace(PRESETS["tiny-i2v"], flf_tokens=10),
+}
 
 
 def tiny_model(name: str, seed: int = 0) -> WanDiT:
-    return randomise(build_backbone(PRESETS[name]), seed)
+    return randomise(build_backbone(CONFIGS[name]), seed)
 
 
 @pytest.mark.comfy
-@pytest.mark.parametrize("name", ["tiny", "tiny-i2v"])
+@pytest.mark.parametrize("name", ["tiny", "tiny-i2v", "tiny-ti2v", "tiny-flf2v"])
 def test_matches_comfyui_wanmodel(name: str, tmp_path: Path) -> None:
     """ComfyUI runs the random weights; ours loads them from a file in ComfyUI's own key layout."""
     source = tiny_model(name)
@@ -35,10 +43,11 @@ def test_matches_comfyui_wanmodel(name: str, tmp_path: Path) -> None:
     save_file({k: v.contiguous() for k, v in from_native(source.state_dict(), COMFYUI).items()}, str(comfy_file))
     model, report = load_backbone(comfy_file, compute_dtype=torch.float32, num_heads=2)
     assert report.ok and report.layout == COMFYUI
+    tokens = 10 if model.config.flf_tokens else 5
     cases = {
-        "one": tiny_inputs(model.config),
-        "batch": tiny_inputs(model.config, batch=2, seed=2),
-        "per_frame_t": tiny_inputs(model.config, seed=3, per_frame_t=True),
+        "one": tiny_inputs(model.config, image_tokens=tokens),
+        "batch": tiny_inputs(model.config, batch=2, seed=2, image_tokens=tokens),
+        "per_frame_t": tiny_inputs(model.config, seed=3, per_frame_t=True, image_tokens=tokens),
     }
     theirs = run_comfy_wan(comfyui_dir(), model.config, source.state_dict(), cases, tmp_path)
     for case_name, case in cases.items():
