@@ -458,7 +458,7 @@ def decode_tiled(vae: WanVAE, latents: torch.Tensor, tile: tuple[int, int] = (25
     """
     tile_h, tile_w = (side // SPACE_STRIDE for side in tile)
     lap = overlap // SPACE_STRIDE
-    if min(tile) % SPACE_STRIDE or overlap % SPACE_STRIDE or not 0 <= lap < min(tile_h, tile_w):
+    if any(side % SPACE_STRIDE for side in tile) or overlap % SPACE_STRIDE or not 0 <= lap < min(tile_h, tile_w):
         raise InputError(f"tile={tile} px with overlap={overlap} px: both must be multiples of 8 and the overlap "
                          "smaller than the tile (e.g. tile=(256, 256), overlap=64)")
     height, width = latents.shape[3:]

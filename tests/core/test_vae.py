@@ -405,5 +405,7 @@ def seam_spike(image: torch.Tensor, whole: torch.Tensor, columns: slice) -> floa
 def test_bad_tiles_are_refused(tiny) -> None:
     with pytest.raises(InputError, match="tile=\\(60, 64\\) px with overlap=16"):
         decode_tiled(tiny[0], LATENTS, (60, 64), 16)
+    with pytest.raises(InputError, match="tile=\\(64, 68\\) px"):
+        decode_tiled(tiny[0], LATENTS, (64, 68), 16)
     with pytest.raises(InputError, match="overlap smaller than the tile"):
         decode_tiled(tiny[0], LATENTS, (64, 64), 64)
