@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -113,3 +114,50 @@ def test_quality_scores_drop_poor_frames_reproducibly(walker_track) -> None:
     again = [segment.dropout(scores, 0.5, 0.5, np.random.default_rng(7)).tolist() for _ in range(2)]
     assert again[0] == again[1]
     assert segment.dropout(scores, 0.5, 0.0, np.random.default_rng(0)).all()
+
+
+def dark_pixel_segmenter(path) -> str:
+    """A real ONNX file, exported by torch: person logit = 40 * (0.3 - mean RGB), i.e. dark pixels.
+    The vtest walker wears black on grey pavement, so it is a crude but honest segmenter for him."""
+    import torch
+
+    pytest.importorskip("onnx")  # torch's exporter writes the file through it
+
+    class Dark(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:  # (1, 3, S, S) RGB 0..1 -> (1, 1, S, S)
+            return 40.0 * (0.3 - x.mean(dim=1, keepdim=True))
+
+    torch.onnx.export(Dark(), torch.rand(1, 3, 64, 64), str(path), dynamo=False, opset_version=13)
+    return str(path)
+
+
+def test_onnx_segmenter_runs_through_cv2_dnn(tmp_path) -> None:
+    from directanimator_core.cues import detectors
+
+    net = detectors.onnx_segmenter(dark_pixel_segmenter(tmp_path / "dark.onnx"))
+    crop = np.ascontiguousarray(media.vtest_frames(1)[0, 220:340, 620:710])
+    probability = detectors.run_segmenter(net, crop, 64)
+    assert probability.shape == crop.shape[:2] and 0 <= probability.min() and probability.max() <= 1
+    small = cv2.resize(crop, (64, 64), interpolation=cv2.INTER_LINEAR).astype(np.float32) / 255
+    expected = 1 / (1 + np.exp(-40 * (0.3 - small.mean(-1))))  # logits turned to probabilities
+    got = cv2.resize(probability, (64, 64), interpolation=cv2.INTER_AREA)
+    assert np.abs(got - expected).mean() < 0.05
+
+
+def test_onnx_backend_follows_the_walker(tmp_path) -> None:
+    path = dark_pixel_segmenter(tmp_path / "dark.onnx")
+    # The walker's side of the square, away from the man in dark clothes on the left whom this
+    # crude dark-pixel model finds as large as him.
+    frames = np.ascontiguousarray(media.vtest_frames(12)[:, 225:, 400:])
+    track = analyse(ArraySource(frames), CueConfig(segment=SegmentConfig(onnx_path=path, onnx_size=128)))
+    covered = []
+    for index in range(len(frames)):
+        x0, y0, x1, y1 = (walker_box(index) - [400, 225, 400, 225]).round().astype(int)
+        covered.append((track.mask(index) > 0)[y0:y1, x0:x1].mean())
+    assert np.mean(np.array(covered) > 0.25) >= 0.8, covered
+
+
+def test_missing_onnx_file_is_named(tmp_path) -> None:
+    config = CueConfig(segment=SegmentConfig(onnx_path=str(tmp_path / "nope.onnx")))
+    with pytest.raises(InputError, match="nope.onnx does not exist; put the .onnx in models/directanimator"):
+        analyse(ArraySource(media.vtest_frames(2)), config)
