@@ -41,7 +41,10 @@ from directanimator_core.offload.plan import (  # noqa: E402
 FRAMES, HEIGHT, WIDTH = 81, 480, 832
 BUDGETS_GIB = (8, 12, 16, 24, 80)
 RESERVE = 512 * 2**20
-PASSES_PER_STEP = 2  # CFG as two batch-1 model calls (the low-memory way; batch 2 doubles activations)
+# Model calls per sampling step: sampling/denoiser.py runs guidance as batch-1 calls one after the other
+# (text CFG: 2; text and cue CFG: 3), so activations are those of one call and the bus carries the
+# streamed blocks once per call.
+PASSES_PER_STEP = 2
 PCIE_BYTES_PER_S = 25e9  # what a PCIe 4.0 x16 link sustains host -> device from pinned memory
 
 
@@ -88,7 +91,8 @@ def plan_row(sizes, act: int, budget: int, workspace: int):
 
 
 def print_table(names: Sequence[str], budgets_gib: Sequence[float]) -> None:
-    print(f"Wan at {WIDTH}x{HEIGHT}x{FRAMES} frames, bf16 compute, CFG as {PASSES_PER_STEP} passes per step, "
+    print(f"Wan at {WIDTH}x{HEIGHT}x{FRAMES} frames, bf16 compute, {PASSES_PER_STEP} batch-1 model calls per step "
+          f"(text CFG; cue CFG adds a third), "
           f"prefetch 1, reserve {RESERVE / GiB:.2f} GiB; sizes from the meta device (no weights); "
           f"copy s/call = streamed bytes of one model call at {PCIE_BYTES_PER_S / 1e9:g} GB/s (PCIe 4.0 x16), "
           f"the time the compute of a call must hide")
