@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
-from typing import Callable, Iterator, Optional, Sequence
+from typing import Callable, Iterator, NamedTuple, Optional, Sequence
 
 import cv2
 import numpy as np
@@ -111,6 +111,17 @@ def summary(person: np.ndarray, face_found: np.ndarray, quality: np.ndarray, ali
     }
 
 
+class FrameRow(NamedTuple):
+    """What the analysis keeps of one frame."""
+
+    box: Optional[Box]  # the person's tight box, or the tracker's guess when not found
+    found: bool
+    pixels: float  # mask area, for the next frame's steadiness score
+    quality: float
+    face: Optional[Box]
+    mask_png: bytes
+
+
 # -- pass 1: analysis ------------------------------------------------------------------------------
 def analyse(source: FrameSource, config: CueConfig, masks: Optional[np.ndarray] = None,
             progress: Optional[Progress] = None, should_stop: Optional[StopCheck] = None) -> DriverTrack:
@@ -129,28 +140,27 @@ def analyse(source: FrameSource, config: CueConfig, masks: Optional[np.ndarray] 
     background = None if masks is not None else segment.sample_background(
         source, config.segment.background_samples, config.chunk_frames)
     tracker = segment.PersonTracker(config.segment, source.height, source.width)
-    rows: list[tuple] = []
+    rows: list[FrameRow] = []
     face_box: Optional[Box] = None
     for frames in source.chunks(config.chunk_frames):
         for frame in frames:
             _check_stop(should_stop, len(rows))
             given = None if masks is None else masks[len(rows)]
-            row = _analyse_frame(frame, given, background, tracker, config, face_box, rows[-1][2] if rows else 0.0)
-            face_box = row[4] if row[4] is not None else face_box
+            row = _analyse_frame(frame, given, background, tracker, config, face_box, rows[-1].pixels if rows else 0.0)
+            face_box = row.face if row.face is not None else face_box
             rows.append(row)
             if progress:
                 progress(len(rows), 2 * source.num_frames)
     if not rows:
         raise InputError("the driving video gave 0 frames; connect a video with at least one frame")
-    person = np.array([r[1] for r in rows])
-    if not person.any():
+    if not any(r.found for r in rows):
         raise segment.no_person_error(len(rows), tracker.best_count, config.segment.person_index)
     return _track(rows, source, config)
 
 
 def _analyse_frame(frame: np.ndarray, given: Optional[np.ndarray], background: Optional[np.ndarray],
                    tracker: segment.PersonTracker, config: CueConfig, last_face: Optional[Box],
-                   last_area: float) -> tuple:
+                   last_area: float) -> FrameRow:
     if given is not None:
         mask, box = given, mask_box(given)
         found = box is not None
@@ -166,20 +176,19 @@ def _analyse_frame(frame: np.ndarray, given: Optional[np.ndarray], background: O
     pixels = float(np.count_nonzero(mask))
     score = segment.quality(mask, box, found, last_area)
     face_box = face.find_face(frame, box, config.face, last_face) if found else None
-    png = cv2.imencode(".png", mask)[1].tobytes()
-    return box, found, pixels, score, face_box, png
+    return FrameRow(box, found, pixels, score, face_box, cv2.imencode(".png", mask)[1].tobytes())
 
 
-def _track(rows: list[tuple], source: FrameSource, config: CueConfig) -> DriverTrack:
+def _track(rows: list[FrameRow], source: FrameSource, config: CueConfig) -> DriverTrack:
     nan_box = np.full(4, np.nan)
-    body = np.stack([r[0] if r[0] is not None else nan_box for r in rows])
-    face_found = np.array([r[4] is not None for r in rows])
-    faces = np.stack([r[4] if r[4] is not None else np.zeros(4) for r in rows])
+    body = np.stack([r.box if r.box is not None else nan_box for r in rows])
+    face_found = np.array([r.face is not None for r in rows])
+    faces = np.stack([r.face if r.face is not None else np.zeros(4) for r in rows])
     return DriverTrack(
         height=source.height, width=source.width, body_boxes=body,
-        person=np.array([r[1] for r in rows]), quality=np.array([r[3] for r in rows], np.float32),
+        person=np.array([r.found for r in rows]), quality=np.array([r.quality for r in rows], np.float32),
         face_boxes=face.smooth_faces(faces, face_found, config.face.smooth_frames), face_found=face_found,
-        masks=tuple(r[5] for r in rows),
+        masks=tuple(r.mask_png for r in rows),
     )
 
 
