@@ -15,6 +15,7 @@ from .errors import (
     CueError,
     DirectAnimatorError,
     InputError,
+    Interrupted,
     MemoryPlanError,
     NotImplementedYet,
 )
@@ -26,6 +27,7 @@ __all__ = [
     "CueError",
     "DirectAnimatorError",
     "InputError",
+    "Interrupted",
     "MemoryPlanError",
     "NotImplementedYet",
     "__version__",
