@@ -250,6 +250,11 @@ def encode_video(vae: WanVAE, frames: np.ndarray) -> torch.Tensor:
         return normalize_latents(vae.encode(video).float())[0].cpu()
 
 
+def blank_pose_latent(vae: WanVAE, frames: int, height: int, width: int) -> torch.Tensor:
+    """Latent (C, T, h, w) of an empty pose cue (all neutral grey): what a dropped pose frame becomes."""
+    return encode_video(vae, np.full((frames, height, width, 3), POSE_BACKGROUND, np.uint8))
+
+
 def latent_quality(quality: np.ndarray) -> torch.Tensor:
     """Per pixel frame (F,) -> per latent frame (T,): the worst of the frames each latent frame covers
     (frame 0 alone, then groups of 4, as the causal VAE packs them)."""
@@ -273,7 +278,8 @@ def image_condition(vae: WanVAE, frames: np.ndarray, index: int) -> torch.Tensor
     return torch.cat([mask, latent])
 
 
-def build_entry(clip: Path, config: DataConfig, vae: WanVAE, cue_config: CueConfig) -> dict[str, torch.Tensor]:
+def build_entry(clip: Path, config: DataConfig, vae: WanVAE, cue_config: CueConfig,
+                blank_pose: Optional[torch.Tensor] = None) -> dict[str, torch.Tensor]:
     """Cue triplet and latents of one clip (module docstring lists the tensors).
 
     Args:
@@ -281,6 +287,7 @@ def build_entry(clip: Path, config: DataConfig, vae: WanVAE, cue_config: CueConf
         config: data settings.
         vae: the frozen VAE (any device; results come back on the CPU).
         cue_config: cue settings.
+        blank_pose: blank_pose_latent() for this size when already computed (it is the same for every clip).
     """
     frames = read_clip(clip, config.frames, config.height, config.width)
     triplet = build_triplet(frames, cue_config)
@@ -290,7 +297,7 @@ def build_entry(clip: Path, config: DataConfig, vae: WanVAE, cue_config: CueConf
         "latent": encode_video(vae, frames),
         "pose": encode_video(vae, triplet.pose),
         "face": encode_video(vae, _resize_all(triplet.face, config.height, config.width)),
-        "blank_pose": encode_video(vae, np.full_like(frames, POSE_BACKGROUND)),
+        "blank_pose": blank_pose if blank_pose is not None else blank_pose_latent(vae, *frames.shape[:3]),
         "pose_mask": packed[0].contiguous(), "face_mask": packed[1].contiguous(),
         "pose_quality": latent_quality(triplet.quality),
     }
@@ -353,7 +360,7 @@ def prepare_cache(config: DataConfig, load_vae: Callable[[], WanVAE], vae_identi
     missing = sorted(set(names or ()) - set(clips))
     if missing:
         raise InputError(f"clips {missing} are not in {config.clips}: fix data.cross_manifest or add the clips")
-    built, rebuilt, skipped, vae = [], [], [], None
+    built, rebuilt, skipped, vae, blank = [], [], [], None, None
     for i, name in enumerate(sorted(names or clips)):
         if i % world_size != rank:
             continue
@@ -363,9 +370,11 @@ def prepare_cache(config: DataConfig, load_vae: Callable[[], WanVAE], vae_identi
         if status.ok:
             skipped.append(name)
             continue
-        vae = vae or load_vae()
+        if vae is None:
+            vae = load_vae()
+            blank = blank_pose_latent(vae, config.frames, config.height, config.width)
         log.info("preparing %s (%s)", name, status.reason)
-        tensors = build_entry(clips[name], config, vae, cue_config)
+        tensors = build_entry(clips[name], config, vae, cue_config, blank)
         metadata = {"format": FORMAT, "fingerprint": expected, "checksum": checksum(tensors),
                     "caption": _caption(clips[name])}
         write_atomic(tensors, path, metadata)

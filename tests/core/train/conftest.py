@@ -22,9 +22,8 @@ from directanimator_core.train.config import DataConfig, ModelConfig, OptimConfi
 
 FRAMES, SIZE = 5, 64
 TINY_I2V = BackboneConfig(dim=32, ffn_dim=64, num_layers=2, num_heads=2, text_dim=16, in_dim=36)
-CLIPS = ("ann", "ben", "cat", "dan")
-PAIRS = [{"target": "ann", "driving": "ben"}, {"target": "cat", "driving": "dan"},
-         {"target": "ben", "driving": "ann"}, {"target": "dan", "driving": "cat"}]
+CLIPS = ("ann", "ben")  # two identities doing the same walk
+PAIRS = [{"target": "ann", "driving": "ben"}, {"target": "ben", "driving": "ann"}]
 
 
 def moving_person(seed: int, frames: int = FRAMES, size: int = SIZE, motion: int = 0) -> np.ndarray:
@@ -55,10 +54,10 @@ def write_clip(folder: Path, frames: np.ndarray) -> Path:
 
 @pytest.fixture(scope="session")
 def assets(tmp_path_factory) -> dict[str, Path]:
-    """Clip folder (4 identities, pairs of them share a motion), manifest, VAE and backbone files."""
+    """Clip folder (2 identities, same motion), cross-ID manifest, VAE and backbone files."""
     root = tmp_path_factory.mktemp("train-assets")
     for i, name in enumerate(CLIPS):
-        write_clip(root / "clips" / name, moving_person(seed=i, motion=i // 2))
+        write_clip(root / "clips" / name, moving_person(seed=i))
     (root / "pairs.json").write_text(json.dumps(PAIRS))
     torch.manual_seed(0)
     vae = build_vae(TINY_VAE)
@@ -83,7 +82,7 @@ def prepared_cache(assets) -> Path:
 
 
 def make_config(assets: dict[str, Path], out: Path, cache: Path, **sections) -> TrainConfig:
-    """A tiny run: 4 clips of 5 frames at 64x64 -> latents (16, 2, 8, 8), 32 tokens; fp32 for exactness."""
+    """A tiny run: 2 clips of 5 frames at 64x64 -> latents (16, 2, 8, 8), 32 tokens; fp32 for exactness."""
     config = TrainConfig(
         data=DataConfig(clips=str(assets["clips"]), cache=str(cache), vae=str(assets["vae"]), frames=FRAMES,
                         height=SIZE, width=SIZE, reference_frames=1, cross_manifest=str(assets["manifest"]),

@@ -1,0 +1,119 @@
+"""The loop: a tiny model overfits, an interrupted run resumes bit-identically, checkpoints survive a
+crash mid-write, stage 2 runs with Same2X, and the exported files load through the model loaders."""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from directanimator_core.errors import CheckpointError
+from directanimator_core.models.adapter_checkpoint import load_adapter, load_model
+from directanimator_core.train import cache as cache_module
+from directanimator_core.train.checkpoint import latest_checkpoint, read_checkpoint, save_checkpoint
+from directanimator_core.train.distributed import Processes
+from directanimator_core.train.lora import build_lora
+from directanimator_core.train.loop import build_optimizer, train
+from directanimator_core.train.plot import plot_losses, read_loss_log
+from directanimator_core.train.same2x import build_student
+
+CPU = torch.device("cpu")
+
+
+def _losses(out: Path) -> list[float]:
+    return [row["loss"] for row in read_loss_log(out / "loss.csv")]
+
+
+def test_a_tiny_model_overfits_two_clips(config_for, prepared_cache, tmp_path) -> None:
+    config = config_for(tmp_path / "run", prepared_cache, model={"train": "full"}, optim={"lr": 6e-3},
+                        run={"steps": 40, "checkpoint_every": 40, "overfit": True, "precision": "bf16",
+                             "grad_checkpointing": True})
+    result = train(config)
+    losses = _losses(result.out)
+    assert len(losses) == 40 and losses[0] / min(losses[-3:]) > 4
+    assert {p.name for p in result.exported} == {"adapter.safetensors", "model.safetensors"}
+    merged = load_model(result.out / "model.safetensors", num_heads=2)  # backbone + adapter in one file
+    assert merged.adapter.blocks["0"].gate.abs().sum() > 0
+
+
+def _run(config_for, cache, out, stop_after=None, **sections):
+    config = config_for(out, cache, model={"train": "lora"}, run={"steps": 4, "checkpoint_every": 2, "ema": 0.9},
+                        **sections)
+    return train(config, stop_after=stop_after), config
+
+
+def test_an_interrupted_run_resumes_bit_identical(config_for, prepared_cache, tmp_path) -> None:
+    whole, _ = _run(config_for, prepared_cache, tmp_path / "whole")
+    stopped, _ = _run(config_for, prepared_cache, tmp_path / "cut", stop_after=3)  # last checkpoint: step 2
+    assert stopped.step == 3 and stopped.exported == ()
+    assert len(_losses(tmp_path / "cut")) == 3  # step 3's row is dropped on resume: it is redone
+    resumed, _ = _run(config_for, prepared_cache, tmp_path / "cut")
+    assert resumed.step == 4
+    a, state_a = read_checkpoint(latest_checkpoint(whole.out))
+    b, state_b = read_checkpoint(latest_checkpoint(resumed.out))
+    assert a.keys() == b.keys() and any(k.startswith("optim.") for k in a) and any(k.startswith("ema.") for k in a)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert state_a["step"] == state_b["step"] == 4 and state_a["samples"] == 8
+    assert _losses(whole.out) == _losses(resumed.out)
+    for name in ("adapter.safetensors", "lora.safetensors"):
+        x, y = load_file(whole.out / name), load_file(resumed.out / name)
+        assert x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x)
+
+
+def test_resume_refuses_a_changed_config(config_for, prepared_cache, tmp_path) -> None:
+    _run(config_for, prepared_cache, tmp_path / "run", stop_after=2)
+    with pytest.raises(CheckpointError, match="other settings"):
+        _run(config_for, prepared_cache, tmp_path / "run", optim={"lr": 1e-4})
+
+
+def test_exported_adapter_and_lora_load_through_the_loaders(config_for, prepared_cache, tmp_path, assets) -> None:
+    result, config = _run(config_for, prepared_cache, tmp_path / "run")
+    model = load_model(assets["backbone"], adapter_path=result.out / "adapter.safetensors", num_heads=2)
+    adapter = load_adapter(result.out / "adapter.safetensors", model.backbone.config)
+    ema = {k[len("ema.net.adapter."):]: v for k, v in read_checkpoint(latest_checkpoint(result.out))[0].items()
+           if k.startswith("ema.net.adapter.")}
+    assert ema and all(torch.equal(adapter.state_dict()[k], v) for k, v in ema.items())  # the export is the EMA
+    lora = build_lora(model.blocks, 1, 1.0, (), result.out / "lora.safetensors")  # size from the file
+    assert lora.rank == 4 and len(lora.pairs) == 2 * len(config.model.lora_targets)
+    assert any(p.abs().sum() > 0 for n, p in lora.named_parameters() if n.endswith("lora_B"))
+
+
+def test_a_failed_checkpoint_write_keeps_the_previous_one(config_for, prepared_cache, tmp_path, monkeypatch) -> None:
+    result, config = _run(config_for, prepared_cache, tmp_path / "run", stop_after=2)
+    before = latest_checkpoint(result.out)
+    saved = before.read_bytes()
+    student = build_student(config, CPU)
+
+    def crash(tensors, filename, metadata=None):
+        Path(filename).write_bytes(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(cache_module, "save_file", crash)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(result.out, student, build_optimizer(student, config.optim), None, 3, 6, config,
+                        Processes(0, 1, 0, CPU))
+    assert sorted(p.name for p in (result.out / "checkpoints").iterdir()) == [before.name]
+    assert before.read_bytes() == saved and read_checkpoint(before)[1]["step"] == 2
+
+
+def test_stage2_with_and_without_same2x_and_the_loss_plot(config_for, prepared_cache, tmp_path, monkeypatch) -> None:
+    first = train(config_for(tmp_path / "stage1", prepared_cache, run={"steps": 2}))
+    adapter = str(first.out / "adapter.safetensors")
+    runs = [first.out]
+    for name, weight in (("s2x", 0.5), ("plain", 0.0)):
+        out = train(config_for(tmp_path / name, prepared_cache, model={"adapter": adapter},
+                               same2x={"stage": 2, "depth": 1, "weight": weight}, run={"steps": 2})).out
+        runs.append(out)
+    rows = {out.name: read_loss_log(out / "loss.csv") for out in runs}
+    assert all(r["same2x"] is not None and r["same2x"] >= 0 for r in rows["s2x"])
+    assert all(r["same2x"] is None and r["loss"] == r["denoise"] for r in rows["plain"])
+    assert [r["stage"] for r in rows["stage1"]] == [1, 1] and rows["s2x"][0]["stage"] == 2
+    png = plot_losses([out / "loss.csv" for out in runs], tmp_path / "curves.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (first.out / "loss.png").is_file()
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if not installed
+    assert plot_losses([first.out / "loss.csv"], tmp_path / "none.png") is None
