@@ -207,3 +207,23 @@ def test_cue_preview_workflow_runs(server: ComfyServer) -> None:
     assert len(preview) == 16
     frame = cv2.imread(str(server.output_file(preview[0])))
     assert frame.shape == (256, 3 * 256 + 8, 3)
+
+
+def test_face_cue_node_with_an_onnx_detector_from_the_model_folder(server: ComfyServer) -> None:
+    from directanimator_core.cues.detectors import detect_faces
+
+    folder = server.base / "models" / "directanimator"
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(media.centerface_onnx(), folder / "centerface.onnx")
+    options = server.object_info()["DirectAnimatorFaceCue"]["input"]["required"]["face_detector"][1]["options"]
+    assert "centerface.onnx" in options
+    prompt = {**video(PAN),
+              "face": {"class_type": "DirectAnimatorFaceCue",
+                       "inputs": {"frames": ["frames", 0], "width": 192, "height": 192, "face_margin": 1.8,
+                                  "smoothing": 2.0, "face_detector": "centerface.onnx"}},
+              **save("face", 0, "da_centerface")}
+    faces = saved(server, server.run(prompt), "da_centerface")
+    assert len(faces) == 8
+    for frame in faces:
+        box = detect_faces(frame, 40)[0]
+        assert np.abs((box[:2] + box[2:]) / 2 - 96).max() < 16
