@@ -81,7 +81,8 @@ def read_clip(path: Path, frames: int, height: int, width: int) -> np.ndarray:
     Args:
         path: video file or folder of frames.
         frames: frames to read (the clip must have at least that many).
-        height, width: output size.
+        height: output height.
+        width: output width.
     """
     raw = _read_frames(path, frames)
     if len(raw) < frames:
@@ -354,7 +355,8 @@ def prepare_cache(config: DataConfig, load_vae: Callable[[], WanVAE], vae_identi
         vae_identity: file_identity of the VAE (part of each entry's fingerprint).
         cue_config: cue settings.
         names: clips to prepare (default: every clip in the folder).
-        rank, world_size: this process's share.
+        rank: this process's index.
+        world_size: processes sharing the work.
     """
     clips = list_clips(config.clips)
     missing = sorted(set(names or ()) - set(clips))

@@ -199,32 +199,32 @@ class TrainConfig:
         return json.dumps(asdict(self), sort_keys=True)
 
 
-def from_dict(values: dict[str, Any], cls: type = TrainConfig, where: str = "config") -> Any:
+def from_dict(values: dict[str, Any], kind: type = TrainConfig, where: str = "config") -> Any:
     """A config dataclass from nested dicts; unknown keys raise InputError naming them.
 
     Args:
         values: the parsed file (or a section of it).
-        cls: the dataclass to build.
+        kind: the dataclass to build.
         where: the section's path, for messages.
     """
     if not isinstance(values, dict):
         raise InputError(f"{where} must be a table of fields, got {type(values).__name__}")
-    known = {f.name: f for f in fields(cls)}
+    known = {f.name: f for f in fields(kind)}
     unknown = sorted(set(values) - set(known))
     if unknown:
         raise InputError(f"{where} has unknown fields {unknown}: known fields are {sorted(known)}")
     kwargs = {}
     for name, value in values.items():
-        default = getattr(cls(), name) if name in _sections(cls) else None
+        default = getattr(kind(), name) if name in _sections(kind) else None
         if is_dataclass(default):
             kwargs[name] = from_dict(value, type(default), f"{where}.{name}")
         else:
             kwargs[name] = tuple(value) if isinstance(value, list) else value
-    return cls(**kwargs)
+    return kind(**kwargs)
 
 
-def _sections(cls: type) -> set[str]:
-    return {f.name for f in fields(cls) if cls is TrainConfig}
+def _sections(kind: type) -> set[str]:
+    return {f.name for f in fields(kind) if kind is TrainConfig}
 
 
 def load_config(path: Union[str, Path]) -> TrainConfig:

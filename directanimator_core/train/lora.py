@@ -157,7 +157,9 @@ def build_lora(blocks: nn.ModuleList, rank: int, alpha: float, targets: Sequence
 
     Args:
         blocks: the backbone's block list.
-        rank, alpha, targets: its size (a file's own metadata wins when ``path`` is given).
+        rank: LoRA rank (a file's own metadata wins when ``path`` is given).
+        alpha: scale numerator (the pair computes alpha / rank · B A x).
+        targets: Linear names relative to a block.
         path: a LoRA file to start from.
     """
     tensors = None
