@@ -1,0 +1,126 @@
+"""Synthetic clips and cross-identity pairs with exact ground truth, and the train / held-out split.
+
+Split convention: a seed's parity is its split. Even seeds are training, odd seeds held out, for clip
+seeds, pair seeds and every identity, motion and scene seed derived from them (derived seeds keep
+their parent's parity), so no held-out identity, motion or scene can ever appear in training.
+``split_seed("heldout", i)`` gives the i-th held-out seed.
+
+A cross-ID pair (PAPER.md §3) is: a reference frame of identity A, a driving clip of identity B
+performing motion M, and the ground truth A performing M, in A's scene, the clip a perfect animator
+would produce from that reference and that driver.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+from ..errors import InputError
+from .identity import Identity, sample_identity
+from .motion import Motion, sample_motion
+from .render import Render, check_size, render
+from .scene import Scene, sample_scene
+
+SPLITS = ("train", "heldout")
+PAIR_TAG = 0x51
+
+
+def split_seed(split: str, index: int) -> int:
+    """The ``index``-th seed of ``split`` (train: even, heldout: odd).
+
+    Args:
+        split: "train" or "heldout".
+        index: 0, 1, 2...
+    """
+    if split not in SPLITS:
+        raise InputError(f"split {split!r} is unknown: use one of {SPLITS}")
+    if index < 0:
+        raise InputError(f"index={index} is negative: seeds are numbered from 0")
+    return 2 * int(index) + SPLITS.index(split)
+
+
+def split_of(seed: int) -> str:
+    """Which split ``seed`` belongs to."""
+    return SPLITS[int(seed) % 2]
+
+
+def derived_seed(seed: int, role: int) -> int:
+    """A child seed of ``seed`` for one role (identity B, reference motion...), same parity as ``seed``.
+
+    Args:
+        seed: the parent (clip or pair) seed.
+        role: a small integer naming the role.
+    """
+    drawn = int(np.random.SeedSequence([PAIR_TAG, int(seed), int(role)]).generate_state(1, dtype=np.uint32)[0])
+    return 2 * drawn + int(seed) % 2
+
+
+@dataclass(frozen=True, eq=False)
+class Clip:
+    """One identity performing one motion in one scene, rendered."""
+
+    identity: Identity
+    motion: Motion
+    scene: Scene
+    render: Render
+
+
+@dataclass(frozen=True, eq=False)
+class CrossPair:
+    """reference: (H, W, 3) uint8, identity A in its own pose. driving: B performs the motion in B's
+    scene. truth: A performs the same motion in A's scene (the exact answer)."""
+
+    reference: np.ndarray
+    reference_render: Render  # one frame, with its masks and joints
+    driving: Clip
+    truth: Clip
+
+
+def _check(seed: int, frames: int, height: int, width: int) -> None:
+    if int(seed) < 0:
+        raise InputError(f"seed={seed} is negative: seeds are non-negative integers (parity = split)")
+    check_size(height, width, frames)
+
+
+def same_id_clip(seed: int, frames: int = 17, height: int = 128, width: int = 128,
+                 kind: Optional[str] = None) -> Clip:
+    """The clip of ``seed``: identity, motion and scene all drawn from it.
+
+    Args:
+        seed: clip seed (even = train, odd = held out).
+        frames: F.
+        height: H.
+        width: W.
+        kind: motion kind (motion.MOTION_KINDS) or None to draw it from the seed.
+    """
+    _check(seed, frames, height, width)
+    identity, motion, scene = sample_identity(seed), sample_motion(seed, frames, kind), sample_scene(seed)
+    return Clip(identity, motion, scene, render(identity, motion, scene, height, width))
+
+
+def cross_id_pair(seed: int, frames: int = 17, height: int = 128, width: int = 128,
+                  kind: Optional[str] = None) -> CrossPair:
+    """Identity A, identity B != A and motion M drawn from ``seed``; see the module docstring.
+
+    Args:
+        seed: pair seed (even = train, odd = held out).
+        frames: F of the driving and ground-truth clips.
+        height: H.
+        width: W.
+        kind: motion kind of M, or None to draw it.
+    """
+    _check(seed, frames, height, width)
+    a, b, m = (derived_seed(seed, role) for role in (1, 2, 3))
+    identity_a, identity_b = sample_identity(a), sample_identity(b)
+    motion = sample_motion(m, frames, kind)
+    scene_a, scene_b = sample_scene(a), sample_scene(b)
+    rest = sample_motion(derived_seed(seed, 4), 1, "smooth")  # A's own pose for the reference picture
+    reference = render(identity_a, rest, scene_a, height, width)
+    return CrossPair(
+        reference=reference.frames[0],
+        reference_render=reference,
+        driving=Clip(identity_b, motion, scene_b, render(identity_b, motion, scene_b, height, width)),
+        truth=Clip(identity_a, motion, scene_a, render(identity_a, motion, scene_a, height, width)),
+    )

@@ -1,0 +1,94 @@
+"""Synthetic world datasets: cross-ID ground truth, the seed-parity split, skeleton maps."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from directanimator_core.errors import InputError
+from directanimator_core.synth import JOINT_NAMES, cross_id_pair, draw_skeleton, same_id_clip, split_of, split_seed
+from directanimator_core.synth.dataset import derived_seed
+from directanimator_core.synth.skeleton_map import BONES
+
+SIZE = 64
+LIMBS = [("r_shoulder", "r_elbow"), ("r_elbow", "r_wrist"), ("l_shoulder", "l_elbow"), ("l_elbow", "l_wrist"),
+         ("r_hip", "r_knee"), ("r_knee", "r_ankle"), ("l_hip", "l_knee"), ("l_knee", "l_ankle"), ("neck", "r_shoulder"), ("r_hip", "l_hip")]
+
+
+def bone_directions(joints: np.ndarray) -> np.ndarray:
+    """Unit picture-plane direction of each limb, (F, len(LIMBS), 2)."""
+    a = joints[:, [JOINT_NAMES.index(p) for p, _ in LIMBS]]
+    b = joints[:, [JOINT_NAMES.index(q) for _, q in LIMBS]]
+    v = (b - a).astype(np.float64)
+    return v / np.linalg.norm(v, axis=-1, keepdims=True)
+
+
+@pytest.mark.parametrize("kind", ["dance", "walk"])
+def test_cross_pair_driver_and_truth_share_the_joint_angles_and_differ_in_look(kind) -> None:
+    pair = cross_id_pair(20, 6, SIZE, SIZE, kind=kind)
+    driving, truth = pair.driving, pair.truth
+    assert driving.motion is truth.motion and driving.identity != truth.identity
+    # Orthographic projection of the same 3D limb directions: equal picture directions, body's own lengths.
+    np.testing.assert_allclose(bone_directions(driving.render.joints), bone_directions(truth.render.joints), atol=2e-3)
+    lengths = lambda j: np.linalg.norm(j[:, 2] - j[:, 3], axis=-1)  # noqa: E731 - right upper arm
+    assert not np.allclose(lengths(driving.render.joints), lengths(truth.render.joints), rtol=0.02)
+    assert np.abs(driving.render.frames.astype(int) - truth.render.frames.astype(int)).mean() > 10
+
+
+def test_cross_pair_reference_is_identity_a_in_its_own_scene() -> None:
+    pair = cross_id_pair(21, 3, SIZE, SIZE)
+    assert pair.reference.shape == (SIZE, SIZE, 3)
+    assert np.array_equal(pair.reference, pair.reference_render.frames[0])
+    # Same identity and scene as the truth: where neither shows the figure, the background pixels agree.
+    empty = ~pair.reference_render.person[0] & ~pair.truth.render.person[0]
+    assert np.array_equal(pair.reference[empty], pair.truth.render.frames[0][empty])
+
+
+def test_same_seed_cross_pair_is_reproducible() -> None:
+    a, b = cross_id_pair(8, 2, SIZE, SIZE), cross_id_pair(8, 2, SIZE, SIZE)
+    assert np.array_equal(a.truth.render.frames, b.truth.render.frames)
+    assert np.array_equal(a.driving.render.frames, b.driving.render.frames)
+
+
+def test_train_and_heldout_seeds_never_overlap_even_when_derived() -> None:
+    train = {split_seed("train", i) for i in range(200)}
+    heldout = {split_seed("heldout", i) for i in range(200)}
+    assert not train & heldout
+    assert {split_of(s) for s in train} == {"train"} and {split_of(s) for s in heldout} == {"heldout"}
+    for seed in list(train)[:20] + list(heldout)[:20]:
+        assert all(split_of(derived_seed(seed, role)) == split_of(seed) for role in range(5))
+    pair = cross_id_pair(split_seed("heldout", 3), 1, SIZE, SIZE)
+    assert split_of(pair.truth.identity.seed) == split_of(pair.driving.identity.seed) == "heldout"
+    assert split_of(pair.truth.motion.seed) == "heldout"
+    with pytest.raises(InputError, match="'test'"):
+        split_seed("test", 0)
+
+
+def _segment_distance(points: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    ab = b - a
+    t = np.clip(((points - a) @ ab) / max(float(ab @ ab), 1e-9), 0, 1)
+    return np.linalg.norm(points - (a + t[:, None] * ab), axis=-1)
+
+
+def test_skeleton_map_draws_at_the_joints_and_nowhere_else() -> None:
+    r = same_id_clip(6, 2, SIZE, SIZE).render
+    maps = draw_skeleton(r.joints, SIZE, SIZE, thickness=2)
+    assert maps.shape == (2, SIZE, SIZE, 3) and maps.dtype == np.uint8
+    for f in range(2):
+        for x, y in np.rint(r.joints[f]).astype(int):
+            if 0 <= x < SIZE and 0 <= y < SIZE:
+                assert maps[f, y, x].any()
+        ys, xs = np.nonzero(maps[f].any(-1))
+        lit = np.stack([xs, ys], axis=1).astype(np.float64)
+        near = np.min([_segment_distance(lit, r.joints[f, a], r.joints[f, b]) for a, b in BONES], axis=0)
+        assert near.max() < 5.0  # dot radius 2 + anti-aliasing; the figure spans ~40 px
+
+
+def test_skeleton_map_leaves_out_invisible_joints() -> None:
+    r = same_id_clip(6, 1, SIZE, SIZE).render
+    visible = np.ones((1, len(JOINT_NAMES)), bool)
+    visible[0, JOINT_NAMES.index("l_wrist")] = False
+    all_, some = draw_skeleton(r.joints, SIZE, SIZE), draw_skeleton(r.joints, SIZE, SIZE, visible)
+    assert (all_ != some).any()
+    with pytest.raises(InputError, match=r"\(F, 18, 2\)"):
+        draw_skeleton(r.joints[..., :1], SIZE, SIZE)
