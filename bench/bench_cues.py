@@ -4,8 +4,9 @@
 
 Speed: frames per second of the whole triplet (segmentation, tracking, face, alignment, low-pass,
 location masks) on real footage (vtest.avi, cropped and resized) at 512x512 and 832x480, aligned to
-scikit-image's astronaut, for each segmentation backend. Memory: peak RSS of the streaming
-``extract`` command on a 1,000-frame video, against a 100-frame one (bounded memory means equal).
+scikit-image's astronaut, for each backend: the built-in segmenter, external masks, CenterFace
+faces, and an ONNX segmenter when one is given. Memory: peak RSS of the streaming ``extract``
+command on a 1,000-frame video, against a 100-frame one (bounded memory means about equal).
 The paper (DirectAnimator, Table 7) reports about 31 ms per frame of preprocessing on a GPU.
 """
 
@@ -26,7 +27,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
-from directanimator_core.cues.config import CueConfig, SegmentConfig  # noqa: E402
+from directanimator_core.cues.config import CueConfig, FaceConfig, SegmentConfig  # noqa: E402
 from directanimator_core.cues.frames import ArraySource  # noqa: E402
 from directanimator_core.cues.triplet import analyse, build_triplet  # noqa: E402
 from harness import media  # noqa: E402
@@ -62,7 +63,9 @@ def speed(count: int, onnx: str | None) -> None:
         # rendering is timed (what a user with a SAM/BiRefNet node upstream pays).
         track = analyse(ArraySource(frames), base)
         masks = np.stack([track.mask(i) for i in range(len(frames))])
-        runs = {"opencv (HOG+motion+GrabCut)": (base, None), "external MASK": (base, masks)}
+        centerface = CueConfig(face=FaceConfig(onnx_path=str(media.centerface_onnx())))
+        runs = {"opencv (HOG+motion+GrabCut)": (base, None), "external MASK": (base, masks),
+                "opencv + CenterFace faces": (centerface, None)}
         if onnx:
             runs["onnx segmenter"] = (CueConfig(segment=SegmentConfig(onnx_path=onnx)), None)
         for backend, (config, given) in runs.items():
@@ -103,13 +106,14 @@ def peak_rss(count: int, workdir: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=48)
-    parser.add_argument("--rss-frames", type=int, default=1000)
+    parser.add_argument("--rss-frames", type=int, default=1000, help="0 skips the memory measurement")
     parser.add_argument("--onnx", help="an ONNX person segmenter to time as a third backend")
     args = parser.parse_args()
     speed(args.frames, args.onnx)
-    print("peak memory of the streaming extract command (uint8 frames, chunks of 16, PNG masks)")
-    with tempfile.TemporaryDirectory() as tmp:
-        peak_rss(args.rss_frames, Path(tmp))
+    if args.rss_frames:
+        print("peak memory of the streaming extract command (uint8 frames, chunks of 16, PNG masks)")
+        with tempfile.TemporaryDirectory() as tmp:
+            peak_rss(args.rss_frames, Path(tmp))
 
 
 if __name__ == "__main__":
