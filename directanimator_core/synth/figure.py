@@ -22,6 +22,9 @@ LABEL = {name: i for i, name in enumerate(PART_NAMES)}
 INDEX = {name: i for i, name in enumerate(POINT_NAMES)}
 MOUTH_INSIDE = (110, 30, 42)
 EYE_WHITE = (236, 234, 228)
+# How far round the head (z from the head centre, head radii) a face point may turn and still show:
+# a profile keeps its nose (it sticks out past the outline), an eye needs to face the camera.
+FACING = {"nose": -0.05, "r_eye": 0.25, "l_eye": 0.25, "mouth": 0.0, "r_ear": -0.6, "l_ear": -0.6}
 
 
 @dataclass(frozen=True, eq=False)
@@ -134,27 +137,27 @@ def head_parts(identity: Identity, g: FrameGeometry) -> list[Part]:
 def _ears(identity: Identity, g: FrameGeometry, base: float, r: float) -> list[Part]:
     ears = []
     for side in "rl":
-        if g.z[INDEX[f"{side}_ear"]] - g.z[INDEX["head"]] > -0.6 * identity.head_radius:
+        if _facing(identity, g, f"{side}_ear"):
             ears.append(Part(base + 0.049, LABEL["head"], ellipse(g(f"{side}_ear"), (0.3 * r, 0.2 * r), np.pi / 2, 12),
                              Flat(_shade(identity.skin, 0.9))))
     return ears
 
 
-def _facing(identity: Identity, g: FrameGeometry, name: str, threshold: float) -> bool:
-    return g.z[INDEX[name]] - g.z[INDEX["head"]] > threshold * identity.head_radius
+def _facing(identity: Identity, g: FrameGeometry, name: str) -> bool:
+    return g.z[INDEX[name]] - g.z[INDEX["head"]] > FACING[name] * identity.head_radius
 
 
 def _face(identity: Identity, g: FrameGeometry, r: float, up: np.ndarray, across: np.ndarray):
     """(polygon, fill) pairs painted on the head in order: nose, eyes, pupils, brows, mouth."""
     shapes = []
     tilt = float(np.arctan2(across[1], across[0]))
-    if _facing(identity, g, "nose", 0.2):
+    if _facing(identity, g, "nose"):
         tip = g("nose")
         shapes.append((capsule(tip + 0.3 * r * up, tip, 0.09 * r, 0.13 * r), Flat(_shade(identity.skin, 0.82))))
     brow_colour = Flat(_shade(identity.hair, 0.7))
     size = identity.eye_size * r
     for side, sign in (("r", -1.0), ("l", 1.0)):
-        if not _facing(identity, g, f"{side}_eye", 0.25):
+        if not _facing(identity, g, f"{side}_eye"):
             continue
         eye = g(f"{side}_eye")
         squeeze = 0.35 + 0.65 * abs(np.cos(g.yaw))  # a side view foreshortens the eye
@@ -170,7 +173,7 @@ def _face(identity: Identity, g: FrameGeometry, r: float, up: np.ndarray, across
         brow = eye + 0.32 * r * up
         shapes.append((capsule(brow - 1.3 * size * squeeze * brow_axis, brow + 1.3 * size * squeeze * brow_axis,
                                0.5 * identity.brow_thickness * r), brow_colour))
-    if _facing(identity, g, "mouth", 0.0):
+    if _facing(identity, g, "mouth"):
         mouth = g("mouth")
         width = 0.5 * identity.mouth_width * r * (0.4 + 0.6 * abs(np.cos(g.yaw)))
         if g.mouth > 0.15:

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from ..errors import InputError
-from .figure import INDEX, LABEL, PART_NAMES, FrameGeometry, figure_parts
+from .figure import FACING, INDEX, LABEL, PART_NAMES, FrameGeometry, figure_parts
 from .identity import Identity
 from .kinematics import JOINT_NAMES, POINT_NAMES, forward_kinematics
 from .motion import Motion
@@ -37,7 +37,6 @@ JOINT_PARTS = {
     **{f"{s}_knee": (f"{s}_thigh", f"{s}_shin") for s in "rl"},
     **{f"{s}_ankle": (f"{s}_shin", f"{s}_foot") for s in "rl"},
 }
-FACE_POINTS = {"nose": 0.2, "r_eye": 0.25, "l_eye": 0.25, "r_ear": -0.6, "l_ear": -0.6}  # facing thresholds
 
 
 @dataclass(frozen=True, eq=False)
@@ -180,7 +179,9 @@ def joint_visibility(joints: np.ndarray, parts: np.ndarray, z: np.ndarray, ident
         allowed[j, [LABEL[p] for p in JOINT_PARTS[name]]] = True
     visible = inside & allowed[np.arange(len(JOINT_NAMES))[None, :], label]
     head = z[:, POINT_NAMES.index("head")]
-    for name, threshold in FACE_POINTS.items():
+    for name, threshold in FACING.items():
+        if name not in JOINT_NAMES:
+            continue
         j = JOINT_NAMES.index(name)
         visible[:, j] &= z[:, INDEX[name]] - head > threshold * identity.head_radius
     return visible
