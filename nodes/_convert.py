@@ -66,3 +66,38 @@ def single_image(image: torch.Tensor, name: str = "reference") -> np.ndarray:
     if image.ndim == 4 and image.shape[0] > 1:
         log.warning("%s holds %d images; using the first", name, image.shape[0])
     return image_to_frames(image[:1], name)[0]
+
+
+# -- sampler inputs -------------------------------------------------------------------------------------------
+
+def reference_tensor(image: torch.Tensor) -> torch.Tensor:
+    """IMAGE holding the reference -> (1, 3, H, W) float in [-1, 1] (a batch takes its first picture)."""
+    picture = torch.from_numpy(single_image(image)).float()  # (H, W, 3)
+    return (picture.permute(2, 0, 1)[None] / 127.5 - 1.0).contiguous()
+
+
+def conditioning_tensor(conditioning: Optional[list], name: str = "positive") -> Optional[torch.Tensor]:
+    """CONDITIONING [[tensor (1, L, D), {...}], ...] -> the first entry's (1, L, D) text embedding, or None."""
+    if conditioning is None:
+        return None
+    if not conditioning or not torch.is_tensor(conditioning[0][0]):
+        raise InputError(f"{name} is not a text conditioning: connect CLIP Text Encode with the Wan text encoder")
+    if len(conditioning) > 1:
+        log.warning("%s holds %d conditionings; using the first", name, len(conditioning))
+    return conditioning[0][0][:1].float()
+
+
+def clip_vision_tensor(output: Optional[object]) -> Optional[torch.Tensor]:
+    """CLIP_VISION_OUTPUT -> its penultimate hidden states (1, 257, 1280), what Wan's image branch takes."""
+    if output is None:
+        return None
+    states = getattr(output, "penultimate_hidden_states", None)
+    if states is None:
+        raise InputError("clip_vision_output has no penultimate hidden states: connect CLIP Vision Encode "
+                         "(crop: none) with clip_vision_h")
+    return states[:1].float()
+
+
+def latent_samples(latent: Optional[dict]) -> Optional[torch.Tensor]:
+    """LATENT {"samples": (B, 16, T, h, w)} -> its raw Wan latents, or None."""
+    return None if latent is None else latent["samples"]

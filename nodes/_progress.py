@@ -24,3 +24,21 @@ def should_stop() -> bool:
     way every other node's does); otherwise returns False."""
     comfy.model_management.throw_exception_if_processing_interrupted()
     return False
+
+
+def step_callback(total: int, latent_format: object = None):
+    """A core ``callback(StepInfo)`` that moves the progress bar per step, with a latent preview image
+    when ComfyUI's preview method allows one (``latent_format``: e.g. comfy.latent_formats.Wan21())."""
+    import latent_preview  # ComfyUI's own previewer module (needs the server's args)
+
+    bar = comfy.utils.ProgressBar(total)
+    device = comfy.model_management.intermediate_device()
+    previewer = None if latent_format is None else latent_preview.get_previewer(device, latent_format)
+
+    def update(info) -> None:
+        preview = None
+        if previewer is not None:
+            preview = previewer.decode_latent_to_preview_image("JPEG", info.denoised.float().cpu())
+        bar.update_absolute(info.step + 1, info.total, preview)
+
+    return update

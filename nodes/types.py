@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
+from ..directanimator_core.animator import Animator
 from ..directanimator_core.cues.triplet import CueTriplet
 
 
@@ -12,3 +13,10 @@ class DACues(io.ComfyTypeIO):
     """The Driving Cue Triplet of a clip: pose, face and location cues aligned to the reference."""
 
     Type = CueTriplet
+
+
+@io.comfytype(io_type="DA_MODEL")
+class DAModel(io.ComfyTypeIO):
+    """A loaded DirectAnimator model (Wan backbone + CueFusion adapter) with its run settings."""
+
+    Type = Animator

@@ -1,0 +1,133 @@
+"""DirectAnimatorSampler: model + ComfyUI VAE + reference + cue triplet -> a standard Wan LATENT.
+
+The reference and the cue videos are encoded with ComfyUI's own VAE (raw Wan latents, normalised in
+the core as ComfyUI's Wan model does with process_in); the result is a raw Wan LATENT, so ComfyUI's
+VAE Decode (or DirectAnimator Decode) turns it into frames. Long clips run in blended latent windows.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable, Optional
+
+import comfy.latent_formats
+import comfy.model_management
+import torch
+from comfy_api.latest import io
+
+from ..directanimator_core import animator as core
+from ..directanimator_core.animate_windows import WindowConfig, animate_latents, usable_frames
+from ..directanimator_core.errors import InputError
+from ..directanimator_core.sampling import SOLVERS, SamplerConfig
+from . import _convert, _progress
+from .types import DACues, DAModel
+
+log = logging.getLogger(__name__)
+
+CATEGORY = "DirectAnimator/sampling"
+WAN21_LATENT_CHANNELS = 16
+EVERYTHING = 2**62  # a budget nothing exceeds: "plan it fully resident"
+
+
+def comfy_encoder(vae) -> Callable[[torch.Tensor], torch.Tensor]:
+    """ComfyUI's VAE as the core's encoder: (1, 3, F, H, W) [-1, 1] -> raw latents (1, 16, T, H/8, W/8)."""
+    if getattr(vae, "latent_channels", None) != WAN21_LATENT_CHANNELS or getattr(vae, "latent_dim", None) != 3:
+        raise InputError(f"the VAE has {getattr(vae, 'latent_channels', '?')} latent channels; DirectAnimator needs "
+                         "the Wan 2.1 VAE: load wan_2.1_vae.safetensors with Load VAE")
+
+    def encode(video: torch.Tensor) -> torch.Tensor:
+        pixels = ((video[0].permute(1, 2, 3, 0) + 1.0) / 2.0).clamp(0.0, 1.0)  # (F, H, W, 3) in 0..1
+        return vae.encode(pixels)
+
+    return encode
+
+
+def sampling_budget(animator: core.Animator, frames: int, height: int, width: int) -> Optional[int]:
+    """Ask ComfyUI's model manager to free what a fully resident run needs (evicting other models), then
+    return the free memory it reports as the run's budget; None on the CPU (nothing to plan)."""
+    if animator.device.type == "cpu":
+        return None
+    if animator.offload.budget_bytes is not None:
+        return animator.offload.budget_bytes
+    wanted = core.placement(animator, frames, height, width, EVERYTHING).predicted_peak_bytes
+    comfy.model_management.free_memory(wanted, animator.device)
+    return int(comfy.model_management.get_free_memory(animator.device))
+
+
+def window_input(name: str, default: int, minimum: int, tooltip: str) -> io.Int.Input:
+    return io.Int.Input(name, default=default, min=minimum, max=100001, step=4, tooltip=tooltip)
+
+
+class DirectAnimatorSampler(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="DirectAnimatorSampler",
+            display_name="DirectAnimator Sampler",
+            category=CATEGORY,
+            description="Animates the reference with the driving cue triplet: encodes the reference and the cue "
+                        "videos with the Wan VAE, samples the flow, and outputs a Wan LATENT for VAE Decode. "
+                        "Clips longer than one window run in overlapping windows blended in latent space.",
+            inputs=[
+                DAModel.Input("model", tooltip="From DirectAnimator Model Loader."),
+                io.Vae.Input("vae", tooltip="The Wan 2.1 VAE (wan_2.1_vae.safetensors) from Load VAE."),
+                io.Image.Input("reference", tooltip="The picture of the person to animate (the first frame)."),
+                DACues.Input("cues", tooltip="From DirectAnimator Cue Triplet, built for this reference."),
+                io.Conditioning.Input("positive", optional=True, tooltip="Prompt from CLIP Text Encode with the Wan "
+                                      "text encoder (umt5-xxl); empty = no prompt."),
+                io.Conditioning.Input("negative", optional=True, tooltip="Negative prompt, used when cfg is not 1."),
+                io.ClipVisionOutput.Input("clip_vision_output", optional=True, tooltip="CLIP Vision Encode of the "
+                                          "reference (clip_vision_h, crop none); Wan 2.1 I2V 14B needs it."),
+                io.Latent.Input("init_latent", optional=True, tooltip="A Wan latent video to start from when "
+                                "denoise is below 1."),
+                io.Int.Input("width", default=0, min=0, max=4096, step=16, tooltip="Output width; 0 = the "
+                             "reference's. When set (with height), reference and cues are resized to it."),
+                io.Int.Input("height", default=0, min=0, max=4096, step=16, tooltip="Output height; 0 = the "
+                             "reference's."),
+                io.Int.Input("steps", default=30, min=1, max=1000, tooltip="Sampling steps."),
+                io.Float.Input("cfg", default=5.0, min=0.0, max=30.0, step=0.1, round=0.01,
+                               tooltip="Guidance on the prompt (1 = off, then no negative prompt is needed)."),
+                io.Float.Input("cue_cfg", default=1.0, min=0.0, max=30.0, step=0.1, round=0.01,
+                               tooltip="Guidance on the driving cues (1 = off; above 1 follows the driver more)."),
+                io.Float.Input("shift", default=5.0, min=0.1, max=100.0, step=0.1, round=0.01,
+                               tooltip="Wan's noise schedule shift (5 for 480p, higher for larger videos)."),
+                io.Combo.Input("solver", options=sorted(SOLVERS), default="unipc", tooltip="ODE solver."),
+                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
+                             tooltip="Noise seed; the same seed gives the same video."),
+                io.Float.Input("denoise", default=1.0, min=0.01, max=1.0, step=0.01,
+                               tooltip="1 starts from noise; lower keeps more of init_latent."),
+                window_input("window_frames", 81, 9, "Frames per window for long clips (4n + 1; Wan: 81)."),
+                window_input("window_overlap", 16, 4, "Frames neighbouring windows share and blend (multiple of 4)."),
+            ],
+            outputs=[io.Latent.Output("latent", display_name="latent",
+                                      tooltip="The animation as a Wan latent: connect VAE Decode or "
+                                              "DirectAnimator Decode.")],
+        )
+
+    @classmethod
+    def execute(cls, model, vae, reference, cues, width, height, steps, cfg, cue_cfg, shift, solver, seed, denoise,
+                window_frames, window_overlap, positive=None, negative=None, clip_vision_output=None,
+                init_latent=None) -> io.NodeOutput:
+        # convert and check everything before any encoding
+        config = SamplerConfig(steps=steps, cfg_text=cfg, cfg_cues=cue_cfg, shift=shift, solver=solver, seed=seed,
+                               denoise=denoise)
+        windows = WindowConfig(frames=window_frames, overlap=window_overlap)
+        encode = comfy_encoder(vae)
+        ref = _convert.reference_tensor(reference)
+        size = (height, width) if width and height else None
+        out_h, out_w = size or tuple(ref.shape[2:])
+        frames = min(windows.frames, usable_frames(cues.num_frames))
+        budget = sampling_budget(model, frames, out_h, out_w)
+        log.info("%s", core.placement_line(model, core.placement(model, frames, out_h, out_w, budget), frames,
+                                           out_h, out_w))
+        with core.place(model, frames, out_h, out_w, budget):
+            latents = animate_latents(
+                ref, cues, model.model, encode, config, windows=windows, size=size,
+                text=_convert.conditioning_tensor(positive), negative_text=_convert.conditioning_tensor(negative, "negative"),
+                clip_fea=_convert.clip_vision_tensor(clip_vision_output), init_latent=_convert.latent_samples(init_latent),
+                device=model.device, callback=_progress.step_callback(steps, comfy.latent_formats.Wan21()),
+                should_stop=_progress.should_stop)
+        return io.NodeOutput({"samples": latents})
+
+
+NODES: list[type[io.ComfyNode]] = [DirectAnimatorSampler]
