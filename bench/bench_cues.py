@@ -47,11 +47,15 @@ def driving(count: int, size: tuple[int, int]) -> np.ndarray:
                      for f in frames])
 
 
-def fps(frames: np.ndarray, config: CueConfig, masks: np.ndarray | None = None) -> float:
+def fps(frames: np.ndarray, config: CueConfig, masks: np.ndarray | None = None, repeats: int = 2) -> float:
+    """Best of ``repeats`` runs: the CPU is shared, and the fastest run is the least disturbed."""
     build_triplet(frames[:2], config, reference=media.astronaut(), masks=None if masks is None else masks[:2])
-    start = time.perf_counter()
-    build_triplet(frames, config, reference=media.astronaut(), masks=masks)
-    return len(frames) / (time.perf_counter() - start)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        build_triplet(frames, config, reference=media.astronaut(), masks=masks)
+        best = min(best, time.perf_counter() - start)
+    return len(frames) / best
 
 
 def speed(count: int, onnx: str | None) -> None:
