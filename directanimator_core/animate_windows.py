@@ -25,13 +25,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .animate import ModelInputs, backbone_config, guidance_inputs, video_tensor, wan_velocity
+from .animate import WAN_TIMESTEPS, ModelInputs, backbone_config, guidance_inputs, video_tensor
 from .cues.triplet import CueTriplet
 from .errors import InputError, Interrupted
 from .models.conditioning import Conditioning, CueLatents
 from .models.config import BackboneConfig
 from .models.cue_embed import pack_mask
+from .models.hooks import BlockHook
 from .models.vae import SPACE_STRIDE, TIME_STRIDE, denormalize_latents, latent_frames, normalize_latents
+from .offload import BlockSwap, run_with_recovery
 from .sampling import GuidanceConds, SamplerConfig, StepInfo, sample
 from .sampling.windows import WindowPlan, plan_windows, windowed_velocity
 
@@ -146,6 +148,36 @@ def _to(device: torch.device, cues: CueLatents) -> CueLatents:
     return CueLatents(*(t.to(device) for t in (cues.pose, cues.face, cues.pose_mask, cues.face_mask)))
 
 
+# -- 4. the model call ---------------------------------------------------------------------------------------
+
+class StopHook(BlockHook):
+    """Polls ``should_stop`` before every block, so a cancel lands within one block, not one step."""
+
+    def __init__(self, should_stop: StopCheck) -> None:
+        self.should_stop = should_stop
+
+    def before_block(self, index: int, tokens: torch.Tensor) -> torch.Tensor:
+        if self.should_stop():
+            raise Interrupted(f"sampling stopped on request before block {index}")
+        return tokens
+
+
+def model_velocity(model: nn.Module, should_stop: Optional[StopCheck] = None, swap: Optional[BlockSwap] = None
+                   ) -> Callable[[torch.Tensor, torch.Tensor, ModelInputs], torch.Tensor]:
+    """``velocity(x, sigma, inputs)`` for a CueFusionDiT (Wan timestep = sigma * 1000), cancellable per block;
+    with ``swap``, a call that runs out of memory is re-planned with more streaming and retried once."""
+
+    def velocity(x: torch.Tensor, sigma: torch.Tensor, inputs: ModelInputs) -> torch.Tensor:
+        hook = None if should_stop is None else StopHook(should_stop)
+
+        def call() -> torch.Tensor:
+            return model(x, sigma * WAN_TIMESTEPS, inputs.context, inputs.cond, hook=hook)
+
+        return call() if swap is None else run_with_recovery(call, swap)
+
+    return velocity
+
+
 # -- the whole path ---------------------------------------------------------------------------------------------
 
 def animate_latents(reference: torch.Tensor, triplet: CueTriplet, model: nn.Module, encode: Encoder,
@@ -153,7 +185,7 @@ def animate_latents(reference: torch.Tensor, triplet: CueTriplet, model: nn.Modu
                     size: Optional[tuple[int, int]] = None, text: Optional[torch.Tensor] = None,
                     negative_text: Optional[torch.Tensor] = None, clip_fea: Optional[torch.Tensor] = None,
                     init_latent: Optional[torch.Tensor] = None, device: Optional[torch.device] = None,
-                    callback: Optional[Callable[[StepInfo], None]] = None,
+                    swap: Optional[BlockSwap] = None, callback: Optional[Callable[[StepInfo], None]] = None,
                     should_stop: Optional[StopCheck] = None) -> torch.Tensor:
     """Sample the latent video of ``reference`` driven by ``triplet``; returns raw latents (1, 16, T, h, w).
 
@@ -170,8 +202,9 @@ def animate_latents(reference: torch.Tensor, triplet: CueTriplet, model: nn.Modu
         clip_fea: (1, 257, 1280) CLIP vision states of the reference (Wan 2.1 I2V image branch).
         init_latent: raw latents (1, 16, T, h, w) a denoise < 1 run starts from.
         device: where sampling runs (default: the model's device).
+        swap: the BlockSwap placing the model (animator.place); an out-of-memory model call re-plans and retries.
         callback: called once per sampling step.
-        should_stop: polled between VAE passes, windows and steps; True raises Interrupted.
+        should_stop: polled between VAE passes and before every block; True raises Interrupted.
     """
     # 1. checks
     backbone = backbone_config(model)
@@ -204,7 +237,7 @@ def animate_latents(reference: torch.Tensor, triplet: CueTriplet, model: nn.Modu
     conds = GuidanceConds(full=tuple(g.full for g in per_window), no_cues=tuple(g.no_cues for g in per_window),
                           no_text=None if negative is None else tuple(g.no_text for g in per_window))
     # 4. sample
-    wan = wan_velocity(model)
+    wan = model_velocity(model, should_stop, swap)
 
     def velocity(x: torch.Tensor, sigma: torch.Tensor, inputs: tuple[ModelInputs, ...]) -> torch.Tensor:
         return windowed_velocity(lambda xw, s, i: wan(xw, s, inputs[i]), plan, should_stop)(x, sigma)

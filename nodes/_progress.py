@@ -37,8 +37,9 @@ def step_callback(total: int, latent_format: object = None):
 
     def update(info) -> None:
         preview = None
-        if previewer is not None:
-            preview = previewer.decode_latent_to_preview_image("JPEG", info.denoised.float().cpu())
+        if previewer is not None:  # the middle frame: frame 0 is the reference, the middle shows the motion
+            middle = info.denoised.shape[2] // 2
+            preview = previewer.decode_latent_to_preview_image("JPEG", info.denoised[:, :, middle:middle + 1].float().cpu())
         bar.update_absolute(info.step + 1, info.total, preview)
 
     return update

@@ -120,12 +120,12 @@ class DirectAnimatorSampler(io.ComfyNode):
         budget = sampling_budget(model, frames, out_h, out_w)
         log.info("%s", core.placement_line(model, core.placement(model, frames, out_h, out_w, budget), frames,
                                            out_h, out_w))
-        with core.place(model, frames, out_h, out_w, budget):
+        with core.place(model, frames, out_h, out_w, budget) as swap:
             latents = animate_latents(
                 ref, cues, model.model, encode, config, windows=windows, size=size,
                 text=_convert.conditioning_tensor(positive), negative_text=_convert.conditioning_tensor(negative, "negative"),
                 clip_fea=_convert.clip_vision_tensor(clip_vision_output), init_latent=_convert.latent_samples(init_latent),
-                device=model.device, callback=_progress.step_callback(steps, comfy.latent_formats.Wan21()),
+                device=model.device, swap=swap, callback=_progress.step_callback(steps, comfy.latent_formats.Wan21()),
                 should_stop=_progress.should_stop)
         return io.NodeOutput({"samples": latents})
 

@@ -10,7 +10,7 @@ import torch
 from directanimator_core.animate import animate
 from directanimator_core.animate_windows import WindowConfig, animate_latents
 from directanimator_core.cues.triplet import CueTriplet
-from directanimator_core.errors import InputError
+from directanimator_core.errors import InputError, Interrupted
 from directanimator_core.models.config import CueFusionConfig
 from directanimator_core.models.cuefusion import CueFusion, CueFusionDiT
 from directanimator_core.models.registry import get_preset
@@ -91,9 +91,9 @@ class Recorder(torch.nn.Module):
         super().__init__()
         self.inner, self.backbone, self.calls = inner, inner.backbone, []
 
-    def forward(self, x, timestep, context, cond):
+    def forward(self, x, timestep, context, cond, hook=None):
         self.calls.append(tuple(x.shape))
-        return self.inner(x, timestep, context, cond)
+        return self.inner(x, timestep, context, cond, hook)
 
 
 @pytest.fixture(scope="module")
@@ -153,3 +153,11 @@ def test_resizes_to_a_set_size_and_refuses_a_mismatch(parts) -> None:
     with pytest.raises(InputError, match="multiple of 16"):
         animate_latents(parts["reference"], triplet, model, encoder(parts["vae"]), CONFIG, clip_fea=parts["clip"],
                         size=(24, 32))
+
+
+def test_a_cancel_lands_within_one_block(parts) -> None:
+    model = model_of(parts)
+    with pytest.raises(Interrupted, match="before block 0"):  # the first block of the first model call
+        animate_latents(parts["reference"], tiny_triplet(5), model, encoder(parts["vae"]), CONFIG,
+                        clip_fea=parts["clip"], should_stop=lambda: bool(model.calls))
+    assert len(model.calls) == 1

@@ -274,3 +274,11 @@ def test_interrupt_during_sampling_ends_the_prompt_and_the_next_runs(server: Com
     assert interrupted and interrupted[0]["node_type"] == "DirectAnimatorSampler"
     after = saved_images(server, server.run(graph({"seed": 9}, prefix="da_after")))
     assert after.shape == (5, SIZE, SIZE, 3)
+
+
+def test_decode_in_tiles(server: ComfyServer) -> None:
+    prompt = graph({"seed": 10}, decode="DirectAnimatorDecode", prefix="da_tiled")
+    prompt["decode"]["inputs"] |= {"tile_size": 32, "overlap": 8, "chunk_frames": 8}
+    tiled = saved_images(server, server.run(prompt))
+    assert tiled.shape == (5, SIZE, SIZE, 3)
+    assert "decode: tiles of (32, 32) px, overlap 8" in server.log()

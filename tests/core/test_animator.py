@@ -1,0 +1,68 @@
+"""load_animator: base + adapter or one merged file, weight dtypes, refusals before loading, placement."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from directanimator_core.animator import check_model_files, load_animator, placement, placement_line
+from directanimator_core.errors import CheckpointError
+from directanimator_core.models.adapter_checkpoint import save_adapter, save_merged
+from directanimator_core.models.config import BackboneConfig, CueFusionConfig
+from directanimator_core.models.cuefusion import CueFusion, CueFusionDiT
+from directanimator_core.models.wan_dit import build_backbone, init_weights
+
+TINY = BackboneConfig(dim=128, ffn_dim=256, num_layers=2, num_heads=1, in_dim=36, out_dim=16, text_dim=64)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("animator")
+    generator = torch.Generator().manual_seed(0)
+    backbone = init_weights(build_backbone(TINY, device=torch.device("cpu")), generator)
+    adapter = CueFusion(TINY, CueFusionConfig(same2x_depth=1)).init_weights(generator)
+    paths = {"base": folder / "wan.safetensors", "adapter": folder / "adapter.safetensors",
+             "merged": folder / "merged.safetensors", "bf16": folder / "wan_bf16.safetensors"}
+    save_file({f"model.diffusion_model.{k}": v.contiguous() for k, v in backbone.state_dict().items()},
+              str(paths["base"]))
+    save_file({k: v.to(torch.bfloat16).contiguous() for k, v in backbone.state_dict().items()}, str(paths["bf16"]))
+    save_adapter(adapter, paths["adapter"])
+    save_merged(CueFusionDiT(backbone, adapter), paths["merged"])
+    return paths
+
+
+def test_base_and_adapter_or_merged_load_the_same_model(files) -> None:
+    separate = load_animator(files["base"], files["adapter"], device=torch.device("cpu"))
+    merged = load_animator(files["merged"], None, device=torch.device("cpu"))
+    assert separate.compute_dtype == torch.float32  # auto: as stored
+    a, b = separate.model.state_dict(), merged.model.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_weight_dtypes(files) -> None:
+    assert load_animator(files["bf16"], files["adapter"], device=torch.device("cpu")).compute_dtype == torch.bfloat16
+    fp8 = load_animator(files["base"], files["adapter"], torch.float8_e4m3fn, device=torch.device("cpu"))
+    assert fp8.compute_dtype == torch.bfloat16
+    assert fp8.model.backbone.blocks[0].ffn[0].weight.dtype == torch.float8_e4m3fn
+    half = load_animator(files["base"], files["adapter"], torch.float16, device=torch.device("cpu"))
+    assert half.model.backbone.blocks[0].ffn[0].weight.dtype == torch.float16
+
+
+def test_refusals_name_the_fix(files, tmp_path) -> None:
+    with pytest.raises(CheckpointError, match="plain Wan checkpoint with no DirectAnimator adapter in it: pick"):
+        check_model_files(files["base"], None)
+    with pytest.raises(CheckpointError, match="holds no DirectAnimator adapter tensors"):
+        check_model_files(files["base"], files["base"])
+    with pytest.raises(CheckpointError, match="does not exist: put it in the folder"):
+        check_model_files(tmp_path / "missing.safetensors", files["adapter"])
+
+
+def test_placement_on_the_cpu_keeps_every_block_resident(files) -> None:
+    animator = load_animator(files["base"], files["adapter"], device=torch.device("cpu"))
+    plan = placement(animator, 81, 480, 832)
+    assert plan.streamed == () and plan.resident == (0, 1)
+    line = placement_line(animator, plan, 81, 480, 832)
+    assert "\n" not in line and "2 blocks resident, 0 streamed" in line and "predicted peak" in line
