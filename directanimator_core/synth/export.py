@@ -10,6 +10,10 @@ identity doing exactly the target's motion. Clips are folders of PNG frames (los
 noise in the targets). Beside each clip, ``<name>.truth.npz`` holds the exact ground truth (person
 and face masks bit-packed, face boxes, joints, visibility, depth) for scoring and ablations; the
 trainer ignores it. ``<name>.txt`` is a caption naming the seeds.
+
+With ``--vae FILE`` it also writes, beside the clip folder, a fresh small backbone and
+``stage1.json`` / ``stage2.json`` (training.py): a starting point for ``python -m directanimator_core
+train stage1.json`` then ``stage2.json``.
 """
 
 from __future__ import annotations
@@ -121,9 +125,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--frames", type=int, default=17)
     parser.add_argument("--size", type=int, default=64, help="frame height and width")
     parser.add_argument("--start", type=int, default=0)
+    parser.add_argument("--vae", help="also write stage1.json / stage2.json training configs using this VAE file")
     args = parser.parse_args(argv)
     report = export_pairs(args.out, args.split, args.pairs, args.frames, args.size, args.size, args.start)
     print(f"wrote {len(report.clips)} clips of {report.frames} frames and {report.manifest}")
+    if args.vae:
+        from .training import training_configs, write_initial_backbone
+
+        backbone = write_initial_backbone(args.out.parent / "backbone_init.safetensors")
+        configs = training_configs(args.out, args.vae, backbone, args.out.parent / "runs", args.frames, args.size)
+        for stage, config in enumerate(configs, start=1):
+            path = args.out.parent / f"stage{stage}.json"
+            path.write_text(json.dumps(json.loads(config.to_json()), indent=1), encoding="utf-8")
+            print(f"wrote {path}: python -m directanimator_core train {path}")
     return 0
 
 

@@ -35,3 +35,25 @@ def test_export_refuses_bad_arguments(tmp_path: Path) -> None:
         export_pairs(tmp_path, "train", 0)
     with pytest.raises(InputError, match="'val'"):
         export_pairs(tmp_path, "val", 1)
+
+
+def test_training_set_up_gives_valid_stage_configs_and_a_loadable_backbone(tmp_path: Path) -> None:
+    from safetensors import safe_open
+
+    from directanimator_core.models.checkpoint import BACKBONE_METADATA
+    from directanimator_core.models.config import BackboneConfig
+    from directanimator_core.synth.training import training_configs, write_initial_backbone
+    from directanimator_core.train.config import config_from_json
+
+    tiny = BackboneConfig(dim=32, ffn_dim=64, num_layers=3, num_heads=2, text_dim=16, in_dim=36)
+    backbone = write_initial_backbone(tmp_path / "init.safetensors", tiny)
+    with safe_open(str(backbone), "pt") as handle:
+        assert BackboneConfig.from_json(handle.metadata()[BACKBONE_METADATA]) == tiny
+        assert handle.get_tensor("head.head.weight").abs().sum() > 0  # gradients flow from step one
+    stage1, stage2 = training_configs(tmp_path / "clips", tmp_path / "vae.safetensors", backbone, tmp_path / "runs",
+                                      frames=5, size=64, layers=3)
+    for config in (stage1, stage2):
+        assert config_from_json(config.to_json()) == config
+    assert (stage1.same2x.stage, stage2.same2x.stage) == (1, 2)
+    assert stage2.model.backbone == str(tmp_path / "runs" / "stage1" / "model.safetensors")
+    assert stage2.data.cross_manifest.endswith("cross_manifest.json") and stage1.same2x.depth == 1
