@@ -50,7 +50,7 @@ class FrameGeometry:
         return self.xy[INDEX[name]]
 
     def depth(self, *names: str) -> float:
-        return float(np.mean([self.z[INDEX[n]] for n in names]))
+        return sum(float(self.z[INDEX[n]]) for n in names) / len(names)
 
 
 def _unit(v: np.ndarray) -> np.ndarray:

@@ -9,6 +9,7 @@ palette from the background) and the person mask "coverage > 0" is exactly the s
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Optional
 
 import cv2
@@ -110,10 +111,18 @@ class Canvas:
 
 # Shapes: every one is an (N, 2) polygon in pixel coordinates.
 
+@lru_cache(maxsize=None)
+def _unit_circle(count: int, start: float, stop: float, endpoint: bool = True) -> np.ndarray:
+    """(count, 2) cos / sin of evenly spaced angles; cached because shapes are built per part per frame."""
+    t = np.linspace(start, stop, count, endpoint=endpoint)
+    table = np.stack([np.cos(t), np.sin(t)], axis=1)
+    table.flags.writeable = False
+    return table
+
+
 def circle_arc(centre: np.ndarray, radius: float, start: float, stop: float, count: int) -> np.ndarray:
     """Points on a circle from angle ``start`` to ``stop`` (radians, picture axes), (count, 2)."""
-    angles = np.linspace(start, stop, count)
-    return np.asarray(centre, np.float64) + radius * np.stack([np.cos(angles), np.sin(angles)], axis=1)
+    return np.asarray(centre, np.float64) + radius * _unit_circle(count, start, stop)
 
 
 def capsule(a: np.ndarray, b: np.ndarray, radius_a: float, radius_b: Optional[float] = None,
@@ -128,16 +137,18 @@ def capsule(a: np.ndarray, b: np.ndarray, radius_a: float, radius_b: Optional[fl
         count: points per half disc.
     """
     radius_b = radius_a if radius_b is None else radius_b
-    direction = np.arctan2(b[1] - a[1], b[0] - a[0]) if np.any(a != b) else 0.0
-    end = circle_arc(b, radius_b, direction - np.pi / 2, direction + np.pi / 2, count)
-    start = circle_arc(a, radius_a, direction + np.pi / 2, direction + 3 * np.pi / 2, count)
-    return np.concatenate([end, start])
+    dx, dy = float(b[0] - a[0]), float(b[1] - a[1])
+    length = (dx * dx + dy * dy) ** 0.5
+    along = np.array([dx / length, dy / length]) if length > 1e-9 else np.array([1.0, 0.0])
+    across = np.array([-along[1], along[0]])
+    half = _unit_circle(count, -np.pi / 2, np.pi / 2)  # (count, 2): cos, sin
+    local = half[:, :1] * along + half[:, 1:] * across  # the half disc facing along the limb
+    return np.concatenate([np.asarray(b, np.float64) + radius_b * local, np.asarray(a, np.float64) - radius_a * local])
 
 
 def ellipse(centre: np.ndarray, axes: tuple[float, float], angle: float, count: int = 24) -> np.ndarray:
     """An ellipse with half axes (along ``angle``, across it), (count, 2)."""
-    t = np.linspace(0, 2 * np.pi, count, endpoint=False)
-    local = np.stack([axes[0] * np.cos(t), axes[1] * np.sin(t)], axis=1)
+    local = _unit_circle(count, 0.0, 2 * np.pi, False) * np.array([axes[0], axes[1]])
     c, s = np.cos(angle), np.sin(angle)
     return np.asarray(centre, np.float64) + local @ np.array([[c, s], [-s, c]])
 

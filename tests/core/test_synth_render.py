@@ -136,3 +136,15 @@ def test_bad_arguments_raise_a_one_line_input_error(call, named) -> None:
     with pytest.raises(InputError) as error:
         call()
     assert named in str(error.value) and "\n" not in str(error.value)
+
+
+def test_clothing_pattern_puts_high_frequency_texture_on_the_torso() -> None:
+    identity = sample_identity(6)
+    motion, scene = still_motion(), flat_scene()
+    spread = {}
+    for pattern in ("plain", "stripes", "checks", "dots"):
+        r = render(dataclasses.replace(identity, shirt_pattern=pattern), motion, scene, 256, 256)
+        torso = cv2.erode((r.parts[0] == LABEL["torso"]).astype(np.uint8), np.ones((3, 3), np.uint8), iterations=2)
+        spread[pattern] = r.frames[0][torso.astype(bool)].astype(float).std(axis=0).max()
+    assert spread["plain"] < 1.0
+    assert min(spread["stripes"], spread["checks"], spread["dots"]) > 20.0
