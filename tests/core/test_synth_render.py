@@ -148,3 +148,14 @@ def test_clothing_pattern_puts_high_frequency_texture_on_the_torso() -> None:
         spread[pattern] = r.frames[0][torso.astype(bool)].astype(float).std(axis=0).max()
     assert spread["plain"] < 1.0
     assert min(spread["stripes"], spread["checks"], spread["dots"]) > 20.0
+
+
+def test_pose_cue_low_pass_removes_the_clothing_pattern() -> None:
+    from directanimator_core.cues.config import PoseConfig
+    from directanimator_core.cues.lowpass import high_frequency_energy, lowpass
+
+    identity = dataclasses.replace(sample_identity(6), shirt_pattern="checks", pants_pattern="stripes")
+    frames = render(identity, still_motion(), flat_scene((128, 128, 128)), 128, 128).frames
+    before = high_frequency_energy(frames)
+    after = high_frequency_energy(lowpass(frames, PoseConfig().cutoff))
+    assert before > 0.02 and after < 0.01 * before
