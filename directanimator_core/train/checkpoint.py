@@ -188,7 +188,7 @@ def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]
 def check_resumable(state: dict[str, Any], config: TrainConfig, path: Path, processes: Processes) -> None:
     """Refuse to resume a run whose settings changed (only run.steps, checkpoint cadence and logging may)."""
     saved = config_from_json(json.dumps(state["config"]))
-    free = ("steps", "checkpoint_every", "keep_checkpoints", "log_every")
+    free = ("steps", "checkpoint_every", "keep_checkpoints", "log_every", "device")
     same = {f: getattr(config.run, f) for f in free}
     if json.loads(_with_run(saved, same).to_json()) != json.loads(config.to_json()):
         raise CheckpointError(f"{path} was written by a run with other settings: resume with the same config (only "

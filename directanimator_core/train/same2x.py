@@ -78,7 +78,7 @@ def build_net(config: TrainConfig, device: torch.device, weight_dtype: torch.dty
     """
     m = config.model
     cues = cue_config(m, config.same2x)
-    generator = torch.Generator().manual_seed(config.run.seed)
+    generator = torch.Generator(device).manual_seed(config.run.seed)  # init draws happen on ``device``
     if m.backbone in PRESETS:
         if weight_dtype != torch.float32:
             log.info("preset backbone %s keeps fp32 weights (a low-precision teacher needs a model file)", m.backbone)

@@ -7,14 +7,17 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from directanimator_core.cues.config import CueConfig
 from directanimator_core.errors import InputError
 from directanimator_core.train import cache as cache_module
-from directanimator_core.train.cache import check_entry, entry_path, prepare_cache, read_entry, write_atomic
+from directanimator_core.train.cache import (
+    check_entry, entry_path, list_clips, prepare_cache, read_clip, read_entry, read_text, write_atomic)
 from directanimator_core.train.config import TrainConfig, from_dict, load_config
 from directanimator_core.train.data import ClipDataset, SampleStream, read_manifest
 from directanimator_core.train.loop import _fingerprints, vae_identity
@@ -127,3 +130,25 @@ def test_config_files_round_trip_and_refuse_unknown_fields(tmp_path) -> None:
         from_dict({"data": {"frames": 16}})
     with pytest.raises(InputError, match="cross_manifest"):
         from_dict({"same2x": {"stage": 2}})
+
+
+def test_video_files_are_read_cropped_and_resized(tmp_path) -> None:
+    frames = np.zeros((6, 48, 96, 3), np.uint8)
+    frames[:, :, 24:72] = 200  # a bright centre square: what the centre crop keeps
+    writer = cv2.VideoWriter(str(tmp_path / "walk.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 8, (96, 48))
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+    assert list_clips(tmp_path) == {"walk": tmp_path / "walk.avi"}
+    clip = read_clip(tmp_path / "walk.avi", 5, 32, 32)
+    assert clip.shape == (5, 32, 32, 3) and clip.min() > 150  # cropped to the square, scaled down
+    with pytest.raises(InputError, match="has 6 frames"):
+        read_clip(tmp_path / "walk.avi", 9, 32, 32)
+
+
+def test_text_states_are_read_beside_the_clip(tmp_path) -> None:
+    (tmp_path / "ann").mkdir()
+    with pytest.raises(InputError, match="ann.text.safetensors"):
+        read_text(tmp_path / "ann")
+    save_file({"context": torch.ones(3, 16), "other": torch.zeros(1)}, str(tmp_path / "ann.text.safetensors"))
+    assert read_text(tmp_path / "ann").keys() == {"context"}

@@ -1,5 +1,6 @@
 """Two processes under gloo (torchrun, DDP and FSDP2) end with the weights of one process trained on
-the same global batch: same samples, same noise, gradients averaged over the processes."""
+the same global batch: same samples, same noise, gradients averaged over the processes; the EMA
+(exported) is gathered from the shards."""
 
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ def test_two_processes_match_one(config_for, prepared_cache, tmp_path, strategy,
     # Adam's eps well above rounding noise: for a near-zero gradient Adam steps ±lr whatever its size,
     # which would turn summation-order rounding into lr-sized differences.
     sections = dict(model={"train": trained}, optim={"lr": 3e-3, "eps": 1e-4}, run={"steps": 2, "batch_size": 2, "strategy": strategy,
-                                                    "checkpoint_every": 2})
+                                                    "checkpoint_every": 2, "ema": 0.5})
     one = train(config_for(tmp_path / "one", prepared_cache, **sections))
     config = config_for(tmp_path / "two", prepared_cache, **sections)
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))

@@ -87,3 +87,14 @@ def test_cross_cues_differ_from_same_id_cues(stage2) -> None:
     _, batch = stage2
     assert isinstance(batch.cross, CueLatents)
     assert not torch.equal(batch.cross.pose, batch.cues.pose)
+
+
+def test_an_offloaded_teacher_gives_the_resident_teachers_loss(stage2) -> None:
+    config, batch = stage2
+    student = build_student(config, CPU)
+    resident = compute_losses(student, build_teacher(config, CPU), batch, config, CPU)
+    offloaded_config = replace(config, same2x=replace(config.same2x, teacher_budget_gb=1.0))
+    teacher = build_teacher(offloaded_config, CPU)
+    assert teacher._swap is not None  # the teacher went through offload/ (on the CPU nothing streams)
+    offloaded = compute_losses(student, teacher, batch, offloaded_config, CPU)
+    assert torch.equal(resident.same2x, offloaded.same2x) and torch.equal(resident.total, offloaded.total)
