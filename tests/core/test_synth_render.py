@@ -36,6 +36,21 @@ def test_same_seed_gives_identical_bytes_and_other_seeds_differ() -> None:
     assert first.identity != other.identity
 
 
+def test_same_seed_gives_identical_bytes_in_a_fresh_process() -> None:
+    import hashlib
+    import subprocess
+    import sys
+
+    from harness.paths import REPO
+
+    code = ("import hashlib; from directanimator_core.synth import same_id_clip; "
+            "r = same_id_clip(3, 3, 64, 64).render; "
+            "print(hashlib.sha256(r.frames.tobytes() + r.person.tobytes() + r.joints.tobytes()).hexdigest())")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    r = same_id_clip(3, 3, 64, 64).render
+    assert out.stdout.strip() == hashlib.sha256(r.frames.tobytes() + r.person.tobytes() + r.joints.tobytes()).hexdigest()
+
+
 def test_outputs_have_the_documented_shapes_and_types() -> None:
     clip = same_id_clip(2, 3, SIZE, 96)
     r = clip.render
