@@ -80,7 +80,8 @@ def check_size(height: int, width: int, frames: int) -> None:
 
 
 def place(identity: Identity, motion: Motion, scene: Scene, height: int, width: int) -> tuple[np.ndarray, ...]:
-    """Pixel positions (F, P, 2), depths (F, P) and pixels per stature unit (F,) of every posed point.
+    """Pixel positions (F, P, 2) and depths (F, P) of every posed point, pixels per stature unit (F,)
+    and the camera path (F, 3) they were placed with.
 
     Args:
         identity: proportions and stature.
