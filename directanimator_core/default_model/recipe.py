@@ -1,0 +1,76 @@
+"""The recipe of the default model: one frozen dataclass, so the committed weights name what made them."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, replace
+
+from ..models.config import BackboneConfig, CueFusionConfig
+from ..models.vae import VAEConfig
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Sizes, seeds and step counts of the default-model run (train.py).
+
+    Clips are synthetic (synth/): training seeds are even, held-out seeds odd (synth.dataset), so no
+    held-out identity, motion or scene is ever trained on. Sizes are small so the whole run fits a
+    2-core CPU in well under an hour.
+    """
+
+    seed: int = 0
+    threads: int = 1  # torch CPU threads; fixed because float sums depend on it (and 1 wins on a busy CPU)
+    height: int = 64
+    width: int = 64
+    frames: int = 17  # 4n + 1 (5 latent frames)
+    # VAE (Wan VAE architecture, width vae_dim; z 16 so Wan's latent normalisation applies)
+    vae_dim: int = 16
+    vae_clips: int = 64  # training clips whose frames the VAE sees
+    vae_steps: int = 350
+    vae_batch: int = 4
+    vae_window: int = 5  # pixel frames per VAE training clip (1 + 4: the causal first frame and one chunk)
+    vae_crop: int = 32  # square crops (the VAE is convolutional; attention only at 1/8 scale)
+    vae_lr: float = 5e-4
+    # DirectAnimator (Wan DiT image-to-video layout + CueFusion)
+    dim: int = 128
+    ffn_dim: int = 256
+    num_layers: int = 4
+    num_heads: int = 2
+    text_dim: int = 32
+    same2x_depth: int = 2
+    same_id_clips: int = 32
+    cross_id_pairs: int = 16
+    stage1_steps: int = 600
+    stage2_steps: int = 300
+    batch_size: int = 4
+    lr: float = 5e-4
+    same2x_weight: float = 0.5
+    timestep_shift: float = 3.0
+    # cues
+    pose_cue: str = "pixels"  # "pixels" (the paper's low-passed cut-out) or "skeleton" (ablation)
+    face_cue: bool = True
+    location_cue: bool = True
+    lowpass: bool = True
+
+    def vae_config(self) -> VAEConfig:
+        return VAEConfig(dim=self.vae_dim, z_dim=16)
+
+    def backbone_config(self) -> BackboneConfig:
+        return BackboneConfig(dim=self.dim, ffn_dim=self.ffn_dim, num_layers=self.num_layers,
+                              num_heads=self.num_heads, in_dim=36, out_dim=16, text_dim=self.text_dim)
+
+    def cuefusion_config(self) -> CueFusionConfig:
+        return CueFusionConfig(same2x_depth=self.same2x_depth)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+
+DEFAULT = Recipe()
+
+
+def quick(recipe: Recipe = DEFAULT) -> Recipe:
+    """A much shorter run of the same recipe (tests, smoke checks): a few clips and steps."""
+    return replace(recipe, vae_clips=2, vae_steps=2, vae_batch=1, vae_crop=16, same_id_clips=2, cross_id_pairs=2,
+                   stage1_steps=2, stage2_steps=2, batch_size=1, dim=32, ffn_dim=64, num_layers=2,
+                   same2x_depth=1)

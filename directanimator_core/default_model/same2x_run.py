@@ -1,0 +1,99 @@
+"""Stages 2-4 of the default-model run: the synthetic clips and their cache, then Same2X stage 1 and 2
+through the trainer (train/loop.train) with the preparation step off (cache.py writes the entries)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from safetensors.torch import save_file
+
+from ..models.vae_checkpoint import load_wan_vae
+from ..models.wan_dit import build_backbone, init_weights
+from ..train.config import DataConfig, ModelConfig, OptimConfig, RunConfig, Same2XConfig, TrainConfig
+from ..train.loop import train
+from .cache import write_cross_id, write_same_id
+from .recipe import Recipe
+from .world import cue_config
+
+log = logging.getLogger(__name__)
+
+
+def data_config(recipe: Recipe, out: Path, stage: int) -> DataConfig:
+    folder = "same_id" if stage == 1 else "cross_id"
+    return DataConfig(clips=str(out / folder / "clips"), cache=str(out / folder / "cache"),
+                      vae=str(out / "vae.safetensors"), frames=recipe.frames, height=recipe.height,
+                      width=recipe.width, reference_frames=2, pose_dropout=0.0,
+                      cross_manifest=str(out / folder / "pairs.json") if stage == 2 else None)
+
+
+def train_config(recipe: Recipe, out: Path, stage: int) -> TrainConfig:
+    """The trainer's config for stage 1 (from the random base) or stage 2 (from stage 1's export)."""
+    backbone = out / "base.safetensors" if stage == 1 else out / "stage1" / "model.safetensors"
+    steps = recipe.stage1_steps if stage == 1 else recipe.stage2_steps
+    return TrainConfig(
+        data=data_config(recipe, out, stage),
+        model=ModelConfig(backbone=str(backbone), train="full", num_heads=recipe.num_heads),
+        same2x=Same2XConfig(stage=stage, depth=recipe.same2x_depth, weight=recipe.same2x_weight,
+                            teacher_dtype="fp32"),
+        optim=OptimConfig(lr=recipe.lr, warmup_steps=min(50, steps), grad_clip=1.0),
+        run=RunConfig(out=str(out / f"stage{stage}"), seed=recipe.seed, steps=steps, batch_size=recipe.batch_size,
+                      timestep_shift=recipe.timestep_shift, precision="fp32", checkpoint_every=max(steps // 2, 1),
+                      keep_checkpoints=1, log_every=10, device="cpu"))
+
+
+def write_base(recipe: Recipe, path: Path) -> Path:
+    """The randomly initialised backbone (Wan's init from the recipe's seed) the run starts from."""
+    generator = torch.Generator().manual_seed(recipe.seed)
+    backbone = init_weights(build_backbone(recipe.backbone_config()), generator)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in backbone.state_dict().items()}, str(path))
+    return path
+
+
+def stage_world(recipe: Recipe, out: Path) -> dict:
+    """Write the clips, cache entries and pair manifest of both stages (skipped when done)."""
+    done = out / "world.json"
+    if done.is_file():
+        return json.loads(done.read_text())
+    start = time.time()
+    vae_file = out / "vae.safetensors"
+    vae = load_wan_vae(vae_file)[0]
+    same = write_same_id(data_config(recipe, out, 1), recipe, vae, vae_file)
+    cross = write_cross_id(data_config(recipe, out, 2), recipe, vae, vae_file, out / "cross_id" / "pairs.json")
+    write_base(recipe, out / "base.safetensors")
+    record = {"same_id_clips": len(same), "cross_id_pairs": len(cross), "wall_s": round(time.time() - start, 1)}
+    done.write_text(json.dumps(record))
+    return record
+
+
+def final_losses(run: Path, rows: int = 5) -> dict:
+    """Mean of the last ``rows`` logged losses of a trainer run (loss.csv)."""
+    with open(run / "loss.csv", newline="", encoding="utf-8") as handle:
+        log_rows = list(csv.DictReader(handle))[-rows:]
+    mean = lambda key: sum(float(r[key]) for r in log_rows) / len(log_rows) if all(r[key] for r in log_rows) else None  # noqa: E731
+    return {"step": int(log_rows[-1]["step"]), "loss": mean("loss"), "denoise": mean("denoise"), "same2x": mean("same2x")}
+
+
+def stage_train(recipe: Recipe, out: Path, stage: int) -> dict:
+    """Run (or resume, or skip when exported) trainer stage 1 or 2."""
+    config = train_config(recipe, out, stage)
+    start = time.time()
+    train(config, prepare_data=False, cue_config=cue_config(recipe))
+    return {"steps": config.run.steps, "wall_s": round(time.time() - start, 1), "final": final_losses(Path(config.run.out))}
+
+
+def run_same2x(recipe: Recipe, out: Path, stages: Sequence[str]) -> dict:
+    """The world and training stages named in ``stages``; their records by stage name."""
+    record = {}
+    if "world" in stages:
+        record["world"] = stage_world(recipe, out)
+    for stage in (1, 2):
+        if f"stage{stage}" in stages:
+            record[f"stage{stage}"] = stage_train(recipe, out, stage)
+    return record

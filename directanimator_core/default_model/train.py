@@ -1,0 +1,127 @@
+"""``python -m directanimator_core.default_model.train --out out/default_model``: the whole default model.
+
+One command, deterministic from the recipe's seed (recipe.py), run on the CPU:
+    1. vae      the small VAE on synthetic frames (vae_train.py)                  -> OUT/vae.safetensors
+    2. world    same-ID clips and cross-ID pairs, their exact cues, the cache     -> OUT/clips, OUT/cache
+    3. stage1   Same2X stage 1 (same-ID) with the trainer (train/), full model    -> OUT/stage1/model.safetensors
+    4. stage2   Same2X stage 2 (cross-ID, λ·L_S2X at block D)                     -> OUT/stage2/model.safetensors
+    5. record   command, seed, steps, wall times, losses                          -> OUT/record.json
+``--install`` then copies the VAE, the stage-2 model and the record into default_model/weights/.
+A stage whose output already exists for the same recipe is skipped, so an interrupted run resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import shutil
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Optional, Sequence
+
+import torch
+
+from . import MODEL_FILE, RECORD_FILE, VAE_FILE
+from .recipe import DEFAULT, Recipe, quick
+
+log = logging.getLogger(__name__)
+
+
+def stage_vae(recipe: Recipe, out: Path) -> dict:
+    """Train and save the VAE unless OUT/vae.safetensors exists; returns the stage's record."""
+    from .vae_train import save_vae, train_vae
+
+    path = out / "vae.safetensors"
+    if path.is_file():
+        return json.loads((out / "vae_record.json").read_text())
+    start, rows = time.time(), []
+
+    def log_step(step: int, losses: dict) -> None:
+        rows.append({"step": step, **losses})
+        if step % 25 == 0 or step == recipe.vae_steps:
+            log.info("vae step %d/%d: %s", step, recipe.vae_steps, {k: round(v, 4) for k, v in losses.items()})
+
+    vae = train_vae(recipe, log_step)
+    save_vae(vae, path)
+    _write_csv(out / "vae_loss.csv", rows)
+    record = {"steps": recipe.vae_steps, "wall_s": round(time.time() - start, 1), "final": rows[-1] if rows else {}}
+    (out / "vae_record.json").write_text(json.dumps(record, indent=1))
+    return record
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    if not rows:
+        return
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def check_recipe(recipe: Recipe, out: Path) -> None:
+    """Refuse to resume a run folder made with another recipe (its outputs would be mixed)."""
+    from ..errors import InputError
+
+    path = out / "recipe.json"
+    if path.is_file() and path.read_text() != recipe.to_json():
+        raise InputError(f"{out} holds a run of another recipe ({path}): give a new --out or delete the folder")
+    out.mkdir(parents=True, exist_ok=True)
+    path.write_text(recipe.to_json())
+
+
+def run_all(recipe: Recipe, out: Path, stages: Sequence[str] = ("vae", "world", "stage1", "stage2")) -> dict:
+    """Run the stages in order (each skipped when already done) and return the run's record.
+
+    Args:
+        recipe: what to train.
+        out: the run folder.
+        stages: which stages to run (later stages need the earlier ones' outputs).
+    """
+    torch.set_num_threads(recipe.threads)
+    check_recipe(recipe, out)
+    record = {"recipe": json.loads(recipe.to_json()), "stages": {}}
+    if "vae" in stages:
+        record["stages"]["vae"] = stage_vae(recipe, out)
+    if {"world", "stage1", "stage2"} & set(stages):
+        from .same2x_run import run_same2x
+
+        record["stages"] |= run_same2x(recipe, out, stages)
+    return record
+
+
+def install(out: Path, record: dict) -> None:
+    """Copy the run's VAE and stage-2 model into default_model/weights/ with the record."""
+    VAE_FILE.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(out / "vae.safetensors", VAE_FILE)
+    shutil.copyfile(out / "stage2" / "model.safetensors", MODEL_FILE)
+    RECORD_FILE.write_text(json.dumps(record, indent=1))
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m directanimator_core.default_model.train",
+                                     description="Train the default VAE and DirectAnimator on the synthetic world.")
+    parser.add_argument("--out", default="out/default_model", help="run folder (resumes when it exists)")
+    parser.add_argument("--quick", action="store_true", help="a few clips and steps (smoke test)")
+    parser.add_argument("--stages", nargs="+", default=["vae", "world", "stage1", "stage2"],
+                        choices=["vae", "world", "stage1", "stage2"], help="stages to run")
+    parser.add_argument("--install", action="store_true", help="copy the results into default_model/weights/")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    recipe = quick() if args.quick else DEFAULT
+    out, start = Path(args.out), time.time()
+    record = run_all(recipe, out, args.stages)
+    record |= {"command": "python -m directanimator_core.default_model.train " + " ".join(argv or sys.argv[1:]),
+               "wall_s": round(time.time() - start, 1), "torch": torch.__version__}
+    (out / "record.json").write_text(json.dumps(record, indent=1))
+    if args.install:
+        install(out, record)
+    print(json.dumps(record["stages"], indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,100 @@
+"""The small VAE: the Wan 2.1 VAE architecture at width 16, trained on synthetic frames.
+
+Loss, per training clip of ``vae_window`` frames (the causal first frame and one 4-frame chunk, the
+unit the VAE streams in, so longer clips decode the same way):
+    L1 + MSE of the reconstruction, decoded from the latent mean plus a little noise (so the decoder
+    tolerates a DiT's small latent errors), + a statistics term that keeps the latents, after Wan's
+    fixed normalisation (vae.normalize_latents), near zero mean and unit variance per channel: the
+    scale the DiT and its flow-matching noise assume.
+The encoder's log-variance half of ``conv1`` is kept (the loader expects Wan's full layout) but unused.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save_file
+
+from ..models.vae import WanVAE, build_vae, denormalize_latents, normalize_latents
+from ..synth import same_id_clip, split_seed
+from .recipe import Recipe
+
+log = logging.getLogger(__name__)
+
+LATENT_NOISE = 0.05  # std of the noise added to normalised latents before decoding, in training
+STATS_WEIGHT = 0.02
+
+
+def training_frames(recipe: Recipe) -> np.ndarray:
+    """(N, F, H, W, 3) uint8 frames of the first ``vae_clips`` training-split clips."""
+    clips = [same_id_clip(split_seed("train", 10_000 + i), recipe.frames, recipe.height, recipe.width)
+             for i in range(recipe.vae_clips)]
+    return np.stack([c.render.frames for c in clips])
+
+
+def draw_batch(frames: np.ndarray, recipe: Recipe, generator: torch.Generator) -> torch.Tensor:
+    """A batch of random ``vae_window``-frame windows, cropped to ``vae_crop``: (B, 3, f, c, c) in [-1, 1]."""
+    count, length, height, width = frames.shape[:4]
+    crop, batch = recipe.vae_crop, recipe.vae_batch
+    clips = torch.randint(count, (batch,), generator=generator).tolist()
+    starts = torch.randint(length - recipe.vae_window + 1, (batch,), generator=generator).tolist()
+    tops = torch.randint(height - crop + 1, (batch,), generator=generator).tolist()
+    lefts = torch.randint(width - crop + 1, (batch,), generator=generator).tolist()
+    windows = np.stack([frames[c, s:s + recipe.vae_window, y:y + crop, x:x + crop]
+                        for c, s, y, x in zip(clips, starts, tops, lefts)])
+    return torch.from_numpy(windows).permute(0, 4, 1, 2, 3).float() / 127.5 - 1
+
+
+def vae_losses(vae: WanVAE, video: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """Reconstruction and latent-statistics losses of one batch (module docstring).
+
+    Args:
+        vae: the VAE being trained.
+        video: (B, 3, f, H, W) in [-1, 1].
+        generator: draws the latent noise.
+    """
+    latent = normalize_latents(vae.encode(video, chunk_frames=None))  # (B, 16, T, h, w)
+    noisy = latent + LATENT_NOISE * torch.randn(latent.shape, generator=generator)
+    recon = vae.decode(denormalize_latents(noisy), chunk_latents=None)
+    per_channel = latent.transpose(0, 1).flatten(1)  # (16, B·T·h·w)
+    stats = per_channel.mean(1).square().mean() + (per_channel.var(1) - 1).square().mean()
+    l1, l2 = F.l1_loss(recon, video), F.mse_loss(recon, video)
+    return {"loss": l1 + l2 + STATS_WEIGHT * stats, "l1": l1, "mse": l2, "stats": stats}
+
+
+def train_vae(recipe: Recipe, log_step: Optional[Callable[[int, dict], None]] = None) -> WanVAE:
+    """Train the small VAE from ``recipe.seed``; deterministic for a given recipe and thread count.
+
+    Args:
+        recipe: sizes, clips, steps, learning rate.
+        log_step: called with (step, losses as floats) after every step.
+    """
+    torch.manual_seed(recipe.seed)
+    generator = torch.Generator().manual_seed(recipe.seed)
+    frames = training_frames(recipe)
+    vae = build_vae(recipe.vae_config()).train()
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=recipe.vae_lr, weight_decay=0.0)
+    for step in range(recipe.vae_steps):
+        for group in optimizer.param_groups:  # cosine decay to a tenth over the run
+            group["lr"] = recipe.vae_lr * (0.55 + 0.45 * np.cos(np.pi * step / max(recipe.vae_steps, 1)))
+        losses = vae_losses(vae, draw_batch(frames, recipe, generator), generator)
+        optimizer.zero_grad(set_to_none=True)
+        losses["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        optimizer.step()
+        if log_step is not None:
+            log_step(step + 1, {k: float(v.detach()) for k, v in losses.items()})
+    return vae.eval().requires_grad_(False)
+
+
+def save_vae(vae: WanVAE, path: Path) -> Path:
+    """Write the VAE in Wan's own key layout (what vae_checkpoint.load_wan_vae reads)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.detach().contiguous() for k, v in vae.state_dict().items()}, str(path),
+              metadata={"format": "wan2.1-vae", "trained_by": "directanimator_core.default_model"})
+    return path
