@@ -1,7 +1,7 @@
 """Trainer figures: time per optimizer step and peak memory, per thing trained (adapter / LoRA / full),
 gradient checkpointing on and off, stage 1 against stage 2 (the frozen teacher's extra forward).
 
-    python bench/bench_train.py [--dim 512 --layers 8 --frames 9 --size 128 --steps 3 --device cpu]
+    python bench/bench_train.py [--dim 512 --layers 8 --frames 9 --size 128 --steps 3 --device cpu --threads 1]
 
 Each case runs in a fresh process so its peak memory is its own: on CUDA torch's peak allocation, on
 the CPU the process's peak resident set (weights + activations + optimizer state + the interpreter).
@@ -66,6 +66,8 @@ def batch(args, device: torch.device) -> Batch:
 
 def run_case(args, trained: str, ckpt: bool, stage: int, queue) -> None:
     device = policy.compute_device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     backbone = BackboneConfig(dim=args.dim, ffn_dim=4 * args.dim, num_layers=args.layers, num_heads=args.dim // 64,
                               text_dim=64, in_dim=36)
     config = TrainConfig(data=DataConfig(cross_manifest="unused"), model=ModelConfig(train=trained),
@@ -102,6 +104,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--device", default=None)
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
     args = parser.parse_args()
     tokens = ((args.frames - 1) // 4 + 1) * (args.size // 16) ** 2
     print(f"Wan-shaped DiT dim {args.dim} x {args.layers} blocks, {tokens} tokens ({args.frames} frames "

@@ -70,8 +70,7 @@ def prepare(config: TrainConfig, processes: Processes, cue_config: CueConfig = C
         log.info("cache: %d built, %d rebuilt, %d already done", len(report.built), len(report.rebuilt),
                  len(report.skipped))
     barrier(processes)
-    clips = list_clips(config.data.clips)
-    return {name: fingerprint(clips[name], config.data, cue_config, identity) for name in names}
+    return clip_fingerprints(config, cue_config)
 
 
 # -- optimisation ------------------------------------------------------------------------------------
@@ -150,7 +149,7 @@ def _train(config: TrainConfig, processes: Processes, stop_after: Optional[int],
            cue_config: CueConfig) -> TrainResult:
     run, out, device = config.run, Path(config.run.out), processes.device
     # 1. data
-    fingerprints = prepare(config, processes, cue_config) if prepare_data else _fingerprints(config, cue_config)
+    fingerprints = prepare(config, processes, cue_config) if prepare_data else clip_fingerprints(config, cue_config)
     _, pairs = needed_clips(config)
     # 2. models
     trainee = build_student(config, device)
@@ -197,7 +196,8 @@ def _train(config: TrainConfig, processes: Processes, stop_after: Optional[int],
     return TrainResult(step, out, exported)
 
 
-def _fingerprints(config: TrainConfig, cue_config: CueConfig) -> dict[str, str]:
+def clip_fingerprints(config: TrainConfig, cue_config: CueConfig = CueConfig()) -> dict[str, str]:
+    """Clip name -> the fingerprint its cache entry must carry, for every clip the run reads (no building)."""
     names, _ = needed_clips(config)
     clips, identity = list_clips(config.data.clips), vae_identity(config)
     return {name: fingerprint(clips[name], config.data, cue_config, identity) for name in names}

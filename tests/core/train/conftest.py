@@ -77,7 +77,12 @@ def prepared_cache(assets) -> Path:
     from directanimator_core.train.loop import prepare
 
     config = make_config(assets, assets["root"] / "unused", assets["root"] / "cache")
-    prepare(config, Processes(0, 1, 0, torch.device("cpu")))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # see one_thread
+    try:
+        prepare(config, Processes(0, 1, 0, torch.device("cpu")))
+    finally:
+        torch.set_num_threads(threads)
     return assets["root"] / "cache"
 
 
@@ -104,3 +109,13 @@ def cache_copy(prepared_cache, tmp_path) -> Path:
 def config_for(assets):
     """make_config bound to the session's assets: config_for(out, cache, run={...}, ...)."""
     return lambda out, cache, **sections: make_config(assets, out, cache, **sections)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: these models are tiny, and on a shared CPU two spinning threads per matmul
+    cost far more than they give (a 4x slower suite under load)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

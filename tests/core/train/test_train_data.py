@@ -20,7 +20,7 @@ from directanimator_core.train.cache import (
     check_entry, entry_path, list_clips, prepare_cache, read_clip, read_entry, read_text, write_atomic)
 from directanimator_core.train.config import TrainConfig, from_dict, load_config
 from directanimator_core.train.data import ClipDataset, SampleStream, read_manifest
-from directanimator_core.train.loop import _fingerprints, vae_identity
+from directanimator_core.train.loop import clip_fingerprints, vae_identity
 
 CPU = torch.device("cpu")
 
@@ -37,7 +37,7 @@ def test_prepare_skips_finished_clips_and_rebuilds_damaged_or_stale_ones(config_
     assert report.skipped == ("ann", "ben") and not report.built and not report.rebuilt
 
     _flip_a_byte(entry_path(config.data, "ben"))
-    fingerprints = _fingerprints(config, CueConfig())
+    fingerprints = clip_fingerprints(config, CueConfig())
     assert check_entry(entry_path(config.data, "ben"), fingerprints["ben"]).reason == "checksum mismatch (damaged)"
     with pytest.raises(InputError, match="damaged"):
         read_entry(entry_path(config.data, "ben"), fingerprints["ben"])
@@ -47,7 +47,7 @@ def test_prepare_skips_finished_clips_and_rebuilds_damaged_or_stale_ones(config_
     assert not list(Path(config.data.cache).glob(".*tmp"))
 
     other = replace(config.data, reference_frames=2)  # another setting: every entry is stale
-    stale = _fingerprints(replace(config, data=other), CueConfig())
+    stale = clip_fingerprints(replace(config, data=other), CueConfig())
     assert check_entry(entry_path(config.data, "ann"), stale["ann"]).reason.startswith("made from another")
     with pytest.raises(InputError, match="other settings"):
         read_entry(entry_path(config.data, "ann"), stale["ann"])
@@ -89,7 +89,7 @@ def test_entry_holds_the_documented_tensors(config_for, prepared_cache, tmp_path
 
 def test_pose_dropout_blanks_only_poor_frames(config_for, prepared_cache, tmp_path) -> None:
     config = config_for(tmp_path / "run", prepared_cache, data={"pose_dropout": 1.0, "dropout_quality": 0.5})
-    dataset = ClipDataset(config.data, _fingerprints(config, CueConfig()), 16)
+    dataset = ClipDataset(config.data, clip_fingerprints(config, CueConfig()), 16)
     entry = dict(dataset.read("ann"), pose_quality=torch.tensor([0.9, 0.1]))
     pose = dataset.drop_pose(entry, torch.Generator().manual_seed(0))
     assert torch.equal(pose[:, 0], entry["pose"][:, 0]) and torch.equal(pose[:, 1], entry["blank_pose"][:, 1])
@@ -99,7 +99,7 @@ def test_pose_dropout_blanks_only_poor_frames(config_for, prepared_cache, tmp_pa
 
 def test_two_processes_see_the_global_batch_of_one(config_for, prepared_cache, tmp_path) -> None:
     config = config_for(tmp_path / "run", prepared_cache)
-    dataset = ClipDataset(config.data, _fingerprints(config, CueConfig()), 16)
+    dataset = ClipDataset(config.data, clip_fingerprints(config, CueConfig()), 16)
     one = SampleStream(dataset, 0, 4).batch(3, CPU)
     halves = [SampleStream(dataset, 0, 4, rank, 2).batch(3, CPU) for rank in (0, 1)]
     assert one.seeds == halves[0].seeds + halves[1].seeds

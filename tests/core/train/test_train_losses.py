@@ -11,7 +11,7 @@ import torch
 from directanimator_core.models.adapter_checkpoint import save_adapter
 from directanimator_core.models.conditioning import CueLatents
 from directanimator_core.train.data import ClipDataset, SampleStream
-from directanimator_core.train.loop import _fingerprints
+from directanimator_core.train.loop import clip_fingerprints
 from directanimator_core.train.losses import flow_matching_loss, same2x_alignment_loss
 from directanimator_core.train.same2x import build_student, build_teacher, compute_losses, trainable_parameters
 
@@ -44,7 +44,7 @@ def stage2(config_for, prepared_cache, tmp_path):
             param.add_(0.1 * torch.randn(param.shape, generator=torch.Generator().manual_seed(1)))
     path = save_adapter(student.net.adapter, tmp_path / "stage1.safetensors")
     config = replace(config, model=replace(config.model, adapter=str(path)))
-    stream = SampleStream(ClipDataset(config.data, _fingerprints(config, _cues()), 16, _pairs()), 0, 2)
+    stream = SampleStream(ClipDataset(config.data, clip_fingerprints(config, _cues()), 16, _pairs()), 0, 2)
     return config, stream.batch(0, CPU)
 
 
