@@ -4,8 +4,9 @@ The file mirrors ``TrainConfig``: top-level sections ``data``, ``model``, ``same
 ``run``, each a table of the matching dataclass's fields. Unknown keys are errors (a typo must not
 silently become a default), and the whole config is written into every checkpoint as JSON.
 
-    {"data": {"clips": "clips/", "cache": "cache/", "frames": 17, "height": 256, "width": 256},
-     "model": {"backbone": "wan2.1_t2v_1.3B.safetensors", "train": "adapter"},
+    {"data": {"clips": "clips/", "cache": "cache/", "vae": "wan_2.1_vae.safetensors",
+              "frames": 17, "height": 256, "width": 256},
+     "model": {"backbone": "wan2.2_i2v_low_noise_14B_fp16.safetensors", "train": "adapter"},
      "same2x": {"stage": 1},
      "run": {"out": "runs/stage1", "steps": 10000, "batch_size": 8}}
 """
@@ -36,8 +37,9 @@ class DataConfig:
     vae: Wan 2.1 VAE safetensors used by the preparation step.
     frames / height / width: every clip is trimmed to ``frames`` (4n + 1) and centre-cropped and
         resized to height x width (multiples of 16).
-    reference_frames: reference candidates kept per clip (evenly spaced frames; one is drawn per
-        sample); 0 for a text-to-video backbone without an image input.
+    reference_frames: reference candidates kept per clip (evenly spaced frames from frame 0; one is
+        drawn per sample) for an image-to-video backbone; 1 keeps Wan's own meaning (the given image
+        is the first frame); 0 for a text-to-video backbone, which has no image input.
     cross_manifest: JSON list of {"target": clip, "driving": clip} pairs (stage 2).
     pose_dropout: probability of blanking a pose-cue latent frame whose segmentation quality is below
         ``dropout_quality`` (PAPER.md: poor frames are dropped so the model infers them).
@@ -51,7 +53,7 @@ class DataConfig:
     frames: int = 17
     height: int = 256
     width: int = 256
-    reference_frames: int = 2
+    reference_frames: int = 1
     cross_manifest: Optional[str] = None
     pose_dropout: float = 0.5
     dropout_quality: float = 0.5

@@ -111,7 +111,7 @@ def build_student(config: TrainConfig, device: torch.device) -> Trainee:
     """The trained model with ``requires_grad`` set for ``model.train`` and gradient checkpointing if asked."""
     m = config.model
     net = build_net(config, device)
-    check_depth(net, config.same2x)
+    check_model_fits(net, config)
     torch.manual_seed(config.run.seed)  # LoRA A init
     lora = build_lora(net.blocks, m.lora_rank, m.lora_alpha, m.lora_targets, m.lora) if (
         m.train == "lora" or m.lora is not None) else None
@@ -145,6 +145,17 @@ def build_teacher(config: TrainConfig, device: torch.device) -> Trainee:
         teacher._swap = offload_model(net, activation, config=OffloadConfig(
             budget_bytes=int(budget * 2**30)), device=device, compute_dtype=dtype)
     return teacher
+
+
+def check_model_fits(net: CueFusionDiT, config: TrainConfig) -> None:
+    """Raise InputError, before any training, for a backbone the data or Same2X settings do not fit."""
+    c, references = net.backbone.config, config.data.reference_frames
+    if (c.in_dim > c.out_dim) != (references > 0):
+        kind = "an image-to-video" if c.in_dim > c.out_dim else "a text-to-video"
+        raise InputError(f"data.reference_frames={references} but model.backbone is {kind} Wan (in_dim {c.in_dim}): "
+                         f"use reference_frames={'1 or more' if c.in_dim > c.out_dim else '0'}, or an image-to-video "
+                         "backbone (in_dim 36) to condition on the reference")
+    check_depth(net, config.same2x)
 
 
 def check_depth(net: nn.Module, same2x: Same2XConfig) -> None:

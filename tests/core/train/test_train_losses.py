@@ -98,3 +98,14 @@ def test_an_offloaded_teacher_gives_the_resident_teachers_loss(stage2) -> None:
     assert teacher._swap is not None  # the teacher went through offload/ (on the CPU nothing streams)
     offloaded = compute_losses(student, teacher, batch, offloaded_config, CPU)
     assert torch.equal(resident.same2x, offloaded.same2x) and torch.equal(resident.total, offloaded.total)
+
+
+def test_a_backbone_the_data_does_not_fit_is_refused_before_training(config_for, prepared_cache, tmp_path) -> None:
+    from directanimator_core.errors import DirectAnimatorError, InputError
+
+    config = config_for(tmp_path / "run", prepared_cache, data={"reference_frames": 0})
+    with pytest.raises(InputError, match="reference_frames=0 but model.backbone is an image-to-video"):
+        build_student(config, CPU)
+    config = config_for(tmp_path / "run", prepared_cache, same2x={"stage": 2, "depth": 2})
+    with pytest.raises(DirectAnimatorError, match="depth=2"):
+        build_student(config, CPU)
