@@ -12,6 +12,9 @@ The path the sampler node takes. It differs from ``animate.animate`` in three wa
     2. per window: pose and face cue latents, packed location masks
     3. the reference's image conditioning (one for all windows: they share a length)
     4. sample the whole latent video, the velocity blended over windows
+
+``encode_windows`` (2-3, the VAE) and ``sample_windows`` (4, the DiT) are separate calls so a node can
+place the DiT on the device only after the VAE is done; ``animate_latents`` runs both.
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ from .models.conditioning import Conditioning, CueLatents
 from .models.config import BackboneConfig
 from .models.cue_embed import pack_mask
 from .models.hooks import BlockHook
-from .models.vae import SPACE_STRIDE, TIME_STRIDE, denormalize_latents, latent_frames, normalize_latents
+from .models.vae import (
+    SPACE_STRIDE, TIME_STRIDE, denormalize_latents, latent_frames, normalize_latents, pixel_frames)
 from .offload import BlockSwap, run_with_recovery
 from .sampling import GuidanceConds, SamplerConfig, StepInfo, sample
 from .sampling.windows import WindowPlan, plan_windows, windowed_velocity
@@ -180,6 +184,119 @@ def model_velocity(model: nn.Module, should_stop: Optional[StopCheck] = None, sw
 
 # -- the whole path ---------------------------------------------------------------------------------------------
 
+@dataclass(frozen=True, eq=False)
+class WindowInputs:
+    """Everything the VAE makes for a run, on the CPU: per-window cue latents and the reference's ``y``."""
+
+    plan: WindowPlan
+    size: tuple[int, int]  # (H, W) of the video
+    cues: tuple[CueLatents, ...]  # one per window, normalised latents + packed masks
+    image: torch.Tensor  # (1, 4 + 16, length, h, w) Wan image-to-video conditioning, shared by every window
+
+
+def check_run(backbone: BackboneConfig, config: SamplerConfig, text: Optional[torch.Tensor],
+              negative_text: Optional[torch.Tensor], clip_fea: Optional[torch.Tensor],
+              init_latent: Optional[torch.Tensor] = None, frames: Optional[int] = None) -> None:
+    """InputError for a model / conditioning / guidance / init-latent mismatch, before any encoding.
+
+    Args:
+        backbone: the DiT's config.
+        config: the sampler settings.
+        text: prompt embedding or None.
+        negative_text: negative prompt embedding or None.
+        clip_fea: CLIP vision states or None.
+        init_latent: raw latents a denoise < 1 run starts from, or None.
+        frames: pixel frames of the driving clip (checked against ``init_latent``).
+    """
+    check_model_fit(backbone, text, clip_fea)
+    if config.cfg_text != 1.0 and negative_text is None:
+        raise InputError(f"cfg {config.cfg_text} needs a negative prompt: connect negative conditioning or set cfg to 1")
+    if init_latent is not None and frames is not None:
+        total = latent_frames(usable_frames(frames))
+        if init_latent.ndim != 5 or init_latent.shape[2] != total:
+            raise InputError(f"init latent of shape {tuple(init_latent.shape)} does not fit a clip of {total} latent "
+                             "frames: encode a video as long as the driving clip")
+
+
+def encode_windows(reference: torch.Tensor, triplet: CueTriplet, backbone: BackboneConfig, encode: Encoder,
+                   windows: WindowConfig = WindowConfig(), size: Optional[tuple[int, int]] = None,
+                   should_stop: Optional[StopCheck] = None) -> WindowInputs:
+    """The VAE half of a run (before the DiT is placed on the device, so the two never share its memory).
+
+    Args:
+        reference: (1, 3, H, W) reference image in [-1, 1].
+        triplet: the driving cues (a clip of 4n + 1 frames is used, extra frames dropped).
+        backbone: the DiT's config (for the size rule).
+        encode: the VAE encoder, ``(1, 3, F, H, W) [-1, 1] -> raw latents (1, 16, T, H/8, W/8)``.
+        windows: window length and overlap.
+        size: (H, W) output size; None = the reference's (the triplet must match it).
+        should_stop: polled between VAE passes.
+    """
+    size = output_size(reference, triplet, size, backbone)
+    frames = usable_frames(triplet.num_frames)
+    if frames != triplet.num_frames:
+        log.info("driving clip of %d frames: using the first %d (the causal VAE takes 4n + 1)", triplet.num_frames, frames)
+    plan = windows.plan(frames)
+    log.info("long-video windows: %s", plan.describe())
+    cues = []
+    for index in range(len(plan.starts)):
+        _stop(should_stop, f"while encoding window {index + 1}")
+        cues.append(window_cues(encode, triplet, plan.pixel_slice(index), size))
+    _stop(should_stop, "before encoding the reference")
+    image = reference_condition(encode, resized(reference, size), (plan.length - 1) * TIME_STRIDE + 1)
+    return WindowInputs(plan=plan, size=size, cues=tuple(cues), image=image)
+
+
+def guidance_per_window(inputs: WindowInputs, context: torch.Tensor, negative: Optional[torch.Tensor],
+                        clip: Optional[torch.Tensor], device: torch.device) -> GuidanceConds:
+    """GuidanceConds whose variants are tuples of per-window ModelInputs, on ``device``."""
+    image = inputs.image.to(device)
+    per_window = [guidance_inputs(context, negative, Conditioning(image=image, clip_fea=clip, cues=_to(device, c)))
+                  for c in inputs.cues]
+    return GuidanceConds(full=tuple(g.full for g in per_window), no_cues=tuple(g.no_cues for g in per_window),
+                         no_text=None if negative is None else tuple(g.no_text for g in per_window))
+
+
+def sample_windows(model: nn.Module, inputs: WindowInputs, config: SamplerConfig = SamplerConfig(), *,
+                   text: Optional[torch.Tensor] = None, negative_text: Optional[torch.Tensor] = None,
+                   clip_fea: Optional[torch.Tensor] = None, init_latent: Optional[torch.Tensor] = None,
+                   device: Optional[torch.device] = None, swap: Optional[BlockSwap] = None,
+                   callback: Optional[Callable[[StepInfo], None]] = None,
+                   should_stop: Optional[StopCheck] = None) -> torch.Tensor:
+    """The DiT half of a run: the whole latent video, the velocity blended over windows; raw latents out.
+
+    Args:
+        model: a CueFusionDiT (the WanDiT call) with an image-to-video backbone.
+        inputs: what encode_windows made.
+        config: steps, guidance scales, shift, solver, seed, denoise.
+        text: (1, L, D_text) prompt embedding; None = one zero token.
+        negative_text: (1, L', D_text) negative prompt embedding (cfg_text != 1).
+        clip_fea: (1, 257, 1280) CLIP vision states of the reference (Wan 2.1 I2V image branch).
+        init_latent: raw latents (1, 16, T, h, w) a denoise < 1 run starts from.
+        device: where sampling runs (default: the model's device).
+        swap: the BlockSwap placing the model (animator.place); an out-of-memory model call re-plans and retries.
+        callback: called once per sampling step.
+        should_stop: polled before every block; True raises Interrupted.
+    """
+    backbone, plan = backbone_config(model), inputs.plan
+    check_run(backbone, config, text, negative_text, clip_fea, init_latent, pixel_frames(plan.total))
+    device = device or next(model.parameters()).device
+    context = (text if text is not None else torch.zeros(1, 1, backbone.text_dim)).to(device)
+    conds = guidance_per_window(inputs, context, None if negative_text is None else negative_text.to(device),
+                                None if clip_fea is None else clip_fea.to(device), device)
+    wan = model_velocity(model, should_stop, swap)
+
+    def velocity(x: torch.Tensor, sigma: torch.Tensor, variant: tuple[ModelInputs, ...]) -> torch.Tensor:
+        return windowed_velocity(lambda xw, s, i: wan(xw, s, variant[i]), plan, should_stop)(x, sigma)
+
+    shape = (1, backbone.out_dim, plan.total, inputs.size[0] // SPACE_STRIDE, inputs.size[1] // SPACE_STRIDE)
+    start = None if init_latent is None else normalize_latents(init_latent.float()).to(device)
+    with torch.no_grad():
+        latents = sample(velocity, conds, config, shape=None if start is not None else shape, init_latent=start,
+                         device=device, callback=callback, should_stop=should_stop)
+    return denormalize_latents(latents.float().cpu())
+
+
 def animate_latents(reference: torch.Tensor, triplet: CueTriplet, model: nn.Module, encode: Encoder,
                     config: SamplerConfig = SamplerConfig(), *, windows: WindowConfig = WindowConfig(),
                     size: Optional[tuple[int, int]] = None, text: Optional[torch.Tensor] = None,
@@ -188,6 +305,8 @@ def animate_latents(reference: torch.Tensor, triplet: CueTriplet, model: nn.Modu
                     swap: Optional[BlockSwap] = None, callback: Optional[Callable[[StepInfo], None]] = None,
                     should_stop: Optional[StopCheck] = None) -> torch.Tensor:
     """Sample the latent video of ``reference`` driven by ``triplet``; returns raw latents (1, 16, T, h, w).
+
+    encode_windows then sample_windows, with every check made before the first VAE pass.
 
     Args:
         reference: (1, 3, H, W) reference image in [-1, 1].
@@ -206,45 +325,9 @@ def animate_latents(reference: torch.Tensor, triplet: CueTriplet, model: nn.Modu
         callback: called once per sampling step.
         should_stop: polled between VAE passes and before every block; True raises Interrupted.
     """
-    # 1. checks
     backbone = backbone_config(model)
-    check_model_fit(backbone, text, clip_fea)
-    size = output_size(reference, triplet, size, backbone)
-    frames = usable_frames(triplet.num_frames)
-    if frames != triplet.num_frames:
-        log.info("driving clip of %d frames: using the first %d (the causal VAE takes 4n + 1)", triplet.num_frames, frames)
-    if config.cfg_text != 1.0 and negative_text is None:
-        raise InputError(f"cfg {config.cfg_text} needs a negative prompt: connect negative conditioning or set cfg to 1")
-    plan = windows.plan(frames)
-    if init_latent is not None and init_latent.shape[2] != plan.total:
-        raise InputError(f"init latent has {init_latent.shape[2]} latent frames but the clip makes {plan.total}: "
-                         "encode a video as long as the driving clip")
-    log.info("long-video windows: %s", plan.describe())
-    device = device or next(model.parameters()).device
-    # 2. cues, window by window
-    window_inputs = []
-    for index in range(len(plan.starts)):
-        _stop(should_stop, f"while encoding window {index + 1}")
-        window_inputs.append(_to(device, window_cues(encode, triplet, plan.pixel_slice(index), size)))
-    # 3. reference
-    _stop(should_stop, "before encoding the reference")
-    image = reference_condition(encode, resized(reference, size), (plan.length - 1) * TIME_STRIDE + 1).to(device)
-    context = (text if text is not None else torch.zeros(1, 1, backbone.text_dim)).to(device)
-    negative = None if negative_text is None else negative_text.to(device)
-    clip = None if clip_fea is None else clip_fea.to(device)
-    per_window = [guidance_inputs(context, negative, Conditioning(image=image, clip_fea=clip, cues=cues))
-                  for cues in window_inputs]
-    conds = GuidanceConds(full=tuple(g.full for g in per_window), no_cues=tuple(g.no_cues for g in per_window),
-                          no_text=None if negative is None else tuple(g.no_text for g in per_window))
-    # 4. sample
-    wan = model_velocity(model, should_stop, swap)
-
-    def velocity(x: torch.Tensor, sigma: torch.Tensor, inputs: tuple[ModelInputs, ...]) -> torch.Tensor:
-        return windowed_velocity(lambda xw, s, i: wan(xw, s, inputs[i]), plan, should_stop)(x, sigma)
-
-    shape = (1, backbone.out_dim, plan.total, size[0] // SPACE_STRIDE, size[1] // SPACE_STRIDE)
-    start = None if init_latent is None else normalize_latents(init_latent.float()).to(device)
-    with torch.no_grad():
-        latents = sample(velocity, conds, config, shape=None if start is not None else shape, init_latent=start,
-                         device=device, callback=callback, should_stop=should_stop)
-    return denormalize_latents(latents.float().cpu())
+    check_run(backbone, config, text, negative_text, clip_fea, init_latent, triplet.num_frames)
+    inputs = encode_windows(reference, triplet, backbone, encode, windows, size, should_stop)
+    return sample_windows(model, inputs, config, text=text, negative_text=negative_text, clip_fea=clip_fea,
+                          init_latent=init_latent, device=device, swap=swap, callback=callback,
+                          should_stop=should_stop)

@@ -16,7 +16,8 @@ import torch
 from comfy_api.latest import io
 
 from ..directanimator_core import animator as core
-from ..directanimator_core.animate_windows import WindowConfig, animate_latents, usable_frames
+from ..directanimator_core.animate_windows import (
+    WindowConfig, check_run, encode_windows, sample_windows, usable_frames)
 from ..directanimator_core.errors import InputError
 from ..directanimator_core.sampling import SOLVERS, SamplerConfig
 from . import _convert, _progress
@@ -43,15 +44,23 @@ def comfy_encoder(vae) -> Callable[[torch.Tensor], torch.Tensor]:
 
 
 def sampling_budget(animator: core.Animator, frames: int, height: int, width: int) -> Optional[int]:
-    """Ask ComfyUI's model manager to free what a fully resident run needs (evicting other models), then
-    return the free memory it reports as the run's budget; None on the CPU (nothing to plan)."""
+    """Ask ComfyUI's model manager to free what the run needs (a fully resident run, or the user's budget),
+    evicting other models, then return the budget: the user's, else the free memory ComfyUI reports;
+    None on the CPU (nothing to plan)."""
     if animator.device.type == "cpu":
         return None
-    if animator.offload.budget_bytes is not None:
-        return animator.offload.budget_bytes
+    budget = animator.offload.budget_bytes
     wanted = core.placement(animator, frames, height, width, EVERYTHING).predicted_peak_bytes
-    comfy.model_management.free_memory(wanted, animator.device)
-    return int(comfy.model_management.get_free_memory(animator.device))
+    comfy.model_management.free_memory(min(wanted, budget or wanted), animator.device)
+    return budget or int(comfy.model_management.get_free_memory(animator.device))
+
+
+def placed(animator: core.Animator, frames: int, height: int, width: int):
+    """The run's placement, logged in one line; a context manager (weights go home on exit)."""
+    budget = sampling_budget(animator, frames, height, width)
+    plan = core.placement(animator, frames, height, width, budget)
+    log.info("%s", core.placement_line(animator, plan, frames, height, width))
+    return core.place(animator, frames, height, width, budget)
 
 
 def window_input(name: str, default: int, minimum: int, tooltip: str) -> io.Int.Input:
@@ -113,20 +122,19 @@ class DirectAnimatorSampler(io.ComfyNode):
                                denoise=denoise)
         windows = WindowConfig(frames=window_frames, overlap=window_overlap)
         encode = comfy_encoder(vae)
-        ref = _convert.reference_tensor(reference)
+        text, negative_text = _convert.conditioning_tensor(positive), _convert.conditioning_tensor(negative, "negative")
+        clip_fea = _convert.clip_vision_tensor(clip_vision_output)
+        init = _convert.latent_samples(init_latent)
+        check_run(model.config, config, text, negative_text, clip_fea, init, cues.num_frames)
         size = (height, width) if width and height else None
-        out_h, out_w = size or tuple(ref.shape[2:])
-        frames = min(windows.frames, usable_frames(cues.num_frames))
-        budget = sampling_budget(model, frames, out_h, out_w)
-        log.info("%s", core.placement_line(model, core.placement(model, frames, out_h, out_w, budget), frames,
-                                           out_h, out_w))
-        with core.place(model, frames, out_h, out_w, budget) as swap:
-            latents = animate_latents(
-                ref, cues, model.model, encode, config, windows=windows, size=size,
-                text=_convert.conditioning_tensor(positive), negative_text=_convert.conditioning_tensor(negative, "negative"),
-                clip_fea=_convert.clip_vision_tensor(clip_vision_output), init_latent=_convert.latent_samples(init_latent),
-                device=model.device, swap=swap, callback=_progress.step_callback(steps, comfy.latent_formats.Wan21()),
-                should_stop=_progress.should_stop)
+        # the VAE runs first, so it never shares the device with the DiT
+        inputs = encode_windows(_convert.reference_tensor(reference), cues, model.config, encode, windows, size,
+                                _progress.should_stop)
+        with placed(model, min(windows.frames, usable_frames(cues.num_frames)), *inputs.size) as swap:
+            latents = sample_windows(
+                model.model, inputs, config, text=text, negative_text=negative_text, clip_fea=clip_fea,
+                init_latent=init, device=model.device, swap=swap,
+                callback=_progress.step_callback(steps, comfy.latent_formats.Wan21()), should_stop=_progress.should_stop)
         return io.NodeOutput({"samples": latents})
 
 
