@@ -24,7 +24,7 @@ from .checkpoint import _canonical, export_weights, latest_checkpoint, load_chec
 from .config import OptimConfig, TrainConfig
 from .data import ClipDataset, SampleStream, read_manifest
 from .distributed import Processes, barrier, mean_over_processes, setup, teardown, wrap
-from .same2x import Trainee, build_student, build_teacher, compute_losses, trainable_parameters
+from .same2x import build_student, build_teacher, compute_losses, trainable_parameters
 
 log = logging.getLogger(__name__)
 

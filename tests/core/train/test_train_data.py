@@ -18,7 +18,7 @@ from directanimator_core.errors import InputError
 from directanimator_core.train import cache as cache_module
 from directanimator_core.train.cache import (
     check_entry, entry_path, list_clips, prepare_cache, read_clip, read_entry, read_text, write_atomic)
-from directanimator_core.train.config import TrainConfig, from_dict, load_config
+from directanimator_core.train.config import from_dict, load_config
 from directanimator_core.train.data import ClipDataset, SampleStream, read_manifest
 from directanimator_core.train.loop import clip_fingerprints, vae_identity
 

@@ -4,7 +4,6 @@ the same global batch: same samples, same noise, gradients averaged over the pro
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import subprocess

@@ -3,7 +3,6 @@ crash mid-write, stage 2 runs with Same2X, and the exported files load through t
 
 from __future__ import annotations
 
-import csv
 import sys
 from pathlib import Path
 
