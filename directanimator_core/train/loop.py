@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import logging
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -166,24 +167,11 @@ def _train(config: TrainConfig, processes: Processes, stop_after: Optional[int],
         start, _samples = load_checkpoint(latest, model, optimizer, ema, config, processes)
         log.info("resumed %s at step %d", latest, start)
     loss_log = LossLog(out, start, processes.main)
-    # 4. steps
-    step = start
-    while step < run.steps and (stop_after is None or step < stop_after):
-        lr = learning_rate(step, config.optim)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        losses = compute_losses(model, teacher, stream.batch(step, device), config, device)
-        optimizer.zero_grad(set_to_none=True)
-        losses.total.backward()
-        if config.optim.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(list(trainable_parameters(model).values()), config.optim.grad_clip)
-        optimizer.step()
-        update_ema(ema, model, run.ema)
-        step += 1
-        if step % run.log_every == 0 or step == run.steps:
-            _log_step(loss_log, losses, step, lr, config, processes)
-        if step % run.checkpoint_every == 0 or step == run.steps:
-            save_checkpoint(out, model, optimizer, ema, step, step * run.batch_size, config, processes)
+    # 4. steps (the next batch is read and checked on a worker thread while this one computes; a
+    # batch is a pure function of its step, so the overlap changes nothing)
+    end = min(run.steps, stop_after if stop_after is not None else run.steps)
+    with ThreadPoolExecutor(1) as reader:
+        step = _steps(model, teacher, optimizer, ema, stream, reader, loss_log, start, end, config, processes)
     # 5. export
     exported = ()
     if step == run.steps:
@@ -194,6 +182,34 @@ def _train(config: TrainConfig, processes: Processes, stop_after: Optional[int],
             plot_losses([loss_log.path], out / "loss.png")
     barrier(processes)
     return TrainResult(step, out, exported)
+
+
+def _steps(model: nn.Module, teacher: Optional[nn.Module], optimizer: torch.optim.Optimizer,
+           ema: Optional[dict[str, torch.Tensor]], stream: SampleStream, reader: ThreadPoolExecutor,
+           loss_log: LossLog, start: int, end: int, config: TrainConfig, processes: Processes) -> int:
+    """Optimizer steps start .. end - 1, with logging and checkpoints; returns the steps done."""
+    run, device = config.run, processes.device
+    pending = reader.submit(stream.batch, start, device) if start < end else None
+    for step in range(start, end):
+        batch = pending.result()
+        if step + 1 < end:
+            pending = reader.submit(stream.batch, step + 1, device)
+        lr = learning_rate(step, config.optim)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        losses = compute_losses(model, teacher, batch, config, device)
+        optimizer.zero_grad(set_to_none=True)
+        losses.total.backward()
+        if config.optim.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(list(trainable_parameters(model).values()), config.optim.grad_clip)
+        optimizer.step()
+        update_ema(ema, model, run.ema)
+        done = step + 1
+        if done % run.log_every == 0 or done == run.steps:
+            _log_step(loss_log, losses, done, lr, config, processes)
+        if done % run.checkpoint_every == 0 or done == run.steps:
+            save_checkpoint(run.out, model, optimizer, ema, done, done * run.batch_size, config, processes)
+    return max(start, end)
 
 
 def clip_fingerprints(config: TrainConfig, cue_config: CueConfig = CueConfig()) -> dict[str, str]:

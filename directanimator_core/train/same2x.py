@@ -6,8 +6,9 @@ the driving clip's, for the same target, noise and timestep:
 
     L = L_denoise(θ_X) + λ · L_S2X,   L_S2X = 1 - mean cos(h_X^[D], h_S^[D])   (losses.py)
 
-The trainer talks to the model through the Denoiser protocol and reads block-D tokens with a
-models/hooks.BlockReader passed as ``hook``; it never names the backbone.
+The trainer talks to the model through the VelocityModel protocol (the call of models/wan_dit.py)
+and reads block-D tokens with a models/hooks.BlockReader passed as ``hook``; it never names the
+backbone.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ log = logging.getLogger(__name__)
 WAN_TIMESTEP_SCALE = 1000.0  # Wan's timestep t = σ · 1000
 
 
-class Denoiser(Protocol):
+class VelocityModel(Protocol):
     """What the trainer needs of a model: the velocity, with an optional block hook (models/hooks.py)."""
 
     def __call__(self, x: torch.Tensor, timestep: torch.Tensor, context: torch.Tensor, cond: Conditioning,
@@ -195,7 +196,7 @@ def autocast(device: torch.device, precision: str):
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
-def compute_losses(student: nn.Module, teacher: Optional[nn.Module], batch: Batch, config: TrainConfig,
+def compute_losses(student: VelocityModel, teacher: Optional[VelocityModel], batch: Batch, config: TrainConfig,
                    device: torch.device) -> StepLosses:
     """Stage 1: the denoising loss on same-ID cues. Stage 2: the student on cross-ID cues, plus λ·L_S2X
     against the teacher on same-ID cues (same x_σ, same t).
