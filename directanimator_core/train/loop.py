@@ -10,11 +10,13 @@ from __future__ import annotations
 import csv
 import logging
 import math
+import random
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -72,6 +74,13 @@ def prepare(config: TrainConfig, processes: Processes, cue_config: CueConfig = C
                  len(report.skipped))
     barrier(processes)
     return clip_fingerprints(config, cue_config)
+
+
+def seed_everything(seed: int, rank: int) -> None:
+    """Seed python's, numpy's and torch's global generators from (seed, rank); checkpoints restore them."""
+    random.seed(seed * 1000 + rank)
+    np.random.seed((seed * 1000 + rank) % 2**32)
+    torch.manual_seed(seed * 1000 + rank)
 
 
 # -- optimisation ------------------------------------------------------------------------------------
@@ -152,7 +161,8 @@ def _train(config: TrainConfig, processes: Processes, stop_after: Optional[int],
     # 1. data
     fingerprints = prepare(config, processes, cue_config) if prepare_data else clip_fingerprints(config, cue_config)
     _, pairs = needed_clips(config)
-    # 2. models
+    # 2. models (every generator seeded, so even code that draws from the global ones repeats)
+    seed_everything(run.seed, processes.rank)
     trainee = build_student(config, device)
     dataset = ClipDataset(config.data, fingerprints, trainee.net.backbone.config.text_dim, pairs)
     stream = SampleStream(dataset, run.seed, run.batch_size, processes.rank, processes.world_size, run.overfit)

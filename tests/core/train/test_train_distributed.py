@@ -1,6 +1,6 @@
 """Two processes under gloo (torchrun, DDP and FSDP2) end with the weights of one process trained on
 the same global batch: same samples, same noise, gradients averaged over the processes; the EMA
-(exported) is gathered from the shards."""
+(exported) is gathered from the shards; an FSDP2 run stopped and resumed ends the same."""
 
 from __future__ import annotations
 
@@ -34,15 +34,18 @@ def test_two_processes_match_one(config_for, prepared_cache, tmp_path, strategy,
     # Adam's eps well above rounding noise: for a near-zero gradient Adam steps ±lr whatever its size,
     # which would turn summation-order rounding into lr-sized differences.
     sections = dict(model={"train": trained}, optim={"lr": 3e-3, "eps": 1e-4}, run={"steps": 2, "batch_size": 2, "strategy": strategy,
-                                                    "checkpoint_every": 2, "ema": 0.5})
+                                                    "checkpoint_every": 1, "ema": 0.5})
     one = train(config_for(tmp_path / "one", prepared_cache, **sections))
     config = config_for(tmp_path / "two", prepared_cache, **sections)
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
-    command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
-               "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
-               "-m", "directanimator_core", "train", str(_config_file(config, tmp_path / "c.json")), "--no-prepare"]
-    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
-    assert result.returncode == 0, result.stderr[-3000:]
+    path = _config_file(config, tmp_path / "c.json")
+    # FSDP2 run interrupted after step 1 and resumed: the sharded resume path is exercised too
+    for extra in (["--stop-after", "1"], []) if strategy == "fsdp" else ([],):
+        command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
+                   "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
+                   "-m", "directanimator_core", "train", str(path), "--no-prepare", *extra]
+        result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
+        assert result.returncode == 0, result.stderr[-3000:]
     assert "done at step 2 of 2" in result.stdout
     names = [p.name for p in one.exported]
     assert names and names == sorted(p.name for p in (tmp_path / "two").glob("*.safetensors"))
