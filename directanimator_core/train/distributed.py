@@ -50,7 +50,8 @@ def setup(preferred_device: Optional[str] = None) -> Processes:
         device = policy.compute_device(f"cuda:{local_rank}")
         torch.cuda.set_device(device)
     if world_size > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", device_id=device if device.type == "cuda" else None)
+        cuda = device.type == "cuda"
+        dist.init_process_group("nccl" if cuda else "gloo", device_id=device if cuda else None)
         log.info("process %d of %d on %s", rank, world_size, device)
     return Processes(rank, world_size, local_rank, device)
 

@@ -111,8 +111,9 @@ class LoRA(nn.Module):
                     tensor = tensors.get(key)
                     param = getattr(pair, part)
                     if tensor is None or tensor.shape != param.shape:
-                        raise CheckpointError(f"{source}: LoRA tensor {key} is {None if tensor is None else tuple(tensor.shape)}, "
-                                              f"this model needs {tuple(param.shape)}: use the LoRA trained with the same "
+                        found = None if tensor is None else tuple(tensor.shape)
+                        raise CheckpointError(f"{source}: LoRA tensor {key} is {found}, this model needs "
+                                              f"{tuple(param.shape)}: use the LoRA trained with the same "
                                               "model.lora_rank, lora_targets and backbone")
                     param.copy_(tensor)
 

@@ -70,3 +70,21 @@ def test_comfyui_reads_the_lora_file(tmp_path) -> None:
     expected = sorted(f"diffusion_model.blocks.{i}.{t}.weight" for i in range(2) for t in TARGETS)
     assert patched == str(expected) and kinds == "['LoRAAdapter']"
     assert "lora key not loaded" not in result.stdout + result.stderr
+
+
+def test_a_lora_for_another_backbone_is_refused(tmp_path) -> None:
+    import pytest
+
+    from directanimator_core.errors import CheckpointError
+    from directanimator_core.train.lora import build_lora
+
+    model, _ = _model_and_inputs()
+    lora = LoRA(model.blocks, TARGETS, rank=4, alpha=8.0)
+    save_file(lora.to_file_tensors(), str(tmp_path / "lora.safetensors"), metadata=lora.file_metadata())
+    wider = build_backbone(BackboneConfig(dim=64, ffn_dim=64, num_layers=2, num_heads=2, text_dim=16),
+                           torch.device("cpu"))
+    with pytest.raises(CheckpointError, match="this model needs \\(4, 64\\)"):
+        build_lora(wider.blocks, 4, 8.0, TARGETS, tmp_path / "lora.safetensors")
+    save_file({"x": torch.zeros(1)}, str(tmp_path / "other.safetensors"))
+    with pytest.raises(CheckpointError, match="not 'directanimator.lora'"):
+        build_lora(model.blocks, 4, 8.0, TARGETS, tmp_path / "other.safetensors")
