@@ -26,11 +26,13 @@ class Recipe:
     # VAE (Wan VAE architecture, width vae_dim; z 16 so Wan's latent normalisation applies)
     vae_dim: int = 16
     vae_clips: int = 64  # training clips whose frames the VAE sees
-    vae_steps: int = 350
+    vae_image_steps: int = 500  # phase 1: single frames (the causal first-frame path; 5x cheaper)
+    vae_image_batch: int = 8
+    vae_steps: int = 150  # phase 2: clips of vae_window frames (trains the temporal layers too)
     vae_batch: int = 4
     vae_window: int = 5  # pixel frames per VAE training clip (1 + 4: the causal first frame and one chunk)
     vae_crop: int = 32  # square crops (the VAE is convolutional; attention only at 1/8 scale)
-    vae_lr: float = 5e-4
+    vae_lr: float = 1.5e-3
     # DirectAnimator (Wan DiT image-to-video layout + CueFusion)
     dim: int = 128
     ffn_dim: int = 256
@@ -40,8 +42,8 @@ class Recipe:
     same2x_depth: int = 2
     same_id_clips: int = 32
     cross_id_pairs: int = 16
-    stage1_steps: int = 600
-    stage2_steps: int = 300
+    stage1_steps: int = 800
+    stage2_steps: int = 400
     batch_size: int = 4
     lr: float = 5e-4
     same2x_weight: float = 0.5
@@ -71,6 +73,6 @@ DEFAULT = Recipe()
 
 def quick(recipe: Recipe = DEFAULT) -> Recipe:
     """A much shorter run of the same recipe (tests, smoke checks): a few clips and steps."""
-    return replace(recipe, vae_clips=2, vae_steps=2, vae_batch=1, vae_crop=16, same_id_clips=2, cross_id_pairs=2,
-                   stage1_steps=2, stage2_steps=2, batch_size=1, dim=32, ffn_dim=64, num_layers=2,
-                   same2x_depth=1)
+    return replace(recipe, vae_clips=2, vae_image_steps=2, vae_image_batch=1, vae_steps=2, vae_batch=1,
+                   vae_crop=16, same_id_clips=2, cross_id_pairs=2, stage1_steps=2, stage2_steps=2, batch_size=1,
+                   dim=32, ffn_dim=64, num_layers=2, same2x_depth=1)

@@ -42,13 +42,15 @@ def stage_vae(recipe: Recipe, out: Path) -> dict:
 
     def log_step(step: int, losses: dict) -> None:
         rows.append({"step": step, **losses})
-        if step % 25 == 0 or step == recipe.vae_steps:
-            log.info("vae step %d/%d: %s", step, recipe.vae_steps, {k: round(v, 4) for k, v in losses.items()})
+        if step % 25 == 0:
+            log.info("vae step %d/%d: %s", step, recipe.vae_image_steps + recipe.vae_steps,
+                     {k: round(v, 4) for k, v in losses.items()})
 
     vae = train_vae(recipe, log_step)
     save_vae(vae, path)
     _write_csv(out / "vae_loss.csv", rows)
-    record = {"steps": recipe.vae_steps, "wall_s": round(time.time() - start, 1), "final": rows[-1] if rows else {}}
+    record = {"steps": recipe.vae_image_steps + recipe.vae_steps, "wall_s": round(time.time() - start, 1),
+              "final": rows[-1] if rows else {}}
     (out / "vae_record.json").write_text(json.dumps(record, indent=1))
     return record
 

@@ -1,7 +1,8 @@
 """The small VAE: the Wan 2.1 VAE architecture at width 16, trained on synthetic frames.
 
-Loss, per training clip of ``vae_window`` frames (the causal first frame and one 4-frame chunk, the
-unit the VAE streams in, so longer clips decode the same way):
+Two phases: single frames first (the causal first-frame path, five times cheaper, where the spatial
+layers learn), then clips of ``vae_window`` frames (the causal first frame and one 4-frame chunk, the
+unit the VAE streams in, so longer clips decode the same way). Loss:
     L1 + MSE of the reconstruction, decoded from the latent mean plus a little noise (so the decoder
     tolerates a DiT's small latent errors), + a statistics term that keeps the latents, after Wan's
     fixed normalisation (vae.normalize_latents), near zero mean and unit variance per channel: the
@@ -37,15 +38,24 @@ def training_frames(recipe: Recipe) -> np.ndarray:
     return np.stack([c.render.frames for c in clips])
 
 
-def draw_batch(frames: np.ndarray, recipe: Recipe, generator: torch.Generator) -> torch.Tensor:
-    """A batch of random ``vae_window``-frame windows, cropped to ``vae_crop``: (B, 3, f, c, c) in [-1, 1]."""
+def draw_batch(frames: np.ndarray, recipe: Recipe, generator: torch.Generator, window: int,
+               batch: int) -> torch.Tensor:
+    """A batch of random ``window``-frame windows, cropped to ``vae_crop``: (B, 3, f, c, c) in [-1, 1].
+
+    Args:
+        frames: (N, F, H, W, 3) uint8 training frames.
+        recipe: crop size.
+        generator: draws clips, start frames and crop corners.
+        window: frames per window (1 or 4n + 1).
+        batch: windows in the batch.
+    """
     count, length, height, width = frames.shape[:4]
-    crop, batch = recipe.vae_crop, recipe.vae_batch
+    crop = recipe.vae_crop
     clips = torch.randint(count, (batch,), generator=generator).tolist()
-    starts = torch.randint(length - recipe.vae_window + 1, (batch,), generator=generator).tolist()
+    starts = torch.randint(length - window + 1, (batch,), generator=generator).tolist()
     tops = torch.randint(height - crop + 1, (batch,), generator=generator).tolist()
     lefts = torch.randint(width - crop + 1, (batch,), generator=generator).tolist()
-    windows = np.stack([frames[c, s:s + recipe.vae_window, y:y + crop, x:x + crop]
+    windows = np.stack([frames[c, s:s + window, y:y + crop, x:x + crop]
                         for c, s, y, x in zip(clips, starts, tops, lefts)])
     return torch.from_numpy(windows).permute(0, 4, 1, 2, 3).float() / 127.5 - 1
 
@@ -79,10 +89,14 @@ def train_vae(recipe: Recipe, log_step: Optional[Callable[[int, dict], None]] = 
     frames = training_frames(recipe)
     vae = build_vae(recipe.vae_config()).train()
     optimizer = torch.optim.AdamW(vae.parameters(), lr=recipe.vae_lr, weight_decay=0.0)
-    for step in range(recipe.vae_steps):
+    total = recipe.vae_image_steps + recipe.vae_steps
+    for step in range(total):
         for group in optimizer.param_groups:  # cosine decay to a tenth over the run
-            group["lr"] = recipe.vae_lr * (0.55 + 0.45 * np.cos(np.pi * step / max(recipe.vae_steps, 1)))
-        losses = vae_losses(vae, draw_batch(frames, recipe, generator), generator)
+            group["lr"] = recipe.vae_lr * (0.55 + 0.45 * np.cos(np.pi * step / max(total, 1)))
+        images = step < recipe.vae_image_steps
+        video = draw_batch(frames, recipe, generator, 1 if images else recipe.vae_window,
+                           recipe.vae_image_batch if images else recipe.vae_batch)
+        losses = vae_losses(vae, video, generator)
         optimizer.zero_grad(set_to_none=True)
         losses["loss"].backward()
         torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)

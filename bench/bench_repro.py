@@ -1,0 +1,152 @@
+"""The reproduction table: the paper's claims at small scale, on a fixed held-out cross-ID set, PSNR and
+SSIM against the exact ground truth (synthetic world, default_model/).
+
+    python bench/bench_repro.py --run out/default_model [--pairs 8] [--steps 20] [--rows s2x pose face location lowpass]
+
+Rows (each a short training run beside the default run, in RUN/repro/<row>/, reusing its VAE):
+    default    the default model itself (stage 2 with L_S2X), and the copy / warp baselines
+    s2x        stage 2 again from the same stage 1 with λ = 0 (no L_S2X); also prints, from the two
+               stage-2 loss logs, how many steps each needs to reach the denoising loss the λ = 0 run
+               ends at (the paper's "same loss 6.7x faster")
+    pose       pose cue = skeleton map from the exact joints instead of the low-passed pixels
+    face / location / lowpass   without the face cue / without the location masks / without the low-pass
+The pose and cue rows retrain both stages on re-cut cues (same clips, seeds and steps as the default).
+Every number printed comes from runs this command makes (or finds finished in RUN/repro/).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import shutil
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+
+from directanimator_core.default_model.evaluate import heldout_pair, mean_scores, run_pair  # noqa: E402
+from directanimator_core.default_model.recipe import Recipe  # noqa: E402
+from directanimator_core.default_model.same2x_run import run_same2x, train_config  # noqa: E402
+from directanimator_core.models.adapter_checkpoint import load_model  # noqa: E402
+from directanimator_core.models.vae_checkpoint import load_wan_vae  # noqa: E402
+from directanimator_core.sampling import SamplerConfig  # noqa: E402
+from directanimator_core.train.loop import train  # noqa: E402
+
+log = logging.getLogger("bench_repro")
+
+CUE_ROWS = {"pose": {"pose_cue": "skeleton"}, "face": {"face_cue": False}, "location": {"location_cue": False},
+            "lowpass": {"lowpass": False}}
+
+
+def recipe_of(run: Path) -> Recipe:
+    return Recipe(**json.loads((run / "recipe.json").read_text()))
+
+
+def train_no_s2x(run: Path, recipe: Recipe) -> Path:
+    """Stage 2 with λ = 0 from the default run's stage 1 and cache, into RUN/repro/s2x/stage2."""
+    out = run / "repro" / "s2x" / "stage2"
+    config = train_config(replace(recipe, same2x_weight=0.0), run, 2)
+    config = replace(config, run=replace(config.run, out=str(out)))
+    from directanimator_core.default_model.world import cue_config
+
+    train(config, prepare_data=False, cue_config=cue_config(recipe))
+    return out
+
+
+def train_cue_row(run: Path, recipe: Recipe, row: str) -> Path:
+    """Both stages on cues re-cut as ``row`` ablates them, in RUN/repro/<row>/ (the default run's VAE)."""
+    variant = replace(recipe, **CUE_ROWS[row])
+    out = run / "repro" / row
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("vae.safetensors", "vae_record.json"):
+        if not (out / name).is_file():
+            shutil.copyfile(run / name, out / name)
+    (out / "recipe.json").write_text(variant.to_json())
+    torch.set_num_threads(variant.threads)
+    run_same2x(variant, out, ("world", "stage1", "stage2"))
+    return out / "stage2"
+
+
+def steps_to_reach(loss_csv: Path, target: float, column: str = "denoise", window: int = 5) -> Optional[int]:
+    """First logged step whose running mean (over ``window`` log rows) of ``column`` is <= target."""
+    with open(loss_csv, newline="", encoding="utf-8") as handle:
+        rows = [(int(r["step"]), float(r[column])) for r in csv.DictReader(handle)]
+    values = np.array([v for _, v in rows])
+    for i in range(len(rows)):
+        if values[max(0, i - window + 1):i + 1].mean() <= target:
+            return rows[i][0]
+    return None
+
+
+def evaluate(model_file: Path, vae_file: Path, recipe: Recipe, pairs: int, steps: int) -> dict:
+    """Mean scores over the held-out pairs for one model (and the baselines)."""
+    model = load_model(model_file, compute_dtype=torch.float32).eval()
+    vae = load_wan_vae(vae_file)[0]
+    sampler = SamplerConfig(steps=steps, cfg_text=1.0, cfg_cues=1.0, shift=recipe.timestep_shift, solver="euler", seed=0)
+    return mean_scores([run_pair(model, vae, recipe, heldout_pair(recipe, i), sampler).scores for i in range(pairs)])
+
+
+def print_table(table: dict[str, dict]) -> None:
+    print(f"\n{'row':<34} {'PSNR dB':>8} {'SSIM':>7}")
+    for name, s in table.items():
+        print(f"{name:<34} {s['psnr']:>8.2f} {s['ssim']:>7.4f}")
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run", default="out/default_model", help="the default-model run folder")
+    parser.add_argument("--pairs", type=int, default=8, help="held-out cross-ID pairs scored")
+    parser.add_argument("--steps", type=int, default=20, help="sampling steps")
+    parser.add_argument("--rows", nargs="*", default=["s2x", "pose", "face", "location", "lowpass"],
+                        choices=["s2x", *CUE_ROWS], help="extra rows to train and score")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    run = Path(args.run)
+    recipe = recipe_of(run)
+    torch.set_num_threads(recipe.threads)
+    vae_file = run / "vae.safetensors"
+    default = evaluate(run / "stage2" / "model.safetensors", vae_file, recipe, args.pairs, args.steps)
+    table = {"ours (stage 2, L_S2X)": default["ours"], "copy the reference": default["copy"],
+             "warp the reference": default["warp"]}
+    notes = {}
+    for row in args.rows:
+        start = time.time()
+        if row == "s2x":
+            model = train_no_s2x(run, recipe)
+            table["stage 2 without L_S2X"] = evaluate(model / "model.safetensors", vae_file, recipe, args.pairs,
+                                                      args.steps)["ours"]
+            with open(model / "loss.csv", newline="", encoding="utf-8") as handle:
+                rows = list(csv.DictReader(handle))
+            target = float(np.mean([float(r["denoise"]) for r in rows[-5:]]))
+            with_s2x = steps_to_reach(run / "stage2" / "loss.csv", target)
+            without = steps_to_reach(model / "loss.csv", target)
+            notes["s2x"] = {"target_denoise_loss": target, "steps_with_s2x": with_s2x, "steps_without": without,
+                            "speed_up": (without / with_s2x) if with_s2x and without else None}
+        else:
+            model = train_cue_row(run, recipe, row)
+            variant = replace(recipe, **CUE_ROWS[row])
+            label = {"pose": "pose cue = skeleton map", "face": "without face cue",
+                     "location": "without location cue", "lowpass": "without low-pass"}[row]
+            table[label] = evaluate(model / "model.safetensors", vae_file, variant, args.pairs, args.steps)["ours"]
+        log.info("row %s took %.0f s", row, time.time() - start)
+    print_table(table)
+    if "s2x" in notes:
+        n = notes["s2x"]
+        print(f"\nstage 2, denoising loss {n['target_denoise_loss']:.4f} (where λ = 0 ends): reached at step "
+              f"{n['steps_with_s2x']} with L_S2X, {n['steps_without']} without -> speed-up {n['speed_up']}")
+    (run / "repro").mkdir(parents=True, exist_ok=True)
+    (run / "repro" / "table.json").write_text(json.dumps({"pairs": args.pairs, "steps": args.steps, "table": table,
+                                                          "notes": notes}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
