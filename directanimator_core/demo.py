@@ -8,6 +8,8 @@ on), using the committed default model and VAE (default_model/weights/), and wri
     side_by_side.mp4   reference | driver | result | ground truth (4x enlarged)
     metrics.json       PSNR / SSIM against the exact ground truth, for the result and for the
                        copy-the-reference and warp-the-reference baselines, and the VAE's ceiling
+    comfyui_input/     the same pair for workflows/directanimator_demo.json: the reference picture,
+                       the driver video and the driver's exact mask (copy them into ComfyUI's input/)
 """
 
 from __future__ import annotations
@@ -69,6 +71,22 @@ def write_video(path: Path, frames: np.ndarray, scale: int = 1) -> Path:
     return path
 
 
+def write_comfyui_inputs(folder: Path, reference: np.ndarray, driver: np.ndarray, mask: np.ndarray) -> Path:
+    """The demo pair as the demo workflow's input files (names as in workflows/directanimator_demo.json).
+
+    Args:
+        folder: where to write them.
+        reference: (H, W, 3) uint8 reference picture.
+        driver: (F, H, W, 3) uint8 driving frames.
+        mask: (F, H, W) bool driver mask.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(folder / "directanimator_demo_reference.png"), cv2.cvtColor(reference, cv2.COLOR_RGB2BGR))
+    write_video(folder / "directanimator_demo_driving.mp4", driver)
+    write_video(folder / "directanimator_demo_driving_mask.mp4", np.repeat(mask[..., None].astype(np.uint8) * 255, 3, -1))
+    return folder
+
+
 def side_by_side(reference: np.ndarray, driver: np.ndarray, result: np.ndarray, truth: np.ndarray) -> np.ndarray:
     """(F, H, 4W, 3): reference | driver | result | ground truth, frame by frame."""
     return np.concatenate([np.broadcast_to(reference, truth.shape), driver, result, truth], axis=2)
@@ -90,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
     write_video(out / "result.mp4", result.result)
     write_video(out / "side_by_side.mp4", side_by_side(result.reference, result.driver, result.result, result.truth),
                 ENLARGE)
+    write_comfyui_inputs(out / "comfyui_input", pair.reference, pair.driving.render.frames, pair.driving.render.person)
     metrics = {
         "pair": {"index": args.pair, "seed": pair_seed(args.pair), "split": "heldout",
                  "identity_reference": pair.truth.identity.seed, "identity_driver": pair.driving.identity.seed,

@@ -95,6 +95,24 @@ def run_all(recipe: Recipe, out: Path, stages: Sequence[str] = ("vae", "world", 
     return record
 
 
+def evaluate_heldout(recipe: Recipe, out: Path, pairs: int, steps: int = 20) -> dict:
+    """Mean PSNR / SSIM over the first ``pairs`` held-out cross-ID pairs: the stage-2 model, the copy and
+    warp baselines, and the VAE's own reconstruction of the truth (the ceiling of any latent model)."""
+    from ..models.adapter_checkpoint import load_model
+    from ..models.vae_checkpoint import load_wan_vae
+    from ..sampling import SamplerConfig
+    from .evaluate import heldout_pair, mean_scores, run_pair, vae_ceiling
+
+    model = load_model(out / "stage2" / "model.safetensors", compute_dtype=torch.float32).eval()
+    vae = load_wan_vae(out / "vae.safetensors")[0]
+    sampler = SamplerConfig(steps=steps, cfg_text=1.0, cfg_cues=1.0, shift=recipe.timestep_shift, solver="euler")
+    rows = []
+    for index in range(pairs):
+        result = run_pair(model, vae, recipe, heldout_pair(recipe, index), sampler)
+        rows.append(result.scores | {"vae_ceiling": vae_ceiling(vae, result.truth)})
+    return {"pairs": pairs, "sampling_steps": steps, "mean": mean_scores(rows)}
+
+
 def install(out: Path, record: dict) -> None:
     """Copy the run's VAE and stage-2 model into default_model/weights/ with the record."""
     VAE_FILE.parent.mkdir(parents=True, exist_ok=True)
@@ -111,17 +129,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--stages", nargs="+", default=["vae", "world", "stage1", "stage2"],
                         choices=["vae", "world", "stage1", "stage2"], help="stages to run")
     parser.add_argument("--install", action="store_true", help="copy the results into default_model/weights/")
+    parser.add_argument("--eval-pairs", type=int, default=4, help="held-out cross-ID pairs scored into the record")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     recipe = quick() if args.quick else DEFAULT
     out, start = Path(args.out), time.time()
     record = run_all(recipe, out, args.stages)
+    if "stage2" in args.stages and args.eval_pairs > 0:
+        record["heldout"] = evaluate_heldout(recipe, out, args.eval_pairs)
     record |= {"command": "python -m directanimator_core.default_model.train " + " ".join(argv or sys.argv[1:]),
                "wall_s": round(time.time() - start, 1), "torch": torch.__version__}
     (out / "record.json").write_text(json.dumps(record, indent=1))
     if args.install:
         install(out, record)
-    print(json.dumps(record["stages"], indent=1))
+    print(json.dumps({k: record[k] for k in ("stages", "heldout") if k in record}, indent=1))
     return 0
 
 
