@@ -161,3 +161,17 @@ def test_a_cancel_lands_within_one_block(parts) -> None:
         animate_latents(parts["reference"], tiny_triplet(5), model, encoder(parts["vae"]), CONFIG,
                         clip_fea=parts["clip"], should_stop=lambda: bool(model.calls))
     assert len(model.calls) == 1
+
+
+def test_denoise_below_one_starts_from_the_init_latent(parts) -> None:
+    triplet, kwargs = tiny_triplet(5), {"clip_fea": parts["clip"]}
+    run = lambda config, **more: animate_latents(parts["reference"], triplet, model_of(parts),  # noqa: E731
+                                                 encoder(parts["vae"]), config, **kwargs, **more)
+    init = run(CONFIG)
+    low = SamplerConfig(steps=3, cfg_text=1.0, seed=2, denoise=0.02)  # starts at sigma 0.09
+    kept = run(low, init_latent=init)
+    assert (kept - init).abs().mean() < 0.25 * (run(SamplerConfig(steps=3, cfg_text=1.0, seed=2)) - init).abs().mean()
+    with pytest.raises(InputError, match="init latent of shape"):
+        run(low, init_latent=init[:, :, :1])
+    with pytest.raises(InputError, match="pass the encoded input video or set denoise to 1"):
+        run(low)
