@@ -26,9 +26,9 @@ class Recipe:
     # VAE (Wan VAE architecture, width vae_dim; z 16 so Wan's latent normalisation applies)
     vae_dim: int = 16
     vae_clips: int = 64  # training clips whose frames the VAE sees
-    vae_image_steps: int = 500  # phase 1: single frames (the causal first-frame path; 5x cheaper)
+    vae_image_steps: int = 2000  # phase 1: single frames (the causal first-frame path; 5x cheaper)
     vae_image_batch: int = 8
-    vae_steps: int = 150  # phase 2: clips of vae_window frames (trains the temporal layers too)
+    vae_steps: int = 250  # phase 2: clips of vae_window frames (trains the temporal layers too)
     vae_batch: int = 4
     vae_window: int = 5  # pixel frames per VAE training clip (1 + 4: the causal first frame and one chunk)
     vae_crop: int = 32  # square crops (the VAE is convolutional; attention only at 1/8 scale)

@@ -76,16 +76,24 @@ def final_losses(run: Path, rows: int = 5) -> dict:
     """Mean of the last ``rows`` logged losses of a trainer run (loss.csv)."""
     with open(run / "loss.csv", newline="", encoding="utf-8") as handle:
         log_rows = list(csv.DictReader(handle))[-rows:]
-    mean = lambda key: sum(float(r[key]) for r in log_rows) / len(log_rows) if all(r[key] for r in log_rows) else None  # noqa: E731
+    def mean(key: str):
+        return sum(float(r[key]) for r in log_rows) / len(log_rows) if all(r[key] for r in log_rows) else None
+
     return {"step": int(log_rows[-1]["step"]), "loss": mean("loss"), "denoise": mean("denoise"), "same2x": mean("same2x")}
 
 
 def stage_train(recipe: Recipe, out: Path, stage: int) -> dict:
-    """Run (or resume, or skip when exported) trainer stage 1 or 2."""
+    """Run (or resume) trainer stage 1 or 2; a finished stage's record (stage_record.json) is reused."""
     config = train_config(recipe, out, stage)
+    done = Path(config.run.out) / "stage_record.json"
+    if done.is_file() and (Path(config.run.out) / "model.safetensors").is_file():
+        return json.loads(done.read_text())
     start = time.time()
     train(config, prepare_data=False, cue_config=cue_config(recipe))
-    return {"steps": config.run.steps, "wall_s": round(time.time() - start, 1), "final": final_losses(Path(config.run.out))}
+    record = {"steps": config.run.steps, "wall_s": round(time.time() - start, 1),
+              "final": final_losses(Path(config.run.out))}
+    done.write_text(json.dumps(record))
+    return record
 
 
 def run_same2x(recipe: Recipe, out: Path, stages: Sequence[str]) -> dict:

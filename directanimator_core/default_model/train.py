@@ -137,8 +137,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     record = run_all(recipe, out, args.stages)
     if "stage2" in args.stages and args.eval_pairs > 0:
         record["heldout"] = evaluate_heldout(recipe, out, args.eval_pairs)
+    stage_times = [s.get("wall_s", 0.0) for s in record["stages"].values()]
     record |= {"command": "python -m directanimator_core.default_model.train " + " ".join(argv or sys.argv[1:]),
-               "wall_s": round(time.time() - start, 1), "torch": torch.__version__}
+               "training_wall_s": round(sum(stage_times), 1), "this_invocation_wall_s": round(time.time() - start, 1),
+               "torch": torch.__version__, "threads": recipe.threads}
     (out / "record.json").write_text(json.dumps(record, indent=1))
     if args.install:
         install(out, record)
