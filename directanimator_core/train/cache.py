@@ -10,8 +10,9 @@ An entry holds (C = 16 latent channels, T latent frames, h w = the latent grid, 
     context     (L, D_text), clip_fea (257, 1280)  the clip's text states (optional)
 Metadata: ``format``, ``fingerprint`` (JSON of what the entry was made from: clip file identity,
 sizes, cue settings, VAE identity) and ``checksum`` (sha256 of every tensor). An entry whose
-fingerprint differs from what the run asks for, or whose checksum fails, is rebuilt by ``prepare``
-and refused by training; never trained on.
+fingerprint differs from what the run asks for is rebuilt by ``prepare``; one whose checksum fails
+is moved aside by training (and rebuilt by the next ``prepare``, or found by ``prepare(verify=True)``);
+neither is ever trained on.
 
 Files are written to a temporary name and renamed (os.replace), so a crash never leaves a half
 entry under the real name; ``prepare`` skips entries that are complete and current, so it resumes.
@@ -222,7 +223,8 @@ def check_entry(path: Path, expected_fingerprint: str, verify: bool = True) -> E
 
 
 def read_entry(path: Path, expected_fingerprint: Optional[str] = None) -> dict[str, torch.Tensor]:
-    """Every tensor of an entry, checksum verified; a damaged or stale entry raises InputError.
+    """Every tensor of an entry, checksum verified. A damaged entry is moved aside (``.damaged``) so the
+    next preparation step rebuilds it, and InputError is raised: it is never trained on.
 
     Args:
         path: the entry file.
@@ -232,14 +234,24 @@ def read_entry(path: Path, expected_fingerprint: Optional[str] = None) -> dict[s
         with safe_open(str(path), framework="pt", device="cpu") as handle:
             metadata = handle.metadata() or {}
             tensors = {k: handle.get_tensor(k) for k in handle.keys()}
-    except (SafetensorError, OSError, ValueError) as error:
-        raise InputError(f"cache entry {path} is unreadable ({error}): run the preparation step again "
-                         "(train --prepare-only); it rebuilds damaged entries") from error
-    stale = expected_fingerprint is not None and metadata.get("fingerprint") != expected_fingerprint
-    if metadata.get("format") != FORMAT or stale or checksum(tensors) != metadata.get("checksum"):
-        raise InputError(f"cache entry {path} is damaged or was made with other settings: run the preparation "
-                         "step again (train --prepare-only); it rebuilds such entries")
+        damaged = metadata.get("format") != FORMAT or checksum(tensors) != metadata.get("checksum")
+    except (SafetensorError, OSError, ValueError):
+        damaged = True
+    if damaged:
+        _move_aside(path)
+        raise InputError(f"cache entry {path} is damaged; it was moved to {path.name}.damaged: run the training "
+                         "again, its preparation step rebuilds the entry")
+    if expected_fingerprint is not None and metadata.get("fingerprint") != expected_fingerprint:
+        raise InputError(f"cache entry {path} was made with other settings or from another clip file: run the "
+                         "preparation step again (train CONFIG --prepare-only); it rebuilds such entries")
     return tensors
+
+
+def _move_aside(path: Path) -> None:
+    try:
+        os.replace(path, path.with_name(path.name + ".damaged"))
+    except FileNotFoundError:
+        pass  # another process reading the same entry moved it first
 
 
 def encode_video(vae: WanVAE, frames: np.ndarray) -> torch.Tensor:
@@ -343,11 +355,13 @@ def entry_path(config: DataConfig, name: str) -> Path:
 
 def prepare_cache(config: DataConfig, load_vae: Callable[[], WanVAE], vae_identity: str,
                   cue_config: CueConfig = CueConfig(), names: Optional[Sequence[str]] = None,
-                  rank: int = 0, world_size: int = 1) -> PrepareReport:
+                  rank: int = 0, world_size: int = 1, verify: bool = False) -> PrepareReport:
     """Build the cache entry of every clip that lacks a complete, current one; skip the others.
 
     Safe to interrupt and run again: entries appear whole or not at all. With several processes each
-    builds every ``world_size``-th clip from ``rank``.
+    builds every ``world_size``-th clip from ``rank``. Without ``verify`` an entry is judged by its
+    header (format, fingerprint, size): a start-up check that does not read the whole cache; training
+    verifies every entry's checksum as it reads it and moves damaged ones aside for the next run.
 
     Args:
         config: data settings.
@@ -357,6 +371,7 @@ def prepare_cache(config: DataConfig, load_vae: Callable[[], WanVAE], vae_identi
         names: clips to prepare (default: every clip in the folder).
         rank: this process's index.
         world_size: processes sharing the work.
+        verify: also recompute every entry's checksum (reads the whole cache).
     """
     clips = list_clips(config.clips)
     missing = sorted(set(names or ()) - set(clips))
@@ -368,7 +383,7 @@ def prepare_cache(config: DataConfig, load_vae: Callable[[], WanVAE], vae_identi
             continue
         path = entry_path(config, name)
         expected = fingerprint(clips[name], config, cue_config, vae_identity)
-        status = check_entry(path, expected)
+        status = check_entry(path, expected, verify)
         if status.ok:
             skipped.append(name)
             continue

@@ -57,9 +57,10 @@ def vae_identity(config: TrainConfig) -> str:
     return file_identity(Path(config.data.vae))
 
 
-def prepare(config: TrainConfig, processes: Processes, cue_config: CueConfig = CueConfig()) -> dict[str, str]:
-    """Build missing, stale or damaged cache entries (each process a share), then return the
-    fingerprint of every clip the run reads."""
+def prepare(config: TrainConfig, processes: Processes, cue_config: CueConfig = CueConfig(),
+            verify: bool = False) -> dict[str, str]:
+    """Build missing or stale cache entries (each process a share; with ``verify`` also those whose
+    checksum fails), then return the fingerprint of every clip the run reads."""
     names, _ = needed_clips(config)
     identity = vae_identity(config)
 
@@ -68,7 +69,8 @@ def prepare(config: TrainConfig, processes: Processes, cue_config: CueConfig = C
 
         return load_wan_vae(config.data.vae, device=processes.device)[0]
 
-    report = prepare_cache(config.data, load_vae, identity, cue_config, names, processes.rank, processes.world_size)
+    report = prepare_cache(config.data, load_vae, identity, cue_config, names, processes.rank, processes.world_size,
+                           verify)
     if report.built or report.rebuilt:
         log.info("cache: %d built, %d rebuilt, %d already done", len(report.built), len(report.rebuilt),
                  len(report.skipped))

@@ -33,24 +33,39 @@ def _flip_a_byte(path: Path) -> None:
 
 def test_prepare_skips_finished_clips_and_rebuilds_damaged_or_stale_ones(config_for, cache_copy, tmp_path) -> None:
     config = config_for(tmp_path / "run", cache_copy)
-    report = prepare_cache(config.data, _forbidden, vae_identity(config), CueConfig())
+    report = prepare_cache(config.data, _forbidden, vae_identity(config), CueConfig(), verify=True)
     assert report.skipped == ("ann", "ben") and not report.built and not report.rebuilt
-
-    _flip_a_byte(entry_path(config.data, "ben"))
     fingerprints = clip_fingerprints(config, CueConfig())
-    assert check_entry(entry_path(config.data, "ben"), fingerprints["ben"]).reason == "checksum mismatch (damaged)"
-    with pytest.raises(InputError, match="damaged"):
-        read_entry(entry_path(config.data, "ben"), fingerprints["ben"])
-    report = prepare_cache(config.data, lambda: _tiny_vae(config), vae_identity(config), CueConfig())
+    ben = entry_path(config.data, "ben")
+
+    # a flipped bit: the header check passes, the checksum does not; a full check rebuilds it
+    _flip_a_byte(ben)
+    assert check_entry(ben, fingerprints["ben"], verify=False).ok
+    assert check_entry(ben, fingerprints["ben"]).reason == "checksum mismatch (damaged)"
+    report = prepare_cache(config.data, lambda: _tiny_vae(config), vae_identity(config), CueConfig(), verify=True)
     assert report.rebuilt == ("ben",) and report.skipped == ("ann",) and not report.built
-    assert all(check_entry(entry_path(config.data, n), fingerprints[n]).ok for n in fingerprints)
+    assert check_entry(ben, fingerprints["ben"]).ok
+
+    # found while training instead: refused, moved aside, rebuilt by the next (header-only) preparation
+    _flip_a_byte(ben)
+    with pytest.raises(InputError, match="damaged; it was moved"):
+        read_entry(ben, fingerprints["ben"])
+    assert not ben.exists() and ben.with_name("ben.safetensors.damaged").is_file()
+    report = prepare_cache(config.data, lambda: _tiny_vae(config), vae_identity(config), CueConfig())
+    assert report.built == ("ben",) and report.skipped == ("ann",)
+    assert check_entry(ben, fingerprints["ben"]).ok
     assert not list(Path(config.data.cache).glob(".*tmp"))
+
+    # a truncated file fails even the header check
+    ann = entry_path(config.data, "ann")
+    ann.write_bytes(ann.read_bytes()[:-64])
+    assert check_entry(ann, fingerprints["ann"], verify=False).reason.startswith("unreadable")
 
     other = replace(config.data, reference_frames=2)  # another setting: every entry is stale
     stale = clip_fingerprints(replace(config, data=other), CueConfig())
-    assert check_entry(entry_path(config.data, "ann"), stale["ann"]).reason.startswith("made from another")
+    assert check_entry(ben, stale["ben"], verify=False).reason.startswith("made from another")
     with pytest.raises(InputError, match="other settings"):
-        read_entry(entry_path(config.data, "ann"), stale["ann"])
+        read_entry(ben, stale["ben"])
 
 
 def _forbidden():
