@@ -136,16 +136,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             label = {"pose": "pose cue = skeleton map", "face": "without face cue",
                      "location": "without location cue", "lowpass": "without low-pass"}[row]
             table[label] = evaluate(model / "model.safetensors", vae_file, variant, args.pairs, args.steps)["ours"]
-        log.info("row %s took %.0f s", row, time.time() - start)
+        log.info("row %s took %.0f s: %s", row, time.time() - start, list(table.items())[-1])
+        save(run, args, table, notes)  # after every row, so an interrupted bench keeps what it measured
     print_table(table)
     if "s2x" in notes:
         n = notes["s2x"]
         print(f"\nstage 2, denoising loss {n['target_denoise_loss']:.4f} (where λ = 0 ends): reached at step "
               f"{n['steps_with_s2x']} with L_S2X, {n['steps_without']} without -> speed-up {n['speed_up']}")
-    (run / "repro").mkdir(parents=True, exist_ok=True)
-    (run / "repro" / "table.json").write_text(json.dumps({"pairs": args.pairs, "steps": args.steps, "table": table,
-                                                          "notes": notes}, indent=1))
+    save(run, args, table, notes)
     return 0
+
+
+def save(run: Path, args: argparse.Namespace, table: dict, notes: dict) -> Path:
+    path = run / "repro" / "table.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"pairs": args.pairs, "steps": args.steps, "table": table, "notes": notes}, indent=1))
+    return path
 
 
 if __name__ == "__main__":
