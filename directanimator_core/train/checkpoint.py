@@ -242,8 +242,9 @@ def export_weights(out: str | Path, model: nn.Module, trainee: nn.Module, ema: O
     """Write the trained weights where the loaders read them (EMA weights when kept); every rank calls.
 
     ``adapter.safetensors`` always (models/adapter_checkpoint.py format, loads with load_adapter /
-    load_model), ``lora.safetensors`` when LoRA was trained (lora.py format, ComfyUI's LoRA keys),
-    ``model.safetensors`` (backbone + adapter, merged format) when everything was trained.
+    load_model), ``lora.safetensors`` when LoRA was trained (lora.py format, ComfyUI's LoRA keys), and
+    ``model.safetensors`` (backbone with any LoRA folded in + adapter: the merged format load_model
+    reads, what the loader node takes) when LoRA or everything was trained.
 
     Args:
         out: the run folder.
@@ -264,16 +265,33 @@ def export_weights(out: str | Path, model: nn.Module, trainee: nn.Module, ema: O
                if k.startswith("net.adapter.")}
     metadata = adapter_metadata(trainee.net.adapter)
     paths.append(write_atomic(adapter, out / "adapter.safetensors", metadata))
-    if trainee.lora is not None and any(p.requires_grad for p in trainee.lora.parameters()):
-        lora = trainee.lora
-        tensors = {}
-        for name in lora.named_pairs():
-            key = name.replace(".", "__")
-            tensors[f"diffusion_model.{name}.lora_A.weight"] = state[f"lora.pairs.{key}.lora_A"].float()
-            tensors[f"diffusion_model.{name}.lora_B.weight"] = state[f"lora.pairs.{key}.lora_B"].float()
-            tensors[f"diffusion_model.{name}.alpha"] = torch.tensor(float(lora.alpha))
-        paths.append(write_atomic(tensors, out / "lora.safetensors", lora.file_metadata()))
-    if all(p.requires_grad for p in trainee.net.backbone.parameters()):
-        merged = {k[len("net.backbone."):]: v for k, v in state.items() if k.startswith("net.backbone.")} | adapter
-        paths.append(write_atomic(merged, out / "model.safetensors", metadata))
+    lora_trained = trainee.lora is not None and any(p.requires_grad for p in trainee.lora.parameters())
+    if lora_trained:
+        paths.append(write_atomic(_lora_file(trainee.lora, state), out / "lora.safetensors",
+                                  trainee.lora.file_metadata()))
+    if lora_trained or all(p.requires_grad for p in trainee.net.backbone.parameters()):
+        backbone = {k[len("net.backbone."):]: v for k, v in state.items() if k.startswith("net.backbone.")}
+        if trainee.lora is not None:
+            _fold_lora(backbone, trainee.lora, state)
+        paths.append(write_atomic(backbone | adapter, out / "model.safetensors", metadata))
     return paths
+
+
+def _lora_file(lora, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The LoRA file's tensors (lora.py format) from the gathered state dict."""
+    tensors = {}
+    for name in lora.named_pairs():
+        key = name.replace(".", "__")
+        tensors[f"diffusion_model.{name}.lora_A.weight"] = state[f"lora.pairs.{key}.lora_A"].float()
+        tensors[f"diffusion_model.{name}.lora_B.weight"] = state[f"lora.pairs.{key}.lora_B"].float()
+        tensors[f"diffusion_model.{name}.alpha"] = torch.tensor(float(lora.alpha))
+    return tensors
+
+
+def _fold_lora(backbone: dict[str, torch.Tensor], lora, state: dict[str, torch.Tensor]) -> None:
+    """W += (alpha / rank)·B A for every LoRA pair, in place in the backbone's state dict."""
+    for name, pair in lora.named_pairs().items():
+        key = name.replace(".", "__")
+        a, b = state[f"lora.pairs.{key}.lora_A"].float(), state[f"lora.pairs.{key}.lora_B"].float()
+        weight = backbone[f"{name}.weight"]
+        backbone[f"{name}.weight"] = (weight.float() + (b @ a) * pair.scale).to(weight.dtype)

@@ -79,6 +79,12 @@ def test_exported_adapter_and_lora_load_through_the_loaders(config_for, prepared
     lora = build_lora(model.blocks, 1, 1.0, (), result.out / "lora.safetensors")  # size from the file
     assert lora.rank == 4 and len(lora.pairs) == 2 * len(config.model.lora_targets)
     assert any(p.abs().sum() > 0 for n, p in lora.named_parameters() if n.endswith("lora_B"))
+    # the merged file: the LoRA folded into the base weights, loadable as one model (the loader node's input)
+    merged = load_model(result.out / "model.safetensors", compute_dtype=torch.float32, num_heads=2)
+    base, pair = load_file(assets["backbone"])["blocks.1.ffn.0.weight"], lora.named_pairs()["blocks.1.ffn.0"]
+    folded = base + (pair.lora_B @ pair.lora_A) * pair.scale
+    torch.testing.assert_close(merged.backbone.state_dict()["blocks.1.ffn.0.weight"], folded, rtol=0, atol=1e-6)
+    assert all(torch.equal(merged.adapter.state_dict()[k], v) for k, v in adapter.state_dict().items())
 
 
 def test_a_failed_checkpoint_write_keeps_the_previous_one(config_for, prepared_cache, tmp_path, monkeypatch) -> None:
