@@ -29,6 +29,16 @@ TARGETS: dict[str, Target] = {
                   "peak RAM of an fp8 checkpoint load", "bench_dit.py", needs_comfyui=True),
     "offload": Target("Wan 1.3B/5B/14B placement, predicted peak VRAM and PCIe bytes per step for 8-80 GB "
                       "budgets; on CUDA, streamed vs resident step time", "bench_offload.py"),
+    "vae": Target("Wan 2.1 VAE: load RAM, encode/decode time against ComfyUI's WanVAE, chunked vs one-pass "
+                  "memory", "bench_vae.py"),
+    "cues": Target("cue triplet frames per second per backend at 512x512 and 832x480; peak RSS for 1,000 "
+                   "frames", "bench_cues.py"),
+    "windows": Target("long-video host memory of the windowed latent path as the clip grows", "bench_windows.py"),
+    "train": Target("trainer seconds per step and peak memory: adapter / LoRA / full, checkpointing, "
+                    "stage 1 vs 2", "bench_train.py"),
+    "same2x": Target("Same2X on a toy: stage-2 loss with and without L_S2X, loss-curve plot", "bench_same2x.py"),
+    "synth": Target("synthetic-world rendering speed and a contact sheet", "bench_synth.py"),
+    "repro": Target("the reproduction table on held-out synthetic cross-ID pairs (PSNR, SSIM)", "bench_repro.py"),
 }
 
 
