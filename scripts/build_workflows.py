@@ -30,6 +30,7 @@ NOTE = f"""Model files (nothing is downloaded):
 - models/vae/{VAE}
 - models/text_encoders/{TEXT}
 - models/clip_vision/{VISION}
+No DirectAnimator weights are public yet: train an adapter with `python -m directanimator_core train` (README).
 Inputs: the reference picture (input/reference.png) and the driving video (input/driving.mp4).
 Output size = the reference's unless width/height are set on the sampler (multiples of 16)."""
 
