@@ -31,6 +31,8 @@ class Recipe:
     vae_steps: int = 250  # phase 2: clips of vae_window frames (trains the temporal layers too)
     vae_batch: int = 4
     vae_window: int = 5  # pixel frames per VAE training clip (1 + 4: the causal first frame and one chunk)
+    vae_clip_steps: int = 100  # phase 3 (fresh optimizer, vae_clip_lr): whole clips of ``frames`` frames, so the
+    vae_clip_lr: float = 3e-4  # causal cache across chunks is trained (frames after the first chunk)
     vae_crop: int = 32  # square crops (the VAE is convolutional; attention only at 1/8 scale)
     vae_lr: float = 1.5e-3
     # DirectAnimator (Wan DiT image-to-video layout + CueFusion)
@@ -73,6 +75,6 @@ DEFAULT = Recipe()
 
 def quick(recipe: Recipe = DEFAULT) -> Recipe:
     """A much shorter run of the same recipe (tests, smoke checks): a few clips and steps."""
-    return replace(recipe, vae_clips=2, vae_image_steps=2, vae_image_batch=1, vae_steps=2, vae_batch=1,
+    return replace(recipe, vae_clips=2, vae_image_steps=2, vae_image_batch=1, vae_steps=2, vae_batch=1, vae_clip_steps=1,
                    vae_crop=16, same_id_clips=2, cross_id_pairs=2, stage1_steps=2, stage2_steps=2, batch_size=1,
                    dim=32, ffn_dim=64, num_layers=2, same2x_depth=1)

@@ -1,7 +1,8 @@
 """``python -m directanimator_core.default_model.train --out out/default_model``: the whole default model.
 
 One command, deterministic from the recipe's seed (recipe.py), run on the CPU:
-    1. vae      the small VAE on synthetic frames (vae_train.py)                  -> OUT/vae.safetensors
+    1. vae      the small VAE on synthetic frames (vae_train.py), phases 1-2      -> OUT/vae_windows.safetensors
+                then phase 3 on whole clips (fresh optimizer)                     -> OUT/vae.safetensors
     2. world    same-ID clips and cross-ID pairs, their exact cues, the cache     -> OUT/clips, OUT/cache
     3. stage1   Same2X stage 1 (same-ID) with the trainer (train/), full model    -> OUT/stage1/model.safetensors
     4. stage2   Same2X stage 2 (cross-ID, λ·L_S2X at block D)                     -> OUT/stage2/model.safetensors
@@ -32,10 +33,34 @@ log = logging.getLogger(__name__)
 
 
 def stage_vae(recipe: Recipe, out: Path) -> dict:
-    """Train and save the VAE unless OUT/vae.safetensors exists; returns the stage's record."""
+    """Train and save the VAE (phases 1-2, then 3) unless done; returns the stage's record."""
+    windows = _vae_windows(recipe, out)
+    path = out / "vae.safetensors"
+    if path.is_file():
+        return windows | json.loads((out / "vae_clips_record.json").read_text())
+    from ..models.vae_checkpoint import load_wan_vae
+    from .vae_train import finetune_clips, save_vae
+
+    start, rows = time.time(), []
+    def log_step(step: int, losses: dict) -> None:
+        rows.append({"step": step, **losses})
+        if step % 10 == 0:
+            log.info("vae clip step %d/%d: %s", step, recipe.vae_clip_steps, {k: round(v, 4) for k, v in losses.items()})
+
+    vae = finetune_clips(load_wan_vae(out / "vae_windows.safetensors")[0], recipe, log_step)
+    save_vae(vae, path)
+    _write_csv(out / "vae_clips_loss.csv", rows)
+    record = {"clip_steps": recipe.vae_clip_steps, "clip_wall_s": round(time.time() - start, 1),
+              "clip_final": rows[-1] if rows else {}}
+    (out / "vae_clips_record.json").write_text(json.dumps(record, indent=1))
+    return windows | record
+
+
+def _vae_windows(recipe: Recipe, out: Path) -> dict:
+    """Phases 1-2 (train_vae) -> OUT/vae_windows.safetensors unless it exists."""
     from .vae_train import save_vae, train_vae
 
-    path = out / "vae.safetensors"
+    path = out / "vae_windows.safetensors"
     if path.is_file():
         return json.loads((out / "vae_record.json").read_text())
     start, rows = time.time(), []
@@ -137,7 +162,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     record = run_all(recipe, out, args.stages)
     if "stage2" in args.stages and args.eval_pairs > 0:
         record["heldout"] = evaluate_heldout(recipe, out, args.eval_pairs)
-    stage_times = [s.get("wall_s", 0.0) for s in record["stages"].values()]
+    stage_times = [s.get("wall_s", 0.0) + s.get("clip_wall_s", 0.0) for s in record["stages"].values()]
     record |= {"command": "python -m directanimator_core.default_model.train " + " ".join(argv or sys.argv[1:]),
                "training_wall_s": round(sum(stage_times), 1), "this_invocation_wall_s": round(time.time() - start, 1),
                "torch": torch.__version__, "threads": recipe.threads}

@@ -106,6 +106,33 @@ def train_vae(recipe: Recipe, log_step: Optional[Callable[[int, dict], None]] = 
     return vae.eval().requires_grad_(False)
 
 
+def finetune_clips(vae: WanVAE, recipe: Recipe, log_step: Optional[Callable[[int, dict], None]] = None) -> WanVAE:
+    """Phase 3: whole ``recipe.frames``-frame clips (cropped), a fresh AdamW at ``vae_clip_lr``.
+
+    Phase 2's windows hold one causal chunk, so latent frames after the first chunk (which see earlier
+    chunks through the causal cache) are never trained there; whole clips train them.
+
+    Args:
+        vae: the VAE after phases 1 and 2.
+        recipe: clips, crop, steps, learning rate, batch.
+        log_step: called with (step, losses as floats) after every step.
+    """
+    torch.manual_seed(recipe.seed + 1)
+    generator = torch.Generator().manual_seed(recipe.seed + 1)
+    frames = training_frames(recipe)
+    vae = vae.train().requires_grad_(True)
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=recipe.vae_clip_lr, weight_decay=0.0)
+    for step in range(recipe.vae_clip_steps):
+        losses = vae_losses(vae, draw_batch(frames, recipe, generator, recipe.frames, recipe.vae_batch), generator)
+        optimizer.zero_grad(set_to_none=True)
+        losses["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        optimizer.step()
+        if log_step is not None:
+            log_step(step + 1, {k: float(v.detach()) for k, v in losses.items()})
+    return vae.eval().requires_grad_(False)
+
+
 def save_vae(vae: WanVAE, path: Path) -> Path:
     """Write the VAE in Wan's own key layout (what vae_checkpoint.load_wan_vae reads)."""
     path.parent.mkdir(parents=True, exist_ok=True)
