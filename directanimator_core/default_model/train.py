@@ -7,7 +7,8 @@ One command, deterministic from the recipe's seed (recipe.py), run on the CPU:
     3. stage1   Same2X stage 1 (same-ID) with the trainer (train/), full model    -> OUT/stage1/model.safetensors
     4. stage2   Same2X stage 2 (cross-ID, λ·L_S2X at block D)                     -> OUT/stage2/model.safetensors
     5. record   command, seed, steps, wall times, losses                          -> OUT/record.json
-``--install`` then copies the VAE, the stage-2 model and the record into default_model/weights/.
+``--install`` then copies the VAE and the stage-2 model (as fp16) into default_model/weights/, scores
+``--eval-pairs`` held-out cross-ID pairs with the installed files, and writes the record there too.
 A stage whose output already exists for the same recipe is skipped, so an interrupted run resumes.
 """
 
@@ -17,7 +18,6 @@ import argparse
 import csv
 import json
 import logging
-import shutil
 import sys
 import time
 from dataclasses import replace
@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 from . import MODEL_FILE, RECORD_FILE, VAE_FILE
 from .recipe import DEFAULT, Recipe, quick
@@ -120,7 +122,7 @@ def run_all(recipe: Recipe, out: Path, stages: Sequence[str] = ("vae", "world", 
     return record
 
 
-def evaluate_heldout(recipe: Recipe, out: Path, pairs: int, steps: int = 20) -> dict:
+def evaluate_heldout(recipe: Recipe, model_file: Path, vae_file: Path, pairs: int, steps: int = 20) -> dict:
     """Mean PSNR / SSIM over the first ``pairs`` held-out cross-ID pairs: the stage-2 model, the copy and
     warp baselines, and the VAE's own reconstruction of the truth (the ceiling of any latent model)."""
     from ..models.adapter_checkpoint import load_model
@@ -128,8 +130,8 @@ def evaluate_heldout(recipe: Recipe, out: Path, pairs: int, steps: int = 20) -> 
     from ..sampling import SamplerConfig
     from .evaluate import heldout_pair, mean_scores, run_pair, vae_ceiling
 
-    model = load_model(out / "stage2" / "model.safetensors", compute_dtype=torch.float32).eval()
-    vae = load_wan_vae(out / "vae.safetensors")[0]
+    model = load_model(model_file, compute_dtype=torch.float32).eval()
+    vae = load_wan_vae(vae_file)[0]
     sampler = SamplerConfig(steps=steps, cfg_text=1.0, cfg_cues=1.0, shift=recipe.timestep_shift, solver="euler")
     rows = []
     for index in range(pairs):
@@ -138,12 +140,15 @@ def evaluate_heldout(recipe: Recipe, out: Path, pairs: int, steps: int = 20) -> 
     return {"pairs": pairs, "sampling_steps": steps, "mean": mean_scores(rows)}
 
 
-def install(out: Path, record: dict) -> None:
-    """Copy the run's VAE and stage-2 model into default_model/weights/ with the record."""
+def install(out: Path) -> None:
+    """Copy the run's VAE and stage-2 model into default_model/weights/, stored in fp16 (half the bytes;
+    the loaders upcast to the compute dtype), metadata kept."""
     VAE_FILE.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(out / "vae.safetensors", VAE_FILE)
-    shutil.copyfile(out / "stage2" / "model.safetensors", MODEL_FILE)
-    RECORD_FILE.write_text(json.dumps(record, indent=1))
+    for source, target in ((out / "vae.safetensors", VAE_FILE), (out / "stage2" / "model.safetensors", MODEL_FILE)):
+        with safe_open(str(source), framework="pt") as handle:
+            metadata = handle.metadata()
+            tensors = {k: handle.get_tensor(k).to(torch.float16) for k in handle.keys()}
+        save_file(tensors, str(target), metadata=metadata)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -160,15 +165,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     recipe = quick() if args.quick else DEFAULT
     out, start = Path(args.out), time.time()
     record = run_all(recipe, out, args.stages)
+    if args.install:
+        install(out)
+    model_file, vae_file = (MODEL_FILE, VAE_FILE) if args.install else (out / "stage2" / "model.safetensors",
+                                                                         out / "vae.safetensors")
     if "stage2" in args.stages and args.eval_pairs > 0:
-        record["heldout"] = evaluate_heldout(recipe, out, args.eval_pairs)
+        record["heldout"] = evaluate_heldout(recipe, model_file, vae_file, args.eval_pairs)
     stage_times = [s.get("wall_s", 0.0) + s.get("clip_wall_s", 0.0) for s in record["stages"].values()]
     record |= {"command": "python -m directanimator_core.default_model.train " + " ".join(argv or sys.argv[1:]),
                "training_wall_s": round(sum(stage_times), 1), "this_invocation_wall_s": round(time.time() - start, 1),
                "torch": torch.__version__, "threads": recipe.threads}
     (out / "record.json").write_text(json.dumps(record, indent=1))
     if args.install:
-        install(out, record)
+        RECORD_FILE.write_text(json.dumps(record, indent=1))
     print(json.dumps({k: record[k] for k in ("stages", "heldout") if k in record}, indent=1))
     return 0
 
