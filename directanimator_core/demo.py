@@ -71,17 +71,20 @@ def write_video(path: Path, frames: np.ndarray, scale: int = 1) -> Path:
     return path
 
 
-def write_comfyui_inputs(folder: Path, reference: np.ndarray, driver: np.ndarray, mask: np.ndarray) -> Path:
+def write_comfyui_inputs(folder: Path, reference: np.ndarray, reference_mask: np.ndarray, driver: np.ndarray,
+                         mask: np.ndarray) -> Path:
     """The demo pair as the demo workflow's input files (names as in workflows/directanimator_demo.json).
 
     Args:
         folder: where to write them.
         reference: (H, W, 3) uint8 reference picture.
+        reference_mask: (H, W) bool mask of the figure in the reference (white on black PNG).
         driver: (F, H, W, 3) uint8 driving frames.
         mask: (F, H, W) bool driver mask.
     """
     folder.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(folder / "directanimator_demo_reference.png"), cv2.cvtColor(reference, cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(folder / "directanimator_demo_reference_mask.png"), reference_mask.astype(np.uint8) * 255)
     write_video(folder / "directanimator_demo_driving.mp4", driver)
     write_video(folder / "directanimator_demo_driving_mask.mp4", np.repeat(mask[..., None].astype(np.uint8) * 255, 3, -1))
     return folder
@@ -108,7 +111,8 @@ def run(args: argparse.Namespace) -> int:
     write_video(out / "result.mp4", result.result)
     write_video(out / "side_by_side.mp4", side_by_side(result.reference, result.driver, result.result, result.truth),
                 ENLARGE)
-    write_comfyui_inputs(out / "comfyui_input", pair.reference, pair.driving.render.frames, pair.driving.render.person)
+    write_comfyui_inputs(out / "comfyui_input", pair.reference, pair.reference_render.person[0],
+                         pair.driving.render.frames, pair.driving.render.person)
     metrics = {
         "pair": {"index": args.pair, "seed": pair_seed(args.pair), "split": "heldout",
                  "identity_reference": pair.truth.identity.seed, "identity_driver": pair.driving.identity.seed,

@@ -25,8 +25,9 @@ WIDGET_TYPES = {"INT", "FLOAT", "BOOLEAN", "STRING", "COMBO"}
 
 
 def widget_names(spec: dict) -> list:
-    """Widget names in widgets_values order; None for the frontend's extra values (seed control, upload)."""
-    names = []
+    """Widget names in widgets_values order; None for the frontend's extra values: seed control after
+    the seed, the upload button last (LoadImageMask stores [image, channel, "image"])."""
+    names, uploads = [], []
     for section in ("required", "optional"):
         for name, s in spec.get(section, {}).items():
             if isinstance(s[0], list) or s[0] in WIDGET_TYPES:
@@ -35,8 +36,8 @@ def widget_names(spec: dict) -> list:
                 if options.get("control_after_generate"):
                     names.append(None)
                 if any(key.endswith("_upload") and value for key, value in options.items()):
-                    names.append(None)
-    return names
+                    uploads.append(None)
+    return names + uploads
 
 
 def api_prompt(workflow: dict, info: dict, values: dict) -> dict:
@@ -66,7 +67,8 @@ def server(comfy_server: ComfyServer) -> ComfyServer:
     shutil.copyfile(MODEL_FILE, models / "diffusion_models" / "directanimator_default.safetensors")
     shutil.copyfile(VAE_FILE, models / "vae" / "directanimator_default_vae.safetensors")
     pair = heldout_pair(DEFAULT, 0, FRAMES)
-    write_comfyui_inputs(comfy_server.base / "input", pair.reference, pair.driving.render.frames,
+    write_comfyui_inputs(comfy_server.base / "input", pair.reference, pair.reference_render.person[0],
+                         pair.driving.render.frames,
                          pair.driving.render.person)
     return comfy_server
 
