@@ -17,6 +17,7 @@ import folder_paths
 from comfy_api.latest import io
 
 from ..directanimator_core import animator as core
+from ..directanimator_core.models.attention import set_attention_backend
 from ..directanimator_core.offload import OffloadConfig
 from .types import DAModel
 
@@ -108,7 +109,7 @@ class DirectAnimatorModelLoader(io.ComfyNode):
         base = model_path(BASE_FOLDER, base_model)
         adapter_path = None if adapter == MERGED else model_path(MODEL_FOLDER, adapter)
         core.check_model_files(base, adapter_path)  # before any tensor is read
-        log.info("DirectAnimator attention: %s requested (the kernel in use is logged on first use)", attention)
+        set_attention_backend(attention)
         device = comfy.model_management.get_torch_device()
         animator = core.load_animator(base, adapter_path, core.WEIGHT_DTYPES[weight_dtype],
                                       offload_config(offload, vram_budget_gb, prefetch), device)
