@@ -26,7 +26,7 @@ class Command:
 
 COMMANDS: dict[str, Command] = {
     "demo": Command(
-        "run the main job on the bundled defaults (today: the cue triplet on real footage)",
+        "animate a held-out synthetic figure with the bundled default model; writes videos and metrics",
         "directanimator_core.demo",
     ),
     "extract": Command(
