@@ -58,15 +58,3 @@ def test_training_set_up_gives_valid_stage_configs_and_a_loadable_backbone(tmp_p
     assert stage2.model.backbone == str(tmp_path / "runs" / "stage1" / "model.safetensors")
     assert stage2.data.cross_manifest.endswith("cross_manifest.json") and stage1.same2x.depth == 1
 
-
-def test_exact_cues_have_a_face_for_every_frame_and_follow_the_exact_mask() -> None:
-    from directanimator_core.synth import same_id_clip
-    from directanimator_core.synth.exact_cues import exact_triplet
-
-    r = same_id_clip(0, 5, 64, 64).render
-    cues = exact_triplet(r.frames, r.person, r.face_boxes)
-    assert cues.face_found.all() and (cues.face.reshape(5, -1).std(axis=1) > 5).all()  # not blank
-    grey = (cues.pose == 128).all(-1)
-    assert (grey[~r.person].mean() > 0.6) and (~grey[r.person]).mean() > 0.9  # the cut-out is the exact person
-    with pytest.raises(InputError, match="disagree"):
-        exact_triplet(r.frames, r.person[:3], r.face_boxes)
