@@ -123,8 +123,17 @@ class CausalConv3d(nn.Conv3d):
                 x = torch.cat([tail.to(x), x], dim=2)
                 past = tail.shape[2]
             cache.tails[self] = x[:, :, -self._time_pad:].clone()
+        if past == 0 and x.shape[2] == 1 and self._time_pad == self.kernel_size[0] - 1:
+            return self._single_frame(x)
         x = F.pad(x, (*self._space_pad, self._time_pad - past, 0))
         return super().forward(x)
+
+    def _single_frame(self, x: torch.Tensor) -> torch.Tensor:
+        # A lone first frame meets only the kernel's last time slice (the rest sees the zero padding):
+        # one 2-D convolution instead of a 3-D one over mostly zeros (3x less work for images).
+        frame = F.pad(x[:, :, 0], self._space_pad)
+        out = F.conv2d(frame, self.weight[:, :, -1], self.bias, self.stride[1:], 0, self.dilation[1:], self.groups)
+        return out.unsqueeze(2)
 
 
 class RMSNorm(nn.Module):

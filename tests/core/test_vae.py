@@ -409,3 +409,16 @@ def test_bad_tiles_are_refused(tiny) -> None:
         decode_tiled(tiny[0], LATENTS, (64, 68), 16)
     with pytest.raises(InputError, match="overlap smaller than the tile"):
         decode_tiled(tiny[0], LATENTS, (64, 64), 64)
+
+
+@pytest.mark.parametrize("kernel, stride, padding", [(3, 1, 1), (3, (1, 2, 2), (1, 0, 0)), (1, 1, 0)])
+def test_a_lone_first_frame_takes_the_2d_path_with_the_3d_result(kernel, stride, padding) -> None:
+    from directanimator_core.models.vae import CausalConv3d
+
+    torch.manual_seed(0)
+    conv = CausalConv3d(5, 7, kernel, stride=stride, padding=padding)
+    frame = torch.randn(2, 5, 1, 9, 11)
+    pad_t = conv._time_pad
+    full = torch.nn.functional.conv3d(torch.nn.functional.pad(frame, (*conv._space_pad, pad_t, 0)), conv.weight,
+                                      conv.bias, conv.stride)
+    torch.testing.assert_close(conv(frame), full, atol=1e-5, rtol=1e-5)

@@ -1,0 +1,87 @@
+"""The default-model run: the VAE's pass-through start, a quick run end to end (resume, recipe guard), and
+the bundled model against the baselines on held-out pairs (the issue's bar)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from directanimator_core.default_model import MODEL_FILE, VAE_FILE
+from directanimator_core.default_model.recipe import DEFAULT, quick
+from directanimator_core.default_model.vae_init import passthrough_init
+from directanimator_core.default_model.vae_train import save_vae
+from directanimator_core.errors import InputError
+from directanimator_core.models.vae import VAEConfig, build_vae, normalize_latents
+from directanimator_core.models.vae_checkpoint import load_wan_vae
+from directanimator_core.synth import same_id_clip, split_seed
+
+
+def pictures(count: int, size: int = 64) -> torch.Tensor:
+    """(count, 3, 1, size, size) synthetic training frames in [-1, 1]."""
+    frames = [same_id_clip(split_seed("train", i), 1, size, size).render.frames[0] for i in range(count)]
+    return torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2)[:, :, None].float() / 127.5 - 1
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(10 * torch.log10(4 / F.mse_loss(a, b)))
+
+
+def test_passthrough_start_pools_in_and_upsamples_out() -> None:
+    torch.manual_seed(0)
+    vae = passthrough_init(build_vae(VAEConfig(dim=16)), pictures(16))
+    images = pictures(20)[16:]  # pictures the heads were not fitted on
+    nearest = F.interpolate(F.avg_pool3d(images, (1, 8, 8)), scale_factor=(1, 8, 8), mode="nearest")
+    with torch.no_grad():
+        decoded = vae.decode(vae.encode(images, chunk_frames=None), chunk_latents=None)
+    assert psnr(decoded, nearest) > 24  # the start is (nearly) nearest-upsampled average pooling
+    assert psnr(decoded, images) > 16
+
+
+def test_passthrough_start_decodes_what_the_latent_says() -> None:
+    # the failure it prevents: a decoder whose output ignores the latent (default start, after training)
+    torch.manual_seed(0)
+    vae = passthrough_init(build_vae(VAEConfig(dim=16)), pictures(16))
+    with torch.no_grad():
+        latent = vae.encode(pictures(2), chunk_frames=None)
+        change = (vae.decode(latent[:1]) - vae.decode(latent[1:])).abs().mean()
+    assert change > 0.05
+
+
+def test_passthrough_start_keeps_wans_layout(tmp_path) -> None:
+    vae = passthrough_init(build_vae(VAEConfig(dim=16)), pictures(4))
+    path = save_vae(vae, tmp_path / "vae.safetensors")
+    loaded = load_wan_vae(path)[0]
+    assert loaded.state_dict().keys() == build_vae(VAEConfig(dim=16)).state_dict().keys()
+    for key, value in vae.state_dict().items():
+        torch.testing.assert_close(loaded.state_dict()[key], value)
+
+
+def test_quick_run_trains_resumes_and_guards_its_folder(tmp_path) -> None:
+    from directanimator_core.default_model.train import run_all
+
+    out = tmp_path / "run"
+    record = run_all(quick(), out)
+    for name in ("vae.safetensors", "stage1/model.safetensors", "stage2/model.safetensors"):
+        assert (out / name).is_file()
+    assert record["stages"]["stage2"]["steps"] == quick().stage2_steps
+    before = (out / "stage2" / "model.safetensors").stat().st_mtime_ns
+    assert run_all(quick(), out)["stages"] == json.loads(json.dumps(record["stages"]))  # every stage reused
+    assert (out / "stage2" / "model.safetensors").stat().st_mtime_ns == before
+    with pytest.raises(InputError, match="holds a run of another recipe"):
+        run_all(replace(quick(), seed=1), out)
+
+
+@pytest.mark.skipif(not (MODEL_FILE.is_file() and VAE_FILE.is_file()), reason="no bundled default model")
+def test_bundled_model_beats_copy_and_warp_on_heldout_pairs() -> None:
+    from directanimator_core.default_model.train import evaluate_heldout
+
+    torch.set_num_threads(1)
+    scores = evaluate_heldout(DEFAULT, MODEL_FILE, VAE_FILE, pairs=4)["mean"]
+    for baseline in ("copy", "warp"):
+        for metric in ("psnr", "ssim"):
+            assert scores["ours"][metric] > scores[baseline][metric], (baseline, metric, scores)
