@@ -135,7 +135,8 @@ class Same2XConfig:
 
 @dataclass(frozen=True)
 class OptimConfig:
-    """AdamW with linear warm-up then a constant rate; gradient norm clipped (0 = off)."""
+    """AdamW with linear warm-up, then a constant rate or a cosine decay over the run to
+    ``min_lr_ratio`` of ``lr`` (``decay="cosine"``); gradient norm clipped (0 = off)."""
 
     lr: float = 1e-4
     weight_decay: float = 0.0
@@ -143,6 +144,14 @@ class OptimConfig:
     eps: float = 1e-8
     warmup_steps: int = 0
     grad_clip: float = 1.0
+    decay: str = "constant"
+    min_lr_ratio: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.decay not in ("constant", "cosine"):
+            raise InputError(f'optim.decay="{self.decay}": use "constant" or "cosine"')
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise InputError(f"optim.min_lr_ratio={self.min_lr_ratio}: a fraction of lr in [0, 1]")
 
 
 @dataclass(frozen=True)

@@ -86,11 +86,16 @@ def seed_everything(seed: int, rank: int) -> None:
 
 
 # -- optimisation ------------------------------------------------------------------------------------
-def learning_rate(step: int, optim: OptimConfig) -> float:
-    """Linear warm-up over ``warmup_steps``, then constant: a pure function of the step (the scheduler)."""
-    if optim.warmup_steps <= 0:
-        return optim.lr
-    return optim.lr * min(1.0, (step + 1) / optim.warmup_steps)
+def learning_rate(step: int, optim: OptimConfig, total_steps: int) -> float:
+    """Linear warm-up over ``warmup_steps``, then constant or cosine to ``min_lr_ratio`` at ``total_steps``:
+    a pure function of the step (the scheduler), so a resumed run continues the same curve."""
+    warm = min(1.0, (step + 1) / optim.warmup_steps) if optim.warmup_steps > 0 else 1.0
+    if optim.decay == "constant":
+        return optim.lr * warm
+    span = max(total_steps - optim.warmup_steps, 1)
+    progress = min(max(step - optim.warmup_steps, 0) / span, 1.0)
+    floor = optim.min_lr_ratio
+    return optim.lr * warm * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
 def build_optimizer(model: nn.Module, optim: OptimConfig) -> torch.optim.Optimizer:
@@ -206,7 +211,7 @@ def _steps(model: nn.Module, teacher: Optional[nn.Module], optimizer: torch.opti
         batch = pending.result()
         if step + 1 < end:
             pending = reader.submit(stream.batch, step + 1, device)
-        lr = learning_rate(step, config.optim)
+        lr = learning_rate(step, config.optim, config.run.steps)
         for group in optimizer.param_groups:
             group["lr"] = lr
         losses = compute_losses(model, teacher, batch, config, device)

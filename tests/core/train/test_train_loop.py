@@ -122,3 +122,19 @@ def test_stage2_with_and_without_same2x_and_the_loss_plot(config_for, prepared_c
     assert (first.out / "loss.png").is_file()
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if not installed
     assert plot_losses([first.out / "loss.csv"], tmp_path / "none.png") is None
+
+
+def test_learning_rate_warms_up_then_decays_by_cosine_to_the_floor() -> None:
+    from directanimator_core.errors import InputError
+    from directanimator_core.train.config import OptimConfig
+    from directanimator_core.train.loop import learning_rate
+
+    cosine = OptimConfig(lr=1.0, warmup_steps=10, decay="cosine", min_lr_ratio=0.1)
+    rates = [learning_rate(step, cosine, 110) for step in range(120)]
+    assert rates[0] == pytest.approx(0.1) and rates[9] == pytest.approx(1.0)
+    assert rates[60] == pytest.approx(0.55) and rates[110] == pytest.approx(0.1) and rates[119] == pytest.approx(0.1)
+    assert all(a >= b for a, b in zip(rates[9:], rates[10:]))
+    constant = OptimConfig(lr=1.0, warmup_steps=10)
+    assert learning_rate(5, constant, 110) == pytest.approx(0.6) and learning_rate(100, constant, 110) == 1.0
+    with pytest.raises(InputError, match='use "constant" or "cosine"'):
+        OptimConfig(decay="linear")
