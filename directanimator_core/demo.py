@@ -95,6 +95,16 @@ def side_by_side(reference: np.ndarray, driver: np.ndarray, result: np.ndarray, 
     return np.concatenate([np.broadcast_to(reference, truth.shape), driver, result, truth], axis=2)
 
 
+def write_still(path: Path, video: np.ndarray, count: int = 3, scale: int = 1) -> Path:
+    """``count`` evenly spaced frames of a (F, H, W, 3) video stacked top to bottom as one PNG (a still to
+    look at without a player), enlarged ``scale`` times with nearest pixels."""
+    picks = np.linspace(0, len(video) - 1, count).round().astype(int)
+    still = np.concatenate([video[i] for i in picks], axis=0)
+    still = cv2.resize(still, (still.shape[1] * scale, still.shape[0] * scale), interpolation=cv2.INTER_NEAREST)
+    cv2.imwrite(str(path), cv2.cvtColor(still, cv2.COLOR_RGB2BGR))
+    return path
+
+
 def run(args: argparse.Namespace) -> int:
     from .default_model import MODEL_FILE, VAE_FILE
     from .default_model.evaluate import heldout_pair, run_pair, vae_ceiling
@@ -109,8 +119,9 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     write_video(out / "result.mp4", result.result)
-    write_video(out / "side_by_side.mp4", side_by_side(result.reference, result.driver, result.result, result.truth),
-                ENLARGE)
+    panels = side_by_side(result.reference, result.driver, result.result, result.truth)
+    write_video(out / "side_by_side.mp4", panels, ENLARGE)
+    write_still(out / "side_by_side.png", panels, scale=ENLARGE // 2 or 1)
     write_comfyui_inputs(out / "comfyui_input", pair.reference, pair.reference_render.person[0],
                          pair.driving.render.frames, pair.driving.render.person)
     metrics = {
@@ -124,7 +135,8 @@ def run(args: argparse.Namespace) -> int:
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
     for name, s in metrics["scores"].items():
         print(f"{name:>5}: PSNR {s['psnr']:.2f} dB  SSIM {s['ssim']:.4f}")
-    print(f"wrote {out}/result.mp4, side_by_side.mp4 (reference | driver | result | truth), metrics.json")
+    print(f"wrote {out}/result.mp4, side_by_side.mp4 (reference | driver | result | truth), side_by_side.png "
+          "(first, middle, last frame), metrics.json")
     return 0
 
 

@@ -40,6 +40,10 @@ def test_demo_writes_videos_and_finite_scores(tmp_path) -> None:
     side = read_video(tmp_path / "a" / "side_by_side.mp4")
     result = read_video(tmp_path / "a" / "result.mp4")
     assert side.shape[2] == 4 * side.shape[1] and side.shape[1] == 4 * result.shape[1]  # 4 panels, enlarged 4x
+    still = cv2.imread(str(tmp_path / "a" / "side_by_side.png"))
+    assert still.shape == (3 * 2 * result.shape[1], 4 * 2 * result.shape[2], 3)  # first, middle, last; 2x
+    first = cv2.resize(side[0], None, fx=0.5, fy=0.5, interpolation=cv2.INTER_NEAREST)  # the video is lossy
+    assert np.abs(still[:2 * result.shape[1]].astype(int) - first).mean() < 12
     assert set(metrics["scores"]) == {"ours", "copy", "warp"}
     values = [v for s in metrics["scores"].values() for v in s.values()] + list(metrics["vae_ceiling"].values())
     assert all(np.isfinite(values))
