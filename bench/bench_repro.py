@@ -2,6 +2,9 @@
 SSIM against the exact ground truth (synthetic world, default_model/).
 
     python bench/bench_repro.py --run out/default_model [--pairs 8] [--steps 20] [--rows s2x pose face location lowpass]
+                                [--figure PNG]
+
+Rows may run as separate processes side by side (one --rows each): they merge into one table.json.
 
 Rows (each a short training run beside the default run, in RUN/repro/<row>/, reusing its VAE):
     default    the default model itself (stage 2 with L_S2X), and the copy / warp baselines
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import fcntl
 import json
 import logging
 import shutil
@@ -86,6 +90,24 @@ def steps_to_reach(loss_csv: Path, target: float, column: str = "denoise", windo
     return None
 
 
+ROW_LABELS = {"s2x": "stage 2 without L_S2X", "pose": "pose cue = skeleton map", "face": "without face cue",
+              "location": "without location cue", "lowpass": "without low-pass"}
+ROW_ORDER = ["ours (stage 2, L_S2X)", "copy the reference", "warp the reference", *ROW_LABELS.values()]
+
+
+def no_s2x_row(run: Path, recipe: Recipe, vae_file: Path, args: argparse.Namespace, table: dict) -> dict:
+    """Train and score stage 2 with λ = 0 (into ``table``); returns the steps-to-same-loss note."""
+    model = train_no_s2x(run, recipe)
+    table[ROW_LABELS["s2x"]] = evaluate(model / "model.safetensors", vae_file, recipe, args.pairs, args.steps)["ours"]
+    with open(model / "loss.csv", newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    target = float(np.mean([float(r["denoise"]) for r in rows[-5:]]))
+    with_s2x = steps_to_reach(run / "stage2" / "loss.csv", target)
+    without = steps_to_reach(model / "loss.csv", target)
+    return {"target_denoise_loss": target, "steps_with_s2x": with_s2x, "steps_without": without,
+            "speed_up": (without / with_s2x) if with_s2x and without else None}
+
+
 def evaluate(model_file: Path, vae_file: Path, recipe: Recipe, pairs: int, steps: int) -> dict:
     """Mean scores over the held-out pairs for one model (and the baselines)."""
     model = load_model(model_file, compute_dtype=torch.float32).eval()
@@ -107,51 +129,97 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--steps", type=int, default=20, help="sampling steps")
     parser.add_argument("--rows", nargs="*", default=["s2x", "pose", "face", "location", "lowpass"],
                         choices=["s2x", *CUE_ROWS], help="extra rows to train and score")
+    parser.add_argument("--figure", default=None, help="PNG of the table and stage-2 losses (default RUN/repro/table.png)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     run = Path(args.run)
     recipe = recipe_of(run)
     torch.set_num_threads(recipe.threads)
     vae_file = run / "vae.safetensors"
-    default = evaluate(run / "stage2" / "model.safetensors", vae_file, recipe, args.pairs, args.steps)
-    table = {"ours (stage 2, L_S2X)": default["ours"], "copy the reference": default["copy"],
-             "warp the reference": default["warp"]}
-    notes = {}
-    for row in args.rows:
+    table, notes = {}, {}
+    for row in args.rows:  # first: the cue rows need only the default run's VAE, so they can start early
         start = time.time()
         if row == "s2x":
-            model = train_no_s2x(run, recipe)
-            table["stage 2 without L_S2X"] = evaluate(model / "model.safetensors", vae_file, recipe, args.pairs,
-                                                      args.steps)["ours"]
-            with open(model / "loss.csv", newline="", encoding="utf-8") as handle:
-                rows = list(csv.DictReader(handle))
-            target = float(np.mean([float(r["denoise"]) for r in rows[-5:]]))
-            with_s2x = steps_to_reach(run / "stage2" / "loss.csv", target)
-            without = steps_to_reach(model / "loss.csv", target)
-            notes["s2x"] = {"target_denoise_loss": target, "steps_with_s2x": with_s2x, "steps_without": without,
-                            "speed_up": (without / with_s2x) if with_s2x and without else None}
+            notes["s2x"] = no_s2x_row(run, recipe, vae_file, args, table)
         else:
             model = train_cue_row(run, recipe, row)
             variant = replace(recipe, **CUE_ROWS[row])
-            label = {"pose": "pose cue = skeleton map", "face": "without face cue",
-                     "location": "without location cue", "lowpass": "without low-pass"}[row]
-            table[label] = evaluate(model / "model.safetensors", vae_file, variant, args.pairs, args.steps)["ours"]
+            table[ROW_LABELS[row]] = evaluate(model / "model.safetensors", vae_file, variant, args.pairs,
+                                              args.steps)["ours"]
         log.info("row %s took %.0f s: %s", row, time.time() - start, list(table.items())[-1])
         save(run, args, table, notes)  # after every row, so an interrupted bench keeps what it measured
+    default = evaluate(run / "stage2" / "model.safetensors", vae_file, recipe, args.pairs, args.steps)
+    table |= {"ours (stage 2, L_S2X)": default["ours"], "copy the reference": default["copy"],
+              "warp the reference": default["warp"]}
+    merged = save(run, args, table, notes)
+    table, notes = merged["table"], merged["notes"]
     print_table(table)
     if "s2x" in notes:
         n = notes["s2x"]
         print(f"\nstage 2, denoising loss {n['target_denoise_loss']:.4f} (where λ = 0 ends): reached at step "
               f"{n['steps_with_s2x']} with L_S2X, {n['steps_without']} without -> speed-up {n['speed_up']}")
     save(run, args, table, notes)
+    figure = draw_figure(run, Path(args.figure) if args.figure else run / "repro" / "table.png")
+    if figure is not None:
+        print(f"figure: {figure}")
     return 0
 
 
-def save(run: Path, args: argparse.Namespace, table: dict, notes: dict) -> Path:
+def draw_figure(run: Path, png: Path) -> Optional[Path]:
+    """RUN/repro/table.json and the stage-2 loss logs as one PNG: PSNR and SSIM per row (the baselines as
+    lines), and stage 2's denoising loss with and without L_S2X. None without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log.warning("matplotlib is not installed: no figure drawn (the table is in %s)", run / "repro" / "table.json")
+        return None
+    from directanimator_core.train.plot import series, smooth
+
+    saved = json.loads((run / "repro" / "table.json").read_text())
+    rows = {k: v for k, v in saved["table"].items() if not k.endswith("the reference")}
+    baselines = {k: v for k, v in saved["table"].items() if k.endswith("the reference")}
+    figure, axes = plt.subplots(1, 3, figsize=(16, 4.2))
+    for ax, metric in zip(axes[:2], ("psnr", "ssim")):
+        ax.barh(list(rows)[::-1], [r[metric] for r in rows.values()][::-1], color="tab:blue")
+        for (name, score), style in zip(baselines.items(), ("--", ":")):
+            ax.axvline(score[metric], color="tab:red", linestyle=style, label=name)
+        values = [r[metric] for r in saved["table"].values()]
+        span = max(values) - min(values)
+        ax.set(xlim=(min(values) - span, max(values) + 0.3 * span),
+               title=f"{metric.upper()} on {saved['pairs']} held-out cross-ID pairs")
+        ax.legend(fontsize=8, loc="lower right")
+    logs = [p for p in (run / "stage2" / "loss.csv", run / "repro" / "s2x" / "stage2" / "loss.csv") if p.is_file()]
+    for (_stage, label), (steps, values) in series(logs).items():
+        axes[2].plot(steps, smooth(values), label=label.split(": ", 1)[1])
+    axes[2].set(title="stage 2 denoising loss (smoothed)", xlabel="step", yscale="log")
+    axes[2].legend(fontsize=8)
+    figure.tight_layout()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(png, dpi=90)
+    plt.close(figure)
+    return png
+
+
+def save(run: Path, args: argparse.Namespace, table: dict, notes: dict) -> dict:
+    """Merge this invocation's rows into RUN/repro/table.json (under a lock, written atomically), so rows
+    run as separate processes side by side (one --rows each) build one table. Returns the merged table."""
     path = run / "repro" / "table.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"pairs": args.pairs, "steps": args.steps, "table": table, "notes": notes}, indent=1))
-    return path
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        old = json.loads(path.read_text()) if path.is_file() else {}
+        same = old.get("pairs") == args.pairs and old.get("steps") == args.steps
+        merged = {"pairs": args.pairs, "steps": args.steps,
+                  "table": (old.get("table", {}) if same else {}) | table,
+                  "notes": (old.get("notes", {}) if same else {}) | notes}
+        merged["table"] = dict(sorted(merged["table"].items(), key=lambda item: ROW_ORDER.index(item[0])))
+        partial = path.with_suffix(".json.partial")
+        partial.write_text(json.dumps(merged, indent=1))
+        partial.replace(path)
+    return merged
 
 
 if __name__ == "__main__":
