@@ -5,14 +5,14 @@ seeds, pair seeds and every identity, motion and scene seed derived from them (d
 their parent's parity), so no held-out identity, motion or scene can ever appear in training.
 ``split_seed("heldout", i)`` gives the i-th held-out seed.
 
-A cross-ID pair (PAPER.md §3) is: a reference frame of identity A, a driving clip of identity B
-performing motion M, and the ground truth A performing M, in A's scene, the clip a perfect animator
-would produce from that reference and that driver.
+A cross-ID pair (PAPER.md §3) is: a reference frame of identity A (in a pose of its own, standing where
+M starts), a driving clip of identity B performing motion M, and the ground truth A performing M, in
+A's scene, the clip a perfect animator would produce from that reference and that driver.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional
 
 import numpy as np
@@ -116,7 +116,11 @@ def cross_id_pair(seed: int, frames: int = 17, height: int = 128, width: int = 1
     identity_a, identity_b = sample_identity(a), sample_identity(b)
     motion = sample_motion(m, frames, kind)
     scene_a, scene_b = sample_scene(a), sample_scene(b)
-    rest = sample_motion(derived_seed(seed, 4), 1, "smooth")  # A's own pose for the reference picture
+    # A's own pose for the reference picture, standing where M starts: an animator places the motion where
+    # the reference person stands (the location cue is aligned to the reference's body), so a truth that
+    # started elsewhere would score every animator for a move it was never asked to make.
+    rest = replace(sample_motion(derived_seed(seed, 4), 1, "smooth"), root_x=motion.root_x[:1].copy(),
+                   bounce=motion.bounce[:1].copy())
     reference = render(identity_a, rest, scene_a, height, width)
     return CrossPair(
         reference=reference.frames[0],

@@ -92,3 +92,12 @@ def test_skeleton_map_leaves_out_invisible_joints() -> None:
     assert (all_ != some).any()
     with pytest.raises(InputError, match=r"\(F, 18, 2\)"):
         draw_skeleton(r.joints[..., :1], SIZE, SIZE)
+
+
+def test_cross_pair_reference_stands_where_the_motion_starts_in_a_pose_of_its_own() -> None:
+    for seed in (21, 23, 25):
+        pair = cross_id_pair(seed, 3, SIZE, SIZE)
+        reference, truth = pair.reference_render.joints[0], pair.truth.render.joints[0]
+        pelvis = lambda joints: joints[[8, 11]].mean(0)  # noqa: E731 - the two hips
+        assert np.abs(pelvis(reference)[0] - pelvis(truth)[0]) < 0.03 * SIZE  # same place
+        assert np.abs(reference - truth).max() > 2  # another pose
