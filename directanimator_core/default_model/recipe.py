@@ -25,29 +25,32 @@ class Recipe:
     frames: int = 17  # 4n + 1 (5 latent frames)
     # VAE (Wan VAE architecture, width vae_dim; z 16 so Wan's latent normalisation applies)
     vae_dim: int = 16
-    vae_clips: int = 64  # training clips whose frames the VAE sees
-    vae_image_steps: int = 2000  # phase 1: single frames (the causal first-frame path; 5x cheaper)
-    vae_image_batch: int = 8
-    vae_steps: int = 250  # phase 2: clips of vae_window frames (trains the temporal layers too)
+    vae_clips: int = 160  # training clips whose frames the VAE sees
+    vae_image_steps: int = 5000  # phase 1: single frames (the causal first-frame path; 5x cheaper)
+    vae_image_batch: int = 4
+    vae_image_crop: int = 64  # whole frames: the figure and the scene in one view
+    vae_steps: int = 500  # phase 2: clips of vae_window frames (trains the temporal layers too)
     vae_batch: int = 4
     vae_window: int = 5  # pixel frames per VAE training clip (1 + 4: the causal first frame and one chunk)
     vae_clip_steps: int = 100  # phase 3 (fresh optimizer, vae_clip_lr): whole clips of ``frames`` frames, so the
-    vae_clip_lr: float = 3e-4  # causal cache across chunks is trained (frames after the first chunk)
+    vae_clip_lr: float = 1.5e-4  # causal cache across chunks is trained (frames after the first chunk)
     vae_crop: int = 32  # square crops (the VAE is convolutional; attention only at 1/8 scale)
-    vae_lr: float = 1.5e-3
+    vae_lr: float = 5e-4
     # DirectAnimator (Wan DiT image-to-video layout + CueFusion)
     dim: int = 128
     ffn_dim: int = 256
     num_layers: int = 4
     num_heads: int = 2
+    patch: int = 1  # spatial patch of the DiT (Wan's is 2); 1: a token per latent pixel (8x8 latents are small)
     text_dim: int = 32
     same2x_depth: int = 2
-    same_id_clips: int = 32
-    cross_id_pairs: int = 16
-    stage1_steps: int = 800
-    stage2_steps: int = 400
+    same_id_clips: int = 192
+    cross_id_pairs: int = 48
+    stage1_steps: int = 3000
+    stage2_steps: int = 600
     batch_size: int = 4
-    lr: float = 5e-4
+    lr: float = 5e-4  # warm-up, then cosine to a tenth (train.config.OptimConfig)
+    ema: float = 0.999  # the exported weights are this EMA of the trained ones
     same2x_weight: float = 0.5
     timestep_shift: float = 3.0
     # cues
@@ -61,7 +64,8 @@ class Recipe:
 
     def backbone_config(self) -> BackboneConfig:
         return BackboneConfig(dim=self.dim, ffn_dim=self.ffn_dim, num_layers=self.num_layers,
-                              num_heads=self.num_heads, in_dim=36, out_dim=16, text_dim=self.text_dim)
+                              num_heads=self.num_heads, in_dim=36, out_dim=16, text_dim=self.text_dim,
+                              patch_size=(1, self.patch, self.patch))
 
     def cuefusion_config(self) -> CueFusionConfig:
         return CueFusionConfig(same2x_depth=self.same2x_depth)
@@ -76,5 +80,5 @@ DEFAULT = Recipe()
 def quick(recipe: Recipe = DEFAULT) -> Recipe:
     """A much shorter run of the same recipe (tests, smoke checks): a few clips and steps."""
     return replace(recipe, vae_clips=2, vae_image_steps=2, vae_image_batch=1, vae_steps=2, vae_batch=1, vae_clip_steps=1,
-                   vae_crop=16, same_id_clips=2, cross_id_pairs=2, stage1_steps=2, stage2_steps=2, batch_size=1,
+                   vae_crop=16, vae_image_crop=16, same_id_clips=2, cross_id_pairs=2, stage1_steps=2, stage2_steps=2, batch_size=1,
                    dim=32, ffn_dim=64, num_layers=2, same2x_depth=1)

@@ -41,10 +41,16 @@ def train_config(recipe: Recipe, out: Path, stage: int) -> TrainConfig:
         model=ModelConfig(backbone=str(backbone), train="full", num_heads=recipe.num_heads),
         same2x=Same2XConfig(stage=stage, depth=recipe.same2x_depth, weight=recipe.same2x_weight,
                             teacher_dtype="fp32"),
-        optim=OptimConfig(lr=recipe.lr, warmup_steps=min(50, steps), grad_clip=1.0),
+        optim=OptimConfig(lr=recipe.lr, warmup_steps=min(50, steps), grad_clip=1.0, decay="cosine"),
         run=RunConfig(out=str(out / f"stage{stage}"), seed=recipe.seed, steps=steps, batch_size=recipe.batch_size,
                       timestep_shift=recipe.timestep_shift, precision="fp32", checkpoint_every=max(steps // 2, 1),
-                      keep_checkpoints=1, log_every=10, device="cpu"))
+                      keep_checkpoints=1, log_every=10, device="cpu", ema=ema_decay(recipe.ema, steps)))
+
+
+def ema_decay(decay: float, steps: int) -> float:
+    """``decay``, shortened so the EMA's span (1 / (1 - decay) steps) is at most a tenth of a ``steps``-step
+    stage (else the export would still be mostly the stage's starting weights); 0 (off) for tiny runs."""
+    return max(0.0, min(decay, 1.0 - 10.0 / steps))
 
 
 def write_base(recipe: Recipe, path: Path) -> Path:

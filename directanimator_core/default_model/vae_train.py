@@ -1,6 +1,8 @@
 """The small VAE: the Wan 2.1 VAE architecture at width 16, trained on synthetic frames.
 
-Two phases: single frames first (the causal first-frame path, five times cheaper, where the spatial
+The network starts as a pass-through (vae_init.py: average pooling in, nearest upsampling out), because
+from PyTorch's default start it falls into decoding the mean picture and never leaves. Two phases:
+single frames first (the causal first-frame path, five times cheaper, where the spatial
 layers learn), then clips of ``vae_window`` frames (the causal first frame and one 4-frame chunk, the
 unit the VAE streams in, so longer clips decode the same way). Loss:
     L1 + MSE of the reconstruction, decoded from the latent mean plus a little noise (so the decoder
@@ -24,11 +26,14 @@ from safetensors.torch import save_file
 from ..models.vae import WanVAE, build_vae, denormalize_latents, normalize_latents
 from ..synth import same_id_clip, split_seed
 from .recipe import Recipe
+from .vae_init import passthrough_init
 
 log = logging.getLogger(__name__)
 
-LATENT_NOISE = 0.05  # std of the noise added to normalised latents before decoding, in training
+LATENT_NOISE = 0.1  # std of the noise added to normalised latents before decoding, in training
 STATS_WEIGHT = 0.02
+WARMUP_STEPS = 50
+INIT_BATCH = 32  # pictures the pass-through start fits its heads on (vae_init.py)
 
 
 def training_frames(recipe: Recipe) -> np.ndarray:
@@ -39,8 +44,8 @@ def training_frames(recipe: Recipe) -> np.ndarray:
 
 
 def draw_batch(frames: np.ndarray, recipe: Recipe, generator: torch.Generator, window: int,
-               batch: int) -> torch.Tensor:
-    """A batch of random ``window``-frame windows, cropped to ``vae_crop``: (B, 3, f, c, c) in [-1, 1].
+               batch: int, crop: Optional[int] = None) -> torch.Tensor:
+    """A batch of random ``window``-frame windows, cropped to ``crop`` (default ``vae_crop``): (B, 3, f, c, c) in [-1, 1].
 
     Args:
         frames: (N, F, H, W, 3) uint8 training frames.
@@ -48,9 +53,10 @@ def draw_batch(frames: np.ndarray, recipe: Recipe, generator: torch.Generator, w
         generator: draws clips, start frames and crop corners.
         window: frames per window (1 or 4n + 1).
         batch: windows in the batch.
+        crop: square crop side.
     """
     count, length, height, width = frames.shape[:4]
-    crop = recipe.vae_crop
+    crop = crop or recipe.vae_crop
     clips = torch.randint(count, (batch,), generator=generator).tolist()
     starts = torch.randint(length - window + 1, (batch,), generator=generator).tolist()
     tops = torch.randint(height - crop + 1, (batch,), generator=generator).tolist()
@@ -87,15 +93,19 @@ def train_vae(recipe: Recipe, log_step: Optional[Callable[[int, dict], None]] = 
     torch.manual_seed(recipe.seed)
     generator = torch.Generator().manual_seed(recipe.seed)
     frames = training_frames(recipe)
-    vae = build_vae(recipe.vae_config()).train()
+    vae = build_vae(recipe.vae_config())
+    passthrough_init(vae, draw_batch(frames, recipe, generator, 1, INIT_BATCH, crop=recipe.vae_image_crop))
+    vae.train()
     optimizer = torch.optim.AdamW(vae.parameters(), lr=recipe.vae_lr, weight_decay=0.0)
     total = recipe.vae_image_steps + recipe.vae_steps
     for step in range(total):
-        for group in optimizer.param_groups:  # cosine decay to a tenth over the run
-            group["lr"] = recipe.vae_lr * (0.55 + 0.45 * np.cos(np.pi * step / max(total, 1)))
+        for group in optimizer.param_groups:  # warm-up, then cosine decay to a tenth over the run
+            warm = min(1.0, (step + 1) / WARMUP_STEPS)
+            group["lr"] = recipe.vae_lr * warm * (0.55 + 0.45 * np.cos(np.pi * step / max(total, 1)))
         images = step < recipe.vae_image_steps
         video = draw_batch(frames, recipe, generator, 1 if images else recipe.vae_window,
-                           recipe.vae_image_batch if images else recipe.vae_batch)
+                           recipe.vae_image_batch if images else recipe.vae_batch,
+                           crop=recipe.vae_image_crop if images else None)
         losses = vae_losses(vae, video, generator)
         optimizer.zero_grad(set_to_none=True)
         losses["loss"].backward()
