@@ -158,7 +158,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         n = notes["s2x"]
         print(f"\nstage 2, denoising loss {n['target_denoise_loss']:.4f} (where λ = 0 ends): reached at step "
               f"{n['steps_with_s2x']} with L_S2X, {n['steps_without']} without -> speed-up {n['speed_up']}")
-    save(run, args, table, notes)
     figure = draw_figure(run, Path(args.figure) if args.figure else run / "repro" / "table.png")
     if figure is not None:
         print(f"figure: {figure}")

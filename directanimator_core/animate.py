@@ -27,7 +27,7 @@ from .cues.triplet import CueTriplet
 from .errors import InputError
 from .models.conditioning import Conditioning, CueLatents
 from .models.config import BackboneConfig
-from .models.cue_embed import pack_mask
+from .models.cue_embed import pack_uint8_mask
 from .models.vae import (
     SPACE_STRIDE, TIME_STRIDE, FrameReader, WanVAE, decode_tiled, denormalize_latents, latent_frames,
     normalize_latents)
@@ -136,19 +136,11 @@ def reference_reader(reference: torch.Tensor, height: int, width: int) -> FrameR
     return read
 
 
-def packed_location(mask: np.ndarray, chunk: int = 16) -> torch.Tensor:
-    """(F, H, W) uint8 location mask -> pack_mask's (1, 4, T, H/8, W/8), pooled ``chunk`` frames at a time:
-    a float copy of a whole 81-frame 832x480 mask would be 130 MB, the pooled one is 1/64 of that."""
-    small = [F.avg_pool2d(torch.from_numpy(np.ascontiguousarray(mask[i:i + chunk]))[:, None].float() / 255.0,
-                          SPACE_STRIDE) for i in range(0, len(mask), chunk)]
-    return pack_mask(torch.cat(small)[None, :, 0], space_stride=1)
-
-
 def encode_cues(vae: WanVAE, triplet: CueTriplet, size: tuple[int, int],
                 should_stop: Optional[StopCheck] = None) -> CueLatents:
     """The triplet in latent space: pose and face videos through the VAE, location masks packed."""
     frames = triplet.num_frames
-    masks = [packed_location(m) for m in (triplet.body_mask, triplet.face_mask)]
+    masks = [pack_uint8_mask(m) for m in (triplet.body_mask, triplet.face_mask)]
     return CueLatents(pose=encode_latents(vae, uint8_reader(triplet.pose), frames, should_stop),
                       face=encode_latents(vae, uint8_reader(triplet.face, size), frames, should_stop),  # zoomed
                       pose_mask=masks[0], face_mask=masks[1])

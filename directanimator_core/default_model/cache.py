@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from ..cues.triplet import CueTriplet
-from ..models.cue_embed import pack_mask
+from ..models.cue_embed import pack_uint8_mask
 from ..models.vae import WanVAE, normalize_latents
 from ..synth import cross_id_pair, same_id_clip, split_seed
 from ..train.cache import (FORMAT, POSE_BACKGROUND, checksum, entry_path, file_identity, fingerprint,
@@ -95,8 +95,7 @@ class EntryWriter:
         refs = iter(encode_many(self.vae, [reference_video(ref, frames_count) for r in targets for ref in r[3]]))
         blank = encode_many(self.vae, [np.full_like(self.rows[0][1], POSE_BACKGROUND)])[0]
         for name, _frames, triplet, references, target in self.rows:
-            masks = torch.from_numpy(np.stack([triplet.body_mask, triplet.face_mask])).float() / 255
-            packed = pack_mask(masks)  # (2, M, T, h, w)
+            packed = torch.cat([pack_uint8_mask(m) for m in (triplet.body_mask, triplet.face_mask)])  # (2, M, T, h, w)
             tensors = {"pose": next(poses), "face": next(faces), "blank_pose": blank,
                        "pose_mask": packed[0].contiguous(), "face_mask": packed[1].contiguous(),
                        "pose_quality": latent_quality(triplet.quality)}

@@ -18,25 +18,28 @@ Training then adds what average pooling loses. The weights keep Wan's layout; on
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import nn
 
-from ..models.vae import (
-    AttentionBlock, CausalCache, Resample, ResidualBlock, WanVAE, denormalize_latents, normalize_latents)
+from ..models.vae import AttentionBlock, Resample, ResidualBlock, WanVAE, denormalize_latents, normalize_latents
 
 CONSTANT = 2.0  # the constant channel (3) the first convolutions add
 HEAD_NORM_GAIN = 0.25  # RMS-norm gain before each head's SiLU: keeps the SiLU near its linear part
 
 
-def _copy_channels(conv: nn.Module, taps: list[tuple[int, ...]], gain: float = 1.0, offset: int = 0) -> None:
-    """Zero ``conv`` and let output channel ``offset + i`` copy input channel i through ``taps`` (kernel indices)."""
+def _copy_channels(conv: nn.Module, taps: list[tuple[int, ...]], offsets: tuple[int, ...] = (0,)) -> None:
+    """Zero ``conv`` and let output channel ``offset + i`` (for each offset) copy input channel i, averaged
+    over ``taps`` (kernel indices)."""
     with torch.no_grad():
         conv.weight.zero_()
         if conv.bias is not None:
             conv.bias.zero_()
-        for i in range(min(conv.in_channels, conv.out_channels - offset)):
-            for tap in taps:
-                conv.weight[(offset + i, i, *tap)] = gain / len(taps)
+        for offset in offsets:
+            for i in range(min(conv.in_channels, conv.out_channels - offset)):
+                for tap in taps:
+                    conv.weight[(offset + i, i, *tap)] = 1.0 / len(taps)
 
 
 def _last_centre(conv: nn.Module) -> tuple[int, ...]:
@@ -63,11 +66,7 @@ def _init_block(module: nn.Module) -> None:
         if module.mode == "downsample3d":  # (previous, pair) -> the pair's mean
             _copy_channels(module.time_conv, [(1, 0, 0), (2, 0, 0)])
         elif module.mode == "upsample3d":  # both frames of a doubled pair copy the current frame
-            _copy_channels(module.time_conv, [(2, 0, 0)])
-            dim = module.time_conv.in_channels
-            with torch.no_grad():
-                for i in range(dim):
-                    module.time_conv.weight[dim + i, i, 2, 0, 0] = 1.0
+            _copy_channels(module.time_conv, [(2, 0, 0)], offsets=(0, module.time_conv.in_channels))
 
 
 def _first_conv(conv: nn.Module, channels: int) -> None:
@@ -77,9 +76,16 @@ def _first_conv(conv: nn.Module, channels: int) -> None:
         conv.bias[channels] = CONSTANT
 
 
-def _features(head: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
-    """The head's input to its last convolution (norm, SiLU) at the centre taps: (N, C) rows."""
-    return head[1](head[0](x)).transpose(0, 1).flatten(1).T
+def _head_input(conv: nn.Module, run: Callable[[], object]) -> torch.Tensor:
+    """What the head convolution ``conv`` receives (after its norm and SiLU) while ``run()`` runs the
+    model's own forward: (N, C) rows, one per pixel."""
+    seen: list[torch.Tensor] = []
+    handle = conv.register_forward_pre_hook(lambda _module, args: seen.append(args[0]))
+    try:
+        run()
+    finally:
+        handle.remove()
+    return torch.cat(seen, dim=2).transpose(0, 1).flatten(1).T
 
 
 def _fit_head(conv: nn.Module, features: torch.Tensor, targets: torch.Tensor) -> None:
@@ -110,27 +116,16 @@ def passthrough_init(vae: WanVAE, images: torch.Tensor) -> WanVAE:
     _copy_channels(vae.conv2, [(0, 0, 0)])
     _first_conv(vae.decoder.conv1, 3)
     with torch.no_grad():
+        # latent channels 0-2: the pooled picture at unit scale; the rest (and the log-variance) zero
         pooled = nn.functional.avg_pool3d(images, (1, 8, 8))  # (B, 3, 1, h, w)
-        encoder = vae.encoder
-        x, cache = encoder.conv1(images), CausalCache()
-        for part in (encoder.downsamples, encoder.middle):
-            for layer in part:
-                x = layer(x, cache) if not isinstance(layer, AttentionBlock) else layer(x)
-        # latent channels 0-2: the pooled picture, normalised to unit scale; the rest (and log-variance) zero
         target = torch.zeros(pooled.shape[0], vae.config.z_dim, *pooled.shape[2:])
         target[:, :3] = pooled / pooled.std()
-        raw = denormalize_latents(target)
-        _fit_head(encoder.head[2], _features(encoder.head, x), raw.transpose(0, 1).flatten(1).T)
-        decoded = _decoder_features(vae, normalize_latents(vae.encode(images, chunk_frames=None)))
-        _fit_head(vae.decoder.head[2], _features(vae.decoder.head, decoded), images.transpose(0, 1).flatten(1).T)
+        encoder_head = vae.encoder.head[2]
+        features = _head_input(encoder_head, lambda: vae.encode(images, chunk_frames=None))
+        _fit_head(encoder_head, features, denormalize_latents(target).transpose(0, 1).flatten(1).T)
+        latents = denormalize_latents(normalize_latents(vae.encode(images, chunk_frames=None)))  # as training decodes
+        decoder_head = vae.decoder.head[2]
+        features = _head_input(decoder_head, lambda: vae.decode(latents, chunk_latents=None))
+        _fit_head(decoder_head, features, images.transpose(0, 1).flatten(1).T)
     return vae
 
-
-def _decoder_features(vae: WanVAE, latent: torch.Tensor) -> torch.Tensor:
-    """The decoder's stream before its head, for normalised latents."""
-    decoder, cache = vae.decoder, CausalCache()
-    x = decoder.conv1(vae.conv2(denormalize_latents(latent)), cache)
-    for part in (decoder.middle, decoder.upsamples):
-        for layer in part:
-            x = layer(x, cache) if not isinstance(layer, AttentionBlock) else layer(x)
-    return x

@@ -7,6 +7,7 @@ token lines up with one video token and can be added to it.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from einops import rearrange
@@ -56,3 +57,16 @@ def pack_mask(mask: torch.Tensor, time_stride: int = WAN_TIME_STRIDE, space_stri
     small = F.avg_pool2d(mask.float().reshape(b * frames, 1, h, w), space_stride).reshape(b, frames, h // space_stride, -1)
     padded = torch.cat([small[:, :1].expand(-1, time_stride - 1, -1, -1), small], dim=1)  # (B, F + 3, h, w)
     return rearrange(padded, "b (t k) h w -> b k t h w", k=time_stride)
+
+
+def pack_uint8_mask(mask: np.ndarray, chunk: int = 16) -> torch.Tensor:
+    """(F, H, W) uint8 location mask (0..255) -> :func:`pack_mask`'s (1, time_stride, T, H/8, W/8), pooled
+    ``chunk`` frames at a time: a float copy of a whole 81-frame 832x480 mask would be 130 MB, the pooled
+    one is 1/64 of that."""
+    frames, height, width = mask.shape
+    if height % WAN_SPACE_STRIDE or width % WAN_SPACE_STRIDE:
+        raise InputError(f"mask of {height}x{width} does not map onto the latent grid: use sides that are "
+                         f"multiples of {WAN_SPACE_STRIDE}")
+    small = [F.avg_pool2d(torch.from_numpy(np.ascontiguousarray(mask[i:i + chunk]))[:, None].float() / 255.0,
+                          WAN_SPACE_STRIDE) for i in range(0, frames, chunk)]
+    return pack_mask(torch.cat(small)[None, :, 0], space_stride=1)

@@ -37,7 +37,7 @@ from safetensors.torch import save_file
 from ..cues.config import CueConfig
 from ..cues.triplet import build_triplet
 from ..errors import InputError
-from ..models.cue_embed import pack_mask
+from ..models.cue_embed import pack_uint8_mask
 from ..models.vae import WanVAE, normalize_latents
 from .config import DataConfig
 
@@ -304,8 +304,7 @@ def build_entry(clip: Path, config: DataConfig, vae: WanVAE, cue_config: CueConf
     """
     frames = read_clip(clip, config.frames, config.height, config.width)
     triplet = build_triplet(frames, cue_config)
-    masks = torch.from_numpy(np.stack([triplet.body_mask, triplet.face_mask])).float() / 255  # (2, F, H, W)
-    packed = pack_mask(masks)  # (2, M, T, h, w)
+    packed = torch.cat([pack_uint8_mask(m) for m in (triplet.body_mask, triplet.face_mask)])  # (2, M, T, h, w)
     tensors = {
         "latent": encode_video(vae, frames),
         "pose": encode_video(vae, triplet.pose),

@@ -159,12 +159,3 @@ def test_a_text_to_video_backbone_is_refused(parts) -> None:
     with pytest.raises(InputError, match="no image input"):
         animate(parts["reference"], tiny_triplet(), t2v, parts["vae"], CONFIG)
 
-
-def test_location_masks_pooled_in_chunks_equal_packing_the_whole_mask() -> None:
-    from directanimator_core.animate import packed_location
-    from directanimator_core.models.cue_embed import pack_mask
-
-    mask = np.random.default_rng(0).integers(0, 256, (37, 24, 40), dtype=np.uint8)
-    whole = pack_mask(torch.from_numpy(mask)[None].float() / 255.0)
-    assert packed_location(mask, chunk=5).shape == whole.shape == (1, 4, 10, 3, 5)
-    torch.testing.assert_close(packed_location(mask, chunk=5), whole)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors import safe_open
@@ -185,3 +186,14 @@ def test_wrong_files_are_refused_naming_expected_and_found(tmp_path: Path) -> No
     fresh = load_model(base, new_adapter=CUES, compute_dtype=torch.float32, num_heads=2)
     case = tiny_inputs(model.backbone.config)
     assert torch.equal(run_ours(fresh, case, cues=make_cues(case)), run_ours(fresh.backbone, case))
+
+
+def test_uint8_masks_pooled_in_chunks_equal_packing_the_whole_float_mask() -> None:
+    from directanimator_core.models.cue_embed import pack_uint8_mask
+
+    mask = np.random.default_rng(0).integers(0, 256, (37, 24, 40), dtype=np.uint8)
+    whole = pack_mask(torch.from_numpy(mask)[None].float() / 255.0)
+    assert pack_uint8_mask(mask, chunk=5).shape == whole.shape == (1, 4, 10, 3, 5)
+    torch.testing.assert_close(pack_uint8_mask(mask, chunk=5), whole)
+    with pytest.raises(InputError, match="multiples of 8"):
+        pack_uint8_mask(mask[:, :20])

@@ -76,6 +76,14 @@ def test_quick_run_trains_resumes_and_guards_its_folder(tmp_path) -> None:
         run_all(replace(quick(), seed=1), out)
 
 
+def test_ema_spans_at_most_a_tenth_of_a_stage_and_is_off_for_tiny_runs() -> None:
+    from directanimator_core.default_model.same2x_run import ema_decay
+
+    assert ema_decay(0.999, 3000) == pytest.approx(1 - 10 / 3000)  # span 300 steps, not 1,000
+    assert ema_decay(0.999, 100_000) == 0.999
+    assert ema_decay(0.999, 2) == 0.0
+
+
 @pytest.mark.skipif(not (MODEL_FILE.is_file() and VAE_FILE.is_file()), reason="no bundled default model")
 def test_bundled_model_beats_copy_and_warp_on_heldout_pairs() -> None:
     from directanimator_core.default_model.train import evaluate_heldout
