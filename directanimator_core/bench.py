@@ -38,6 +38,9 @@ TARGETS: dict[str, Target] = {
                     "stage 1 vs 2", "bench_train.py"),
     "same2x": Target("Same2X on a toy: stage-2 loss with and without L_S2X, loss-curve plot", "bench_same2x.py"),
     "synth": Target("synthetic-world rendering speed and a contact sheet", "bench_synth.py"),
+    "driven": Target("is the bundled model driven? held-out pairs with own, another driver's and blank cues: "
+                     "whole-frame and figure-region PSNR/SSIM, figure IoU", "bench_driven.py"),
+    "levers": Target("short default-model runs, one recipe change each, scored for driven-ness", "bench_levers.py"),
     "repro": Target("the reproduction table on held-out synthetic cross-ID pairs (PSNR, SSIM)", "bench_repro.py"),
 }
 

@@ -75,12 +75,13 @@ class EntryWriter:
     def __init__(self, config: DataConfig, recipe: Recipe, vae: WanVAE, vae_file: Path) -> None:
         self.config, self.recipe, self.vae = config, recipe, vae
         self.vae_identity = file_identity(vae_file)
-        self.rows: list[tuple[str, np.ndarray, CueTriplet, list[np.ndarray], bool]] = []
+        self.rows: list[tuple[str, np.ndarray, CueTriplet, list[np.ndarray], bool, np.ndarray]] = []
 
     def add(self, name: str, frames: np.ndarray, triplet: CueTriplet, references: list[np.ndarray],
-            target: bool = True) -> None:
-        """Queue one clip; ``target`` False (a driver) skips its own latent and references."""
-        self.rows.append((name, frames, triplet, references, target))
+            person: np.ndarray, target: bool = True) -> None:
+        """Queue one clip with its exact (F, H, W) bool person mask; ``target`` False (a driver) skips its
+        own latent and references."""
+        self.rows.append((name, frames, triplet, references, target, person))
 
     def write(self) -> list[str]:
         """Encode every queued clip and write its entry; returns the clip names."""
@@ -94,11 +95,12 @@ class EntryWriter:
         faces = iter(encode_many(self.vae, [r[2].face for r in self.rows]))
         refs = iter(encode_many(self.vae, [reference_video(ref, frames_count) for r in targets for ref in r[3]]))
         blank = encode_many(self.vae, [np.full_like(self.rows[0][1], POSE_BACKGROUND)])[0]
-        for name, _frames, triplet, references, target in self.rows:
-            packed = torch.cat([pack_uint8_mask(m) for m in (triplet.body_mask, triplet.face_mask)])  # (2, M, T, h, w)
+        for name, _frames, triplet, references, target, person in self.rows:
+            masks = (triplet.body_mask, triplet.face_mask, person.astype(np.uint8) * 255)
+            packed = torch.cat([pack_uint8_mask(m) for m in masks])  # (3, M, T, h, w)
             tensors = {"pose": next(poses), "face": next(faces), "blank_pose": blank,
                        "pose_mask": packed[0].contiguous(), "face_mask": packed[1].contiguous(),
-                       "pose_quality": latent_quality(triplet.quality)}
+                       "figure": packed[2].contiguous(), "pose_quality": latent_quality(triplet.quality)}
             if target:
                 tensors["latent"] = next(latents)
                 tensors["image"] = torch.stack([image_condition(next(refs)) for _ in references])
@@ -125,7 +127,8 @@ def write_same_id(config: DataConfig, recipe: Recipe, vae: WanVAE, vae_file: Pat
     for seed in same_id_seeds(recipe):
         clip = same_id_clip(seed, recipe.frames, recipe.height, recipe.width).render
         picks = reference_indices(recipe.frames, config.reference_frames)
-        writer.add(f"same_{seed:05d}", clip.frames, exact_triplet(clip, recipe), [clip.frames[i] for i in picks])
+        writer.add(f"same_{seed:05d}", clip.frames, exact_triplet(clip, recipe), [clip.frames[i] for i in picks],
+                   clip.person)
     return writer.write()
 
 
@@ -138,9 +141,10 @@ def write_cross_id(config: DataConfig, recipe: Recipe, vae: WanVAE, vae_file: Pa
         pair = cross_id_pair(seed, recipe.frames, recipe.height, recipe.width)
         target, driver = f"pair_{seed:05d}_target", f"pair_{seed:05d}_driver"
         truth = pair.truth.render
-        writer.add(target, truth.frames, exact_triplet(truth, recipe), [pair.reference])
+        writer.add(target, truth.frames, exact_triplet(truth, recipe), [pair.reference], truth.person)
         drive = pair.driving.render
-        writer.add(driver, drive.frames, exact_triplet(drive, recipe, pair.reference_render), [], target=False)
+        writer.add(driver, drive.frames, exact_triplet(drive, recipe, pair.reference_render), [], drive.person,
+                   target=False)
         pairs.append((target, driver))
     writer.write()
     manifest.write_text(json.dumps([{"target": t, "driving": d} for t, d in pairs], indent=1))

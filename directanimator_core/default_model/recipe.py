@@ -53,11 +53,15 @@ class Recipe:
     ema: float = 0.999  # the exported weights are this EMA of the trained ones
     same2x_weight: float = 0.5
     timestep_shift: float = 3.0
+    figure_weight: float = 0.0  # the figure's extra weight in the denoising loss (train.config.RunConfig)
+    gate_init: float = 0.0  # CueFusion's injection gates at the start (0: the adapter starts as a no-op)
+    adapter_lr_scale: float = 1.0  # the adapter's learning rate over the backbone's
     # cues
     pose_cue: str = "pixels"  # "pixels" (the paper's low-passed cut-out) or "skeleton" (ablation)
     face_cue: bool = True
     location_cue: bool = True
     lowpass: bool = True
+    pose_cutoff: float = 0.04  # the pose cue's low-pass sigma, cycles per pixel (cues.config.PoseConfig)
 
     def vae_config(self) -> VAEConfig:
         return VAEConfig(dim=self.vae_dim, z_dim=16)

@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Sequence
 
 import torch
-from safetensors.torch import save_file
 
+from ..models.adapter_checkpoint import save_merged
+from ..models.cuefusion import CueFusion, CueFusionDiT
 from ..models.vae_checkpoint import load_wan_vae
 from ..models.wan_dit import build_backbone, init_weights
 from ..train.config import DataConfig, ModelConfig, OptimConfig, RunConfig, Same2XConfig, TrainConfig
@@ -41,9 +42,10 @@ def train_config(recipe: Recipe, out: Path, stage: int) -> TrainConfig:
         model=ModelConfig(backbone=str(backbone), train="full", num_heads=recipe.num_heads),
         same2x=Same2XConfig(stage=stage, depth=recipe.same2x_depth, weight=recipe.same2x_weight,
                             teacher_dtype="fp32"),
-        optim=OptimConfig(lr=recipe.lr, warmup_steps=min(50, steps), grad_clip=1.0, decay="cosine"),
+        optim=OptimConfig(lr=recipe.lr, warmup_steps=min(50, steps), grad_clip=1.0, decay="cosine",
+                          adapter_lr_scale=recipe.adapter_lr_scale),
         run=RunConfig(out=str(out / f"stage{stage}"), seed=recipe.seed, steps=steps, batch_size=recipe.batch_size,
-                      timestep_shift=recipe.timestep_shift, precision="fp32", checkpoint_every=max(steps // 2, 1),
+                      timestep_shift=recipe.timestep_shift, figure_weight=recipe.figure_weight, precision="fp32", checkpoint_every=max(steps // 2, 1),
                       keep_checkpoints=1, log_every=10, device="cpu", ema=ema_decay(recipe.ema, steps)))
 
 
@@ -54,11 +56,17 @@ def ema_decay(decay: float, steps: int) -> float:
 
 
 def write_base(recipe: Recipe, path: Path) -> Path:
-    """The randomly initialised backbone (Wan's init from the recipe's seed) the run starts from."""
+    """The randomly initialised model the run starts from: Wan's init of the backbone and CueFusion's of
+    the adapter from the recipe's seed, the adapter's injection gates set to ``recipe.gate_init`` (a
+    from-scratch model has no base behaviour for a zero gate to protect), saved as one merged file."""
     generator = torch.Generator().manual_seed(recipe.seed)
     backbone = init_weights(build_backbone(recipe.backbone_config()), generator)
+    adapter = CueFusion(backbone.config, recipe.cuefusion_config()).init_weights(generator)
+    with torch.no_grad():
+        for block in adapter.blocks.values():
+            block.gate.fill_(recipe.gate_init)
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in backbone.state_dict().items()}, str(path))
+    save_merged(CueFusionDiT(backbone, adapter), path)
     return path
 
 

@@ -5,6 +5,8 @@ An entry holds (C = 16 latent channels, T latent frames, h w = the latent grid, 
     pose, face  (C, T, h, w)     the pose and face cue videos' latents
     blank_pose  (C, T, h, w)     latent of an empty (neutral grey) pose cue: what a dropped frame becomes
     pose_mask, face_mask (M, T, h, w)  location masks packed onto the latent grid (cue_embed.pack_mask)
+    figure      (M, T, h, w)     the clip's own person mask (hard, before the location cue's softening),
+                                 packed the same way: where run.figure_weight weighs the loss
     pose_quality (T,)            worst segmentation quality of the pixel frames behind each latent frame
     image       (K, 4 + C, T, h, w)  Wan image-to-video ``y`` for K reference candidates (optional)
     context     (L, D_text), clip_fea (257, 1280)  the clip's text states (optional)
@@ -35,7 +37,8 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from ..cues.config import CueConfig
-from ..cues.triplet import build_triplet
+from ..cues.frames import ArraySource
+from ..cues.triplet import alignment_for, analyse, concatenate, render
 from ..errors import InputError
 from ..models.cue_embed import pack_uint8_mask
 from ..models.vae import WanVAE, normalize_latents
@@ -303,14 +306,16 @@ def build_entry(clip: Path, config: DataConfig, vae: WanVAE, cue_config: CueConf
         blank_pose: blank_pose_latent() for this size when already computed (it is the same for every clip).
     """
     frames = read_clip(clip, config.frames, config.height, config.width)
-    triplet = build_triplet(frames, cue_config)
-    packed = torch.cat([pack_uint8_mask(m) for m in (triplet.body_mask, triplet.face_mask)])  # (2, M, T, h, w)
+    track = analyse(ArraySource(frames), cue_config)
+    triplet = concatenate(list(render(ArraySource(frames), track, alignment_for(track, None), cue_config)))
+    person = np.stack([track.mask(i) for i in range(track.num_frames)])  # (F, H, W) uint8, the segmentation
+    packed = torch.cat([pack_uint8_mask(m) for m in (triplet.body_mask, triplet.face_mask, person)])  # (3, M, T, h, w)
     tensors = {
         "latent": encode_video(vae, frames),
         "pose": encode_video(vae, triplet.pose),
         "face": encode_video(vae, _resize_all(triplet.face, config.height, config.width)),
         "blank_pose": blank_pose if blank_pose is not None else blank_pose_latent(vae, *frames.shape[:3]),
-        "pose_mask": packed[0].contiguous(), "face_mask": packed[1].contiguous(),
+        "pose_mask": packed[0].contiguous(), "face_mask": packed[1].contiguous(), "figure": packed[2].contiguous(),
         "pose_quality": latent_quality(triplet.quality),
     }
     if config.reference_frames:

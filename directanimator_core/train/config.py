@@ -136,7 +136,8 @@ class Same2XConfig:
 @dataclass(frozen=True)
 class OptimConfig:
     """AdamW with linear warm-up, then a constant rate or a cosine decay over the run to
-    ``min_lr_ratio`` of ``lr`` (``decay="cosine"``); gradient norm clipped (0 = off)."""
+    ``min_lr_ratio`` of ``lr`` (``decay="cosine"``); gradient norm clipped (0 = off). The CueFusion
+    adapter's parameters run at ``adapter_lr_scale`` times the rate of the rest."""
 
     lr: float = 1e-4
     weight_decay: float = 0.0
@@ -146,12 +147,16 @@ class OptimConfig:
     grad_clip: float = 1.0
     decay: str = "constant"
     min_lr_ratio: float = 0.1
+    adapter_lr_scale: float = 1.0
 
     def __post_init__(self) -> None:
         if self.decay not in ("constant", "cosine"):
             raise InputError(f'optim.decay="{self.decay}": use "constant" or "cosine"')
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise InputError(f"optim.min_lr_ratio={self.min_lr_ratio}: a fraction of lr in [0, 1]")
+        if not self.adapter_lr_scale > 0:
+            raise InputError(f"optim.adapter_lr_scale={self.adapter_lr_scale}: a positive factor (1 = the same rate "
+                             "as the backbone)")
 
 
 @dataclass(frozen=True)
@@ -164,6 +169,9 @@ class RunConfig:
     than one process. ema: decay of an EMA of the trained weights (0 = off); the export uses it.
     overfit: draw each clip's noise, timestep, reference and dropout once and reuse them every epoch
     (the "overfit one batch" sanity check: a working model then drives the loss toward zero).
+    figure_weight: the denoising loss weighs the latent pixels the target's person covers (the cache's
+    ``figure`` mask) 1 + figure_weight times the rest (0 = plain mean), so a small figure is not
+    outweighed by the background the reference already gives (losses.figure_weights).
     """
 
     out: str = "runs/train"
@@ -171,6 +179,7 @@ class RunConfig:
     steps: int = 1000
     batch_size: int = 1
     timestep_shift: float = 5.0
+    figure_weight: float = 0.0
     precision: str = "bf16"
     grad_checkpointing: bool = False
     ema: float = 0.0
@@ -188,6 +197,8 @@ class RunConfig:
             raise InputError(f"run.strategy={self.strategy!r}: choose one of {list(STRATEGIES)}")
         if not 0.0 <= self.ema < 1.0:
             raise InputError(f"run.ema={self.ema}: an EMA decay in [0, 1), e.g. 0.999 (0 = off)")
+        if not 0.0 <= self.figure_weight <= 1000.0:
+            raise InputError(f"run.figure_weight={self.figure_weight}: a weight in [0, 1000] (0 = off, e.g. 4)")
         if self.batch_size < 1 or self.steps < 0 or self.checkpoint_every < 1:
             raise InputError(f"run.batch_size={self.batch_size}, steps={self.steps}, checkpoint_every="
                              f"{self.checkpoint_every}: batch and checkpoint interval at least 1, steps at least 0")

@@ -77,6 +77,7 @@ class Sample:
     cues: dict[str, torch.Tensor]
     cross: Optional[dict[str, torch.Tensor]]
     seed: int
+    figure: Optional[torch.Tensor] = None  # (M, T, h, w) the target's own person mask, when cached
 
 
 @dataclass(frozen=True, eq=False)
@@ -90,6 +91,7 @@ class Batch:
     cues: CueLatents
     cross: Optional[CueLatents]
     seeds: tuple[int, ...]
+    figure: Optional[torch.Tensor] = None  # (B, M, T, h, w), None unless every sample's entry has one
 
     def condition(self, cues: Optional[CueLatents]) -> Conditioning:
         return Conditioning(image=self.image, clip_fea=self.clip_fea, cues=cues)
@@ -117,6 +119,7 @@ def collate(samples: Sequence[Sample], device: torch.device) -> Batch:
         cues=cues([s.cues for s in samples]),
         cross=None if first.cross is None else cues([s.cross for s in samples]),
         seeds=tuple(s.seed for s in samples),
+        figure=None if any(s.figure is None for s in samples) else stack(s.figure for s in samples),
     )
 
 
@@ -169,7 +172,7 @@ class ClipDataset:
             cross = dict({k: driving[k] for k in CUE_KEYS}, pose=self.drop_pose(driving, generator))
         else:
             same["pose"] = self.drop_pose(target, generator)
-        return Sample(target["latent"], image, context, target.get("clip_fea"), same, cross, seed)
+        return Sample(target["latent"], image, context, target.get("clip_fea"), same, cross, seed, target.get("figure"))
 
     def drop_pose(self, entry: dict[str, torch.Tensor], generator: torch.Generator) -> torch.Tensor:
         """The pose latent with poorly segmented latent frames blanked at random (PAPER.md §2.1).

@@ -99,8 +99,18 @@ def learning_rate(step: int, optim: OptimConfig, total_steps: int) -> float:
 
 
 def build_optimizer(model: nn.Module, optim: OptimConfig) -> torch.optim.Optimizer:
-    params = list(trainable_parameters(model).values())
-    return torch.optim.AdamW(params, lr=optim.lr, betas=optim.betas, eps=optim.eps, weight_decay=optim.weight_decay)
+    """AdamW over the trained parameters: the CueFusion adapter's in a group of its own whose rate is
+    ``adapter_lr_scale`` times the rest's (the group's ``lr_scale``, applied by the loop each step). At
+    scale 1 one group, in parameter order (what earlier checkpoints hold)."""
+    params = trainable_parameters(model)
+    if optim.adapter_lr_scale == 1.0:
+        return torch.optim.AdamW(list(params.values()), lr=optim.lr, betas=optim.betas, eps=optim.eps,
+                                 weight_decay=optim.weight_decay)
+    adapter = [p for n, p in params.items() if ".adapter." in f".{n}"]
+    rest = [p for n, p in params.items() if ".adapter." not in f".{n}"]
+    groups = [{"params": rest, "lr_scale": 1.0}, {"params": adapter, "lr_scale": optim.adapter_lr_scale}]
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=optim.lr, betas=optim.betas, eps=optim.eps,
+                             weight_decay=optim.weight_decay)
 
 
 def init_ema(model: nn.Module, decay: float) -> Optional[dict[str, torch.Tensor]]:
@@ -213,7 +223,7 @@ def _steps(model: nn.Module, teacher: Optional[nn.Module], optimizer: torch.opti
             pending = reader.submit(stream.batch, step + 1, device)
         lr = learning_rate(step, config.optim, config.run.steps)
         for group in optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)
         losses = compute_losses(model, teacher, batch, config, device)
         optimizer.zero_grad(set_to_none=True)
         losses.total.backward()

@@ -5,7 +5,7 @@ Flow convention as sampling/schedules.py: x_σ = (1 - σ)·x0 + σ·ε, the mode
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -41,15 +41,37 @@ def noisy_latent(latent: torch.Tensor, noise: torch.Tensor, sigma: torch.Tensor)
     return (1 - s) * latent + s * noise
 
 
-def flow_matching_loss(velocity: torch.Tensor, latent: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+def flow_matching_loss(velocity: torch.Tensor, latent: torch.Tensor, noise: torch.Tensor,
+                       weight: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Mean squared error of the predicted velocity against ε - x0 (Wan / SD3 rectified flow), in fp32.
 
     Args:
         velocity: (B, C, T, H, W) model output.
         latent: (B, C, T, H, W) clean x0.
         noise: (B, C, T, H, W) ε.
+        weight: (B, 1, T, H, W) per latent pixel (figure_weights), or None for the plain mean. The
+            weighted mean is divided by the mean weight, so the loss keeps the plain loss's scale.
     """
-    return F.mse_loss(velocity.float(), (noise - latent).float())
+    error = (velocity.float() - (noise - latent).float()) ** 2
+    if weight is None:
+        return error.mean()
+    weight = weight.float().expand_as(error)
+    return (error * weight).mean() / weight.mean()
+
+
+def figure_weights(figure: torch.Tensor, figure_weight: float) -> torch.Tensor:
+    """1 + figure_weight on the latent pixels the person covers, 1 elsewhere.
+
+    Args:
+        figure: (B, M, T, H, W) the target's own person mask at latent resolution (the cache's ``figure``:
+            M pixel frames per latent frame, area-averaged), in [0, 1].
+        figure_weight: the extra weight of the figure.
+
+    Returns:
+        (B, 1, T, H, W); a latent pixel counts when any of its pixel frames touches the person (a limb is
+        often narrower than one latent pixel).
+    """
+    return 1.0 + figure_weight * (figure.float().amax(1, keepdim=True) > 0).float()
 
 
 def same2x_alignment_loss(student: torch.Tensor, teacher: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:

@@ -35,7 +35,7 @@ from ..offload import policy
 from .config import ModelConfig, Same2XConfig, TrainConfig
 from .data import Batch
 from .lora import LoRA, build_lora
-from .losses import draw_noise, flow_matching_loss, noisy_latent, same2x_alignment_loss
+from .losses import draw_noise, figure_weights, flow_matching_loss, noisy_latent, same2x_alignment_loss
 
 log = logging.getLogger(__name__)
 
@@ -217,7 +217,14 @@ def compute_losses(student: VelocityModel, teacher: Optional[VelocityModel], bat
     cues = batch.cross if s2x.stage == 2 else batch.cues
     with autocast(device, config.run.precision):
         velocity = student(x, timestep, batch.context, batch.condition(cues), reader)
-    denoise = flow_matching_loss(velocity, batch.latent, noise)
+    weight = None
+    if config.run.figure_weight > 0:
+        if batch.figure is None:
+            raise InputError(f"run.figure_weight={config.run.figure_weight} needs the person masks of the cache's "
+                             "entries, which this cache predates: delete the cache folder and prepare it again, or "
+                             "set run.figure_weight = 0")
+        weight = figure_weights(batch.figure, config.run.figure_weight)
+    denoise = flow_matching_loss(velocity, batch.latent, noise, weight)
     if not aligned:
         return StepLosses(denoise, denoise, torch.full((), float("nan"), device=denoise.device))
     teacher_reader = BlockReader([s2x.depth])

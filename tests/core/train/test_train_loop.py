@@ -138,3 +138,22 @@ def test_learning_rate_warms_up_then_decays_by_cosine_to_the_floor() -> None:
     assert learning_rate(5, constant, 110) == pytest.approx(0.6) and learning_rate(100, constant, 110) == 1.0
     with pytest.raises(InputError, match='use "constant" or "cosine"'):
         OptimConfig(decay="linear")
+
+
+def test_the_adapter_learns_at_its_own_rate_and_the_run_still_resumes_exactly(config_for, prepared_cache,
+                                                                              tmp_path) -> None:
+    from directanimator_core.train.same2x import build_student
+
+    config = config_for(tmp_path / "x", prepared_cache, model={"train": "full"}, optim={"adapter_lr_scale": 10.0})
+    optimizer = build_optimizer(build_student(config, torch.device("cpu")), config.optim)
+    scales = sorted(g["lr_scale"] for g in optimizer.param_groups)
+    assert scales == [1.0, 10.0]
+    whole, _ = _run(config_for, prepared_cache, tmp_path / "whole", optim={"adapter_lr_scale": 10.0})
+    _run(config_for, prepared_cache, tmp_path / "cut", stop_after=3, optim={"adapter_lr_scale": 10.0})
+    resumed, _ = _run(config_for, prepared_cache, tmp_path / "cut", optim={"adapter_lr_scale": 10.0})
+    a, b = read_checkpoint(latest_checkpoint(whole.out))[0], read_checkpoint(latest_checkpoint(resumed.out))[0]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    slow, _ = _run(config_for, prepared_cache, tmp_path / "slow")
+    fast, plain = load_file(whole.out / "adapter.safetensors"), load_file(slow.out / "adapter.safetensors")
+    gates = [k for k in fast if k.endswith(".gate")]
+    assert gates and all(fast[k].abs().mean() > plain[k].abs().mean() for k in gates)  # 10x the rate, wider open

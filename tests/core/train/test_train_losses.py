@@ -8,6 +8,7 @@ from dataclasses import replace
 import pytest
 import torch
 
+from directanimator_core.errors import InputError
 from directanimator_core.models.adapter_checkpoint import save_adapter
 from directanimator_core.models.conditioning import CueLatents
 from directanimator_core.train.data import ClipDataset, SampleStream
@@ -109,3 +110,41 @@ def test_a_backbone_the_data_does_not_fit_is_refused_before_training(config_for,
     config = config_for(tmp_path / "run", prepared_cache, same2x={"stage": 2, "depth": 2})
     with pytest.raises(DirectAnimatorError, match="depth=2"):
         build_student(config, CPU)
+
+
+def test_figure_weights_cover_the_persons_latent_pixels_and_keep_the_loss_scale(generator) -> None:
+    from directanimator_core.train.losses import figure_weights
+
+    mask = torch.zeros(1, 4, 2, 6, 6)
+    mask[0, 3, 1, 2, 2] = 0.75  # the last pixel frame of latent frame 1 covers most of one latent pixel
+    mask[0, 0, 1, 4, 4] = 0.1  # a thin limb crosses another
+    weight = figure_weights(mask, 4.0)
+    assert weight.shape == (1, 1, 2, 6, 6)
+    assert (weight[0, 0, 0] == 1).all() and weight[0, 0, 1, 2, 2] == weight[0, 0, 1, 4, 4] == 5
+    assert weight[0, 0, 1].sum() == 36 + 2 * 4
+    x0, noise = torch.randn(1, 3, 2, 6, 6, generator=generator), torch.randn(1, 3, 2, 6, 6, generator=generator)
+    velocity = torch.randn(1, 3, 2, 6, 6, generator=generator)
+    assert flow_matching_loss(velocity, x0, noise, torch.ones(1, 1, 2, 6, 6)).item() == pytest.approx(
+        flow_matching_loss(velocity, x0, noise).item(), rel=1e-6)  # uniform weight = the plain mean
+    # an error only on the figure counts (1 + w) / mean(weight) times more than the plain mean says
+    figure_only = torch.where(weight > 1, velocity, noise - x0)
+    plain, weighted = flow_matching_loss(figure_only, x0, noise), flow_matching_loss(figure_only, x0, noise, weight)
+    assert weighted.item() == pytest.approx(plain.item() * 5 / weight.mean().item(), rel=1e-5)
+
+
+def test_figure_weight_changes_the_step_loss_only_when_set(config_for, prepared_cache, tmp_path) -> None:
+    plain = config_for(tmp_path / "a", prepared_cache, run={"steps": 1})
+    weighted = config_for(tmp_path / "b", prepared_cache, run={"steps": 1, "figure_weight": 9.0})
+    student = build_student(plain, CPU)
+    batch = SampleStream(ClipDataset(plain.data, clip_fingerprints(plain), 16), plain.run.seed, 2).batch(0, CPU)
+    assert batch.figure is not None and batch.figure.shape == batch.cues.pose_mask.shape
+    mask = torch.zeros_like(batch.figure)
+    mask[..., 2:4, 2:4] = 1  # these clips' people fill the frame: a small figure instead
+    batch = replace(batch, figure=mask)
+    a = compute_losses(student, None, batch, plain, CPU).denoise.item()
+    b = compute_losses(student, None, batch, weighted, CPU).denoise.item()
+    assert abs(a - b) > 1e-3 * a
+    off = replace(weighted, run=replace(weighted.run, figure_weight=0.0))
+    assert compute_losses(student, None, batch, off, CPU).denoise.item() == a
+    with pytest.raises(InputError, match="delete the cache folder"):  # a cache from before the masks
+        compute_losses(student, None, replace(batch, figure=None), weighted, CPU)
