@@ -7,6 +7,8 @@ well. So each held-out cross-ID pair is animated three times, with
     own     its own driver's cues (what the truth performs)
     other   the cues of another held-out pair's driver (another motion), aligned to this reference
     blank   no cue at all: neutral grey pose, black face, empty location masks
+    self    (diagnostic, not in VARIANTS) the truth's own cues: the person performing it, in its own frame;
+            the same-ID case. Own well below self means the cross-ID cues, not the model, lose the motion
 
 and every video (and the copy / warp baselines) is scored against the exact truth on the whole frame
 and inside the figure (the truth's person mask, dilated by ``figure_radius`` pixels), plus the IoU of
@@ -45,6 +47,7 @@ from .recipe import Recipe
 from .world import exact_triplet
 
 VARIANTS = ("own", "other", "blank")
+DIAGNOSTIC = ("self",)
 METHODS = VARIANTS + ("copy", "warp")
 FIGURE_THRESHOLD = 24.0  # 8-bit levels; the VAE's background error is ~10 (26 dB)
 
@@ -156,7 +159,7 @@ def variant_triplets(pair: CrossPair, other: CrossPair, recipe: Recipe) -> dict[
     """The own, other and blank cue triplets of ``pair``, all aligned to its reference."""
     own = exact_triplet(pair.driving.render, recipe, pair.reference_render)
     return {"own": own, "other": exact_triplet(other.driving.render, recipe, pair.reference_render),
-            "blank": blank_triplet(own)}
+            "blank": blank_triplet(own), "self": exact_triplet(pair.truth.render, recipe)}
 
 
 def run_driven_pair(model: nn.Module, vae: WanVAE, recipe: Recipe, pair: CrossPair, other: CrossPair,
@@ -170,7 +173,7 @@ def run_driven_pair(model: nn.Module, vae: WanVAE, recipe: Recipe, pair: CrossPa
         pair: the held-out pair animated.
         other: the pair whose driver gives the "other" cues (same length and size).
         sampler: steps, solver, seed.
-        variants: which of VARIANTS to animate.
+        variants: which of VARIANTS (and DIAGNOSTIC) to animate.
     """
     triplets = variant_triplets(pair, other, recipe)
     reference = reference_tensor(pair.reference)

@@ -20,11 +20,12 @@ class Recipe:
 
     seed: int = 0
     threads: int = 1  # torch CPU threads; fixed because float sums depend on it (and 1 wins on a busy CPU)
-    height: int = 64
-    width: int = 64
+    height: int = 128  # frames the DiT animates; 128 with a 2x2 patch gives 8x8 tokens a frame, in Wan's layout
+    width: int = 128
     frames: int = 17  # 4n + 1 (5 latent frames)
     # VAE (Wan VAE architecture, width vae_dim; z 16 so Wan's latent normalisation applies)
     vae_dim: int = 16
+    vae_size: int = 64  # side of the frames the VAE trains on (it is convolutional: it runs at any size, 128 too)
     vae_clips: int = 160  # training clips whose frames the VAE sees
     vae_image_steps: int = 5000  # phase 1: single frames (the causal first-frame path; 5x cheaper)
     vae_image_batch: int = 4
@@ -40,14 +41,14 @@ class Recipe:
     dim: int = 128
     ffn_dim: int = 256
     num_layers: int = 4
-    num_heads: int = 2
-    patch: int = 1  # spatial patch of the DiT (Wan's is 2); 1: a token per latent pixel (8x8 latents are small)
+    num_heads: int = 1  # head width 128, as ComfyUI's Wan detection assumes (num_heads = dim / 128)
+    patch: int = 2  # spatial patch of the DiT: Wan's (1, 2, 2), so core ComfyUI's loader reads it as a Wan model
     text_dim: int = 32
     same2x_depth: int = 2
     same_id_clips: int = 192
     cross_id_pairs: int = 48
-    stage1_steps: int = 3000
-    stage2_steps: int = 600
+    stage1_steps: int = 5000
+    stage2_steps: int = 1500
     batch_size: int = 4
     lr: float = 5e-4  # warm-up, then cosine to a tenth (train.config.OptimConfig)
     ema: float = 0.999  # the exported weights are this EMA of the trained ones
@@ -61,7 +62,12 @@ class Recipe:
     face_cue: bool = True
     location_cue: bool = True
     lowpass: bool = True
-    pose_cutoff: float = 0.04  # the pose cue's low-pass sigma, cycles per pixel (cues.config.PoseConfig)
+    # the pose cue's low-pass sigma in cycles per pixel (cues.config.PoseConfig; the library's 0.04 is for
+    # people hundreds of pixels tall: on a 128-pixel frame it leaves a smudge), and greyscale: with the
+    # driver's colours, same-ID training teaches the model to read the person's look off its own pose
+    # cue, which another person's cue cannot give (docs/driven.md)
+    pose_cutoff: float = 0.08
+    pose_greyscale: bool = True
 
     def vae_config(self) -> VAEConfig:
         return VAEConfig(dim=self.vae_dim, z_dim=16)
@@ -83,6 +89,6 @@ DEFAULT = Recipe()
 
 def quick(recipe: Recipe = DEFAULT) -> Recipe:
     """A much shorter run of the same recipe (tests, smoke checks): a few clips and steps."""
-    return replace(recipe, vae_clips=2, vae_image_steps=2, vae_image_batch=1, vae_steps=2, vae_batch=1, vae_clip_steps=1,
+    return replace(recipe, height=64, width=64, vae_clips=2, vae_image_steps=2, vae_image_batch=1, vae_steps=2, vae_batch=1, vae_clip_steps=1,
                    vae_crop=16, vae_image_crop=16, same_id_clips=2, cross_id_pairs=2, stage1_steps=2, stage2_steps=2, batch_size=1,
                    dim=32, ffn_dim=64, num_layers=2, same2x_depth=1)

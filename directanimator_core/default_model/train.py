@@ -24,6 +24,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Optional, Sequence
 
+import numpy as np
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
@@ -123,21 +124,24 @@ def run_all(recipe: Recipe, out: Path, stages: Sequence[str] = ("vae", "world", 
 
 
 def evaluate_heldout(recipe: Recipe, model_file: Path, vae_file: Path, pairs: int, steps: int = 20) -> dict:
-    """Mean PSNR / SSIM over the first ``pairs`` held-out cross-ID pairs: the stage-2 model, the copy and
-    warp baselines, and the VAE's own reconstruction of the truth (the ceiling of any latent model)."""
+    """Scores over the first ``pairs`` held-out cross-ID pairs: mean PSNR / SSIM of the stage-2 model, the copy
+    and warp baselines and the VAE's own reconstruction of the truth (the ceiling of any latent model), and
+    the driven-ness check (drivenness.py: own, another driver's and blank cues, whole frame and figure)."""
     from ..models.adapter_checkpoint import load_model
     from ..models.vae_checkpoint import load_wan_vae
     from ..sampling import SamplerConfig
-    from .evaluate import heldout_pair, mean_scores, run_pair, vae_ceiling
+    from .drivenness import heldout_drivenness
+    from .evaluate import heldout_pair, vae_ceiling
 
     model = load_model(model_file, compute_dtype=torch.float32).eval()
     vae = load_wan_vae(vae_file)[0]
     sampler = SamplerConfig(steps=steps, cfg_text=1.0, cfg_cues=1.0, shift=recipe.timestep_shift, solver="euler")
-    rows = []
-    for index in range(pairs):
-        result = run_pair(model, vae, recipe, heldout_pair(recipe, index), sampler)
-        rows.append(result.scores | {"vae_ceiling": vae_ceiling(vae, result.truth)})
-    return {"pairs": pairs, "sampling_steps": steps, "mean": mean_scores(rows)}
+    driven = heldout_drivenness(model, vae, recipe, pairs, sampler)
+    ceilings = [vae_ceiling(vae, heldout_pair(recipe, i).truth.render.frames) for i in range(pairs)]
+    mean = {("ours" if m == "own" else m): {k: driven["mean"][m][k] for k in ("psnr", "ssim")}
+            for m in ("own", "copy", "warp")}
+    mean["vae_ceiling"] = {k: float(np.mean([c[k] for c in ceilings])) for k in ("psnr", "ssim")}
+    return {"pairs": pairs, "sampling_steps": steps, "mean": mean, "driven": driven}
 
 
 def install(out: Path) -> None:

@@ -38,7 +38,7 @@ INIT_BATCH = 32  # pictures the pass-through start fits its heads on (vae_init.p
 
 def training_frames(recipe: Recipe) -> np.ndarray:
     """(N, F, H, W, 3) uint8 frames of the first ``vae_clips`` training-split clips."""
-    clips = [same_id_clip(split_seed("train", 10_000 + i), recipe.frames, recipe.height, recipe.width)
+    clips = [same_id_clip(split_seed("train", 10_000 + i), recipe.frames, recipe.vae_size, recipe.vae_size)
              for i in range(recipe.vae_clips)]
     return np.stack([c.render.frames for c in clips])
 

@@ -31,7 +31,8 @@ NO_LOWPASS_CUTOFF = 0.5  # Nyquist: the low-pass keeps every frequency
 def cue_config(recipe: Recipe) -> CueConfig:
     """Cue settings of ``recipe``: the library defaults, the recipe's low-pass cut-off, opened fully when
     the low-pass is ablated."""
-    return replace(CueConfig(), pose=PoseConfig(cutoff=recipe.pose_cutoff if recipe.lowpass else NO_LOWPASS_CUTOFF))
+    cutoff = recipe.pose_cutoff if recipe.lowpass else NO_LOWPASS_CUTOFF
+    return replace(CueConfig(), pose=PoseConfig(cutoff=cutoff, greyscale=recipe.pose_greyscale))
 
 
 def exact_track(clip: Render) -> DriverTrack:

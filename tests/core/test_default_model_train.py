@@ -84,12 +84,46 @@ def test_ema_spans_at_most_a_tenth_of_a_stage_and_is_off_for_tiny_runs() -> None
     assert ema_decay(0.999, 2) == 0.0
 
 
-@pytest.mark.skipif(not (MODEL_FILE.is_file() and VAE_FILE.is_file()), reason="no bundled default model")
-def test_bundled_model_beats_copy_and_warp_on_heldout_pairs() -> None:
-    from directanimator_core.default_model.train import evaluate_heldout
+BUNDLED = pytest.mark.skipif(not (MODEL_FILE.is_file() and VAE_FILE.is_file()), reason="no bundled default model")
+DRIVEN_MARGIN_DB = 1.0  # a cue-blind model: ~0 (the earlier bundled model +0.05 dB on these pairs)
+
+
+@BUNDLED
+@pytest.mark.xfail(strict=True, reason="issue 12: the bundled model is still cue-blind (docs/driven.md); "
+                   "when a driven model lands this passes, and strict xfail then fails until the mark is removed")
+def test_bundled_model_is_driven_by_its_cues() -> None:
+    """Own cues must beat blank cues in the figure region on every one of two held-out pairs: a model that
+    ignores its cues (the earlier bundled one: +0.05 dB) fails."""
+    from directanimator_core.default_model.drivenness import run_driven_pair
+    from directanimator_core.default_model.evaluate import heldout_pair
+    from directanimator_core.demo import load_default
+    from directanimator_core.sampling import SamplerConfig
 
     torch.set_num_threads(1)
-    scores = evaluate_heldout(DEFAULT, MODEL_FILE, VAE_FILE, pairs=8)["mean"]  # the README's held-out set
+    model, vae, recipe = load_default(MODEL_FILE, VAE_FILE)
+    sampler = SamplerConfig(steps=10, cfg_text=1.0, cfg_cues=1.0, shift=recipe.timestep_shift, solver="euler")
+    for index in (0, 1):
+        pair = heldout_pair(recipe, index)
+        scores = run_driven_pair(model, vae, recipe, pair, pair, sampler, ("own", "blank")).scores
+        margin = scores["own"]["fig_psnr"] - scores["blank"]["fig_psnr"]
+        assert margin > DRIVEN_MARGIN_DB, (index, margin, scores)
+        assert scores["own"]["iou"] > scores["blank"]["iou"], (index, scores)
+
+
+@BUNDLED
+def test_bundled_model_beats_copy_and_warp_on_heldout_pairs() -> None:
+    """Whole-frame PSNR and SSIM over the README's 8 held-out pairs (a bar a cue-blind model clears too)."""
+    from directanimator_core.default_model.drivenness import run_driven_pair
+    from directanimator_core.default_model.evaluate import heldout_pair
+    from directanimator_core.demo import load_default
+    from directanimator_core.sampling import SamplerConfig
+
+    torch.set_num_threads(1)
+    model, vae, recipe = load_default(MODEL_FILE, VAE_FILE)
+    sampler = SamplerConfig(steps=20, cfg_text=1.0, cfg_cues=1.0, shift=recipe.timestep_shift, solver="euler")
+    rows = [run_driven_pair(model, vae, recipe, heldout_pair(recipe, i), heldout_pair(recipe, i), sampler,
+                            ("own",)).scores for i in range(8)]
+    mean = {m: {k: np.mean([r[m][k] for r in rows]) for k in ("psnr", "ssim")} for m in ("own", "copy", "warp")}
     for baseline in ("copy", "warp"):
         for metric in ("psnr", "ssim"):
-            assert scores["ours"][metric] > scores[baseline][metric], (baseline, metric, scores)
+            assert mean["own"][metric] > mean[baseline][metric], (baseline, metric, mean)

@@ -11,6 +11,7 @@ import pytest
 
 from directanimator_core import cli
 from directanimator_core.default_model import MODEL_FILE, VAE_FILE
+from directanimator_core.demo import enlarge
 
 pytestmark = pytest.mark.skipif(not (MODEL_FILE.is_file() and VAE_FILE.is_file()),
                                 reason="the default model's weights are not committed yet")
@@ -39,20 +40,27 @@ def test_demo_writes_videos_and_finite_scores(tmp_path) -> None:
         assert len(video) == 5
     side = read_video(tmp_path / "a" / "side_by_side.mp4")
     result = read_video(tmp_path / "a" / "result.mp4")
-    assert side.shape[2] == 4 * side.shape[1] and side.shape[1] == 4 * result.shape[1]  # 4 panels, enlarged 4x
+    scale = enlarge(result.shape[1])
+    assert side.shape[2] == 4 * side.shape[1] and side.shape[1] == scale * result.shape[1]  # 4 panels, enlarged
     still = cv2.imread(str(tmp_path / "a" / "side_by_side.png"))
-    assert still.shape == (3 * 2 * result.shape[1], 4 * 2 * result.shape[2], 3)  # first, middle, last; 2x
-    first = cv2.resize(side[0], None, fx=0.5, fy=0.5, interpolation=cv2.INTER_NEAREST)  # the video is lossy
-    assert np.abs(still[:2 * result.shape[1]].astype(int) - first).mean() < 12
+    half = scale // 2 or 1
+    assert still.shape == (3 * half * result.shape[1], 4 * half * result.shape[2], 3)  # first, middle, last frame
+    first = cv2.resize(side[0], None, fx=half / scale, fy=half / scale, interpolation=cv2.INTER_NEAREST)  # lossy video
+    assert np.abs(still[:half * result.shape[1]].astype(int) - first).mean() < 12
     assert set(metrics["scores"]) == {"ours", "copy", "warp"}
     values = [v for s in metrics["scores"].values() for v in s.values()] + list(metrics["vae_ceiling"].values())
     assert all(np.isfinite(values))
     assert metrics["pair"]["split"] == "heldout" and metrics["pair"]["seed"] % 2 == 1
     assert metrics["pair"]["identity_reference"] != metrics["pair"]["identity_driver"]
+    driven = metrics["driven"]
+    assert set(driven["mean"]) == {"own", "other", "blank", "copy", "warp"}
+    assert set(driven["margins"]) == {f"own_minus_{m}" for m in ("other", "blank", "copy", "warp")}
+    assert driven["mean"]["own"]["psnr"] == metrics["scores"]["ours"]["psnr"]
+    assert all(np.isfinite([v for s in driven["mean"].values() for v in s.values()]))
 
 
 def test_demo_is_deterministic(tmp_path) -> None:
-    first, second = run_demo(tmp_path / "a"), run_demo(tmp_path / "b")
+    first, second = run_demo(tmp_path / "a", "--no-driven"), run_demo(tmp_path / "b", "--no-driven")
     assert first["scores"] == second["scores"]
     assert (read_video(tmp_path / "a" / "result.mp4") == read_video(tmp_path / "b" / "result.mp4")).all()
 
