@@ -8,9 +8,10 @@ on), using the committed default model and VAE (default_model/weights/), and wri
     side_by_side.mp4   reference | driver | result | ground truth (4x enlarged)
     metrics.json       PSNR / SSIM against the exact ground truth, for the result and for the
                        copy-the-reference and warp-the-reference baselines, and the VAE's ceiling;
-                       "driven": the same pair animated again with another held-out driver's cues and
-                       with blank cues, whole-frame and figure-region scores and the margins of the
-                       result over them (default_model/drivenness.py): a cue-blind model has ~0 margins
+                       "driven": whole-frame and figure-region scores (default_model/drivenness.py) and,
+                       with --driven, of the same pair animated again with another held-out driver's
+                       cues and with blank cues, and the result's margins over them (a cue-blind
+                       model has ~0 margins)
     comfyui_input/     the same pair for workflows/directanimator_demo.json: the reference picture,
                        the driver video and the driver's exact mask (copy them into ComfyUI's input/)
 """
@@ -48,8 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="noise seed")
     parser.add_argument("--model", default=None, help="DirectAnimator model file (default: the bundled one)")
     parser.add_argument("--vae", default=None, help="VAE file (default: the bundled one)")
-    parser.add_argument("--no-driven", dest="driven", action="store_false",
-                        help="skip the driven-ness check (the pair again with another driver's and with blank cues)")
+    parser.add_argument("--driven", action="store_true",
+                        help="also the driven-ness check: the pair again with another driver's and with blank cues "
+                             "(two more animations: about a minute more on a CPU)")
 
 
 def load_default(model_path: Path, vae_path: Path):

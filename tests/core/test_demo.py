@@ -34,7 +34,7 @@ def read_video(path) -> np.ndarray:
 
 
 def test_demo_writes_videos_and_finite_scores(tmp_path) -> None:
-    metrics = run_demo(tmp_path / "a")
+    metrics = run_demo(tmp_path / "a", "--driven")
     for name in ("result.mp4", "side_by_side.mp4"):
         video = read_video(tmp_path / "a" / name)
         assert len(video) == 5
@@ -60,7 +60,7 @@ def test_demo_writes_videos_and_finite_scores(tmp_path) -> None:
 
 
 def test_demo_is_deterministic(tmp_path) -> None:
-    first, second = run_demo(tmp_path / "a", "--no-driven"), run_demo(tmp_path / "b", "--no-driven")
+    first, second = run_demo(tmp_path / "a"), run_demo(tmp_path / "b")
     assert first["scores"] == second["scores"]
     assert (read_video(tmp_path / "a" / "result.mp4") == read_video(tmp_path / "b" / "result.mp4")).all()
 
