@@ -155,11 +155,18 @@ class DrivenPair:
     scores: dict[str, dict[str, float]]  # METHODS -> FigureTruth.score
 
 
-def variant_triplets(pair: CrossPair, other: CrossPair, recipe: Recipe) -> dict[str, CueTriplet]:
-    """The own, other and blank cue triplets of ``pair``, all aligned to its reference."""
+def variant_triplets(pair: CrossPair, other: CrossPair, recipe: Recipe,
+                     variants: tuple[str, ...] = VARIANTS + DIAGNOSTIC) -> dict[str, CueTriplet]:
+    """The cue triplets of ``pair`` for ``variants`` ("own" always: the baselines use its alignment)."""
     own = exact_triplet(pair.driving.render, recipe, pair.reference_render)
-    return {"own": own, "other": exact_triplet(other.driving.render, recipe, pair.reference_render),
-            "blank": blank_triplet(own), "self": exact_triplet(pair.truth.render, recipe)}
+    out = {"own": own}
+    if "other" in variants:
+        out["other"] = exact_triplet(other.driving.render, recipe, pair.reference_render)
+    if "blank" in variants:
+        out["blank"] = blank_triplet(own)
+    if "self" in variants:
+        out["self"] = exact_triplet(pair.truth.render, recipe)
+    return out
 
 
 def run_driven_pair(model: nn.Module, vae: WanVAE, recipe: Recipe, pair: CrossPair, other: CrossPair,
@@ -175,7 +182,7 @@ def run_driven_pair(model: nn.Module, vae: WanVAE, recipe: Recipe, pair: CrossPa
         sampler: steps, solver, seed.
         variants: which of VARIANTS (and DIAGNOSTIC) to animate.
     """
-    triplets = variant_triplets(pair, other, recipe)
+    triplets = variant_triplets(pair, other, recipe, variants)
     reference = reference_tensor(pair.reference)
     truth = FigureTruth.of(pair)
     videos = {name: to_uint8(animate(reference, triplets[name], model, vae, sampler).frames) for name in variants}
