@@ -86,5 +86,5 @@ def test_demo_workflow_runs_the_default_model(server: ComfyServer) -> None:
         frames.append(frame)
     capture.release()
     video = np.stack(frames)
-    assert video.shape == (FRAMES, 64, 64, 3)
+    assert video.shape == (FRAMES, DEFAULT.height, DEFAULT.width, 3)
     assert video.std() > 1.0  # a decoded video, not a blank
