@@ -8,6 +8,15 @@ their parent's parity), so no held-out identity, motion or scene can ever appear
 A cross-ID pair (PAPER.md §3) is: a reference frame of identity A (in a pose of its own, standing where
 M starts), a driving clip of identity B performing motion M, and the ground truth A performing M, in
 A's scene, the clip a perfect animator would produce from that reference and that driver.
+
+"Perfect" is defined by the cues the animator is given. The driver's cues are moved onto the reference
+once, by the fixed map of cues/align.py (the driver's first body box onto the reference's), and a pose-
+guided animator draws the person where the aligned cues put it. So the truth is A doing M placed as the
+aligned driver is, frame by frame (pelvis, feet, size and camera shake follow B's aligned picture;
+A's proportions, look and joint angles are A's own), over A's background as the reference shows it.
+Before, the truth was A doing M in A's own placement and camera, which the aligned cues miss by up to a
+token at 128 px (IoU 0.10-0.76 with the truth's figure; docs/driven.md), so every animator was scored,
+and trained in stage 2, for an answer its cues contradict.
 """
 
 from __future__ import annotations
@@ -17,10 +26,12 @@ from typing import Optional
 
 import numpy as np
 
+from ..cues.align import Alignment, align_boxes
+from ..cues.boxes import mask_box
 from ..errors import InputError
 from .identity import Identity, sample_identity
 from .motion import Motion, sample_motion
-from .render import Render, check_size, render
+from .render import Render, check_size, render, render_retargeted
 from .scene import Scene, sample_scene
 
 SPLITS = ("train", "heldout")
@@ -70,12 +81,25 @@ class Clip:
 @dataclass(frozen=True, eq=False)
 class CrossPair:
     """reference: (H, W, 3) uint8, identity A in its own pose. driving: B performs the motion in B's
-    scene. truth: A performs the same motion in A's scene (the exact answer)."""
+    scene. truth: A performs the same motion where the driver's aligned cues put it, over A's scene (the
+    exact answer). alignment: the driver-to-reference map the truth follows (driver_alignment)."""
 
     reference: np.ndarray
     reference_render: Render  # one frame, with its masks and joints
     driving: Clip
     truth: Clip
+    alignment: Alignment
+
+
+def driver_alignment(driving: Render, reference: Render) -> Alignment:
+    """The fixed map of the driver's cues onto the reference (cues/align.align_boxes): the first frame that
+    shows the driver, its body box onto the reference's, as the cue pipeline aligns them."""
+    shown = driving.person.reshape(len(driving.person), -1).any(axis=1)
+    if not shown.any():
+        raise InputError("the driving clip shows no person in any frame: pick another seed or motion")
+    anchor = int(np.argmax(shown))
+    return align_boxes(mask_box(driving.person[anchor]), mask_box(reference.person[0]),
+                       reference.frames.shape[1:3], anchor)
 
 
 def _check(seed: int, frames: int, height: int, width: int) -> None:
@@ -122,9 +146,13 @@ def cross_id_pair(seed: int, frames: int = 17, height: int = 128, width: int = 1
     rest = replace(sample_motion(derived_seed(seed, 4), 1, "smooth"), root_x=motion.root_x[:1].copy(),
                    bounce=motion.bounce[:1].copy())
     reference = render(identity_a, rest, scene_a, height, width)
+    driving = render(identity_b, motion, scene_b, height, width)
+    alignment = driver_alignment(driving, reference)
+    truth = render_retargeted(identity_a, motion, scene_a, identity_b, scene_b, alignment.matrix, height, width)
     return CrossPair(
         reference=reference.frames[0],
         reference_render=reference,
-        driving=Clip(identity_b, motion, scene_b, render(identity_b, motion, scene_b, height, width)),
-        truth=Clip(identity_a, motion, scene_a, render(identity_a, motion, scene_a, height, width)),
+        driving=Clip(identity_b, motion, scene_b, driving),
+        truth=Clip(identity_a, motion, scene_a, truth),
+        alignment=alignment,
     )

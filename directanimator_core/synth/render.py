@@ -91,8 +91,14 @@ def place(identity: Identity, motion: Motion, scene: Scene, height: int, width: 
         width: W.
     """
     pose = forward_kinematics(identity, motion).points.astype(np.float64)  # (F, P, 3)
+    return place_points(pose, identity.stature, motion, scene, height, width)
+
+
+def place_points(pose: np.ndarray, stature: float, motion: Motion, scene: Scene, height: int,
+                 width: int) -> tuple[np.ndarray, ...]:
+    """``place`` for posed points (F, P, 3) in stature units, at ``stature`` of the frame height."""
     camera = camera_path(scene, motion.frames).astype(np.float64)  # (F, 3)
-    unit = identity.stature * height
+    unit = stature * height
     x = width / 2 + motion.root_x[:, None] * width + pose[..., 0] * unit
     y = scene.ground * height + pose[..., 1] * unit
     cx, cy, zoom = (width - 1) / 2, (height - 1) / 2, camera[:, 2:3]
@@ -124,14 +130,50 @@ def render(identity: Identity, motion: Motion, scene: Scene, height: int = 128, 
         width: W pixels.
     """
     check_size(height, width, motion.frames)
-    frames = motion.frames
     xy, z, scale, camera = place(identity, motion, scene, height, width)
     background = render_background(scene, height, width)
+    return draw(identity, motion, xy, z, scale, [shake(background, c) for c in camera])
+
+
+def render_retargeted(identity: Identity, motion: Motion, scene: Scene, stand_in: Identity, stand_in_scene: Scene,
+                      matrix: np.ndarray, height: int = 128, width: int = 128) -> Render:
+    """``identity`` performing ``motion`` where an aligned picture of ``stand_in`` doing it shows it.
+
+    The figure is placed as ``stand_in`` is in its own scene (its stature, ground line and camera), then
+    moved by ``matrix`` (the cue alignment's warpAffine map, cues/align.py), so its pelvis, feet and
+    size follow the aligned driver frame by frame while its proportions, look and joint angles stay its
+    own. The background is ``scene`` held still as its first frame shows it (the reference picture).
+
+    Args:
+        identity: the look (identity.py).
+        motion: the trajectories (motion.py).
+        scene: the background (its camera held at frame 0).
+        stand_in: the identity whose placement is followed (the driver).
+        stand_in_scene: the stand-in's scene (ground line and camera path).
+        matrix: (2, 3) map from the stand-in's pixels to this picture's.
+        height: H pixels.
+        width: W pixels.
+    """
+    check_size(height, width, motion.frames)
+    pose = forward_kinematics(identity, motion).points.astype(np.float64)  # (F, P, 3)
+    xy, _, scale, _ = place_points(pose, stand_in.stature, motion, stand_in_scene, height, width)
+    xy = xy @ matrix[:, :2].T + matrix[:, 2]
+    scale = scale * float(matrix[0, 0])
+    still = shake(render_background(scene, height, width), camera_path(scene, 1)[0].astype(np.float64))
+    return draw(identity, motion, xy, pose[..., 2], scale, [still] * motion.frames)
+
+
+def draw(identity: Identity, motion: Motion, xy: np.ndarray, z: np.ndarray, scale: np.ndarray,
+         backgrounds: list[np.ndarray]) -> Render:
+    """Paint the placed figure (xy (F, P, 2) pixels, z (F, P), scale (F,) pixels per stature unit) over
+    one (H, W, 3) float background per frame."""
+    frames = motion.frames
+    height, width = backgrounds[0].shape[:2]
     out = np.empty((frames, height, width, 3), dtype=np.uint8)
     person = np.empty((frames, height, width), dtype=bool)
     parts = np.empty((frames, height, width), dtype=np.uint8)
     for f in range(frames):
-        canvas = Canvas(shake(background, camera[f]))
+        canvas = Canvas(backgrounds[f])
         geometry = FrameGeometry(xy[f], z[f], float(scale[f]), float(motion.yaw[f]), float(motion.mouth[f]),
                                  float(motion.eyes[f]))
         for part in figure_parts(identity, geometry):

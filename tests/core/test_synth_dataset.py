@@ -5,6 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from directanimator_core.cues import align
+from directanimator_core.cues.boxes import mask_box
+from directanimator_core.default_model.recipe import DEFAULT
+from directanimator_core.default_model.world import exact_triplet
 from directanimator_core.errors import InputError
 from directanimator_core.synth import JOINT_NAMES, cross_id_pair, draw_skeleton, same_id_clip, split_of, split_seed
 from directanimator_core.synth.dataset import derived_seed
@@ -42,6 +46,33 @@ def test_cross_pair_reference_is_identity_a_in_its_own_scene() -> None:
     # Same identity and scene as the truth: where neither shows the figure, the background pixels agree.
     empty = ~pair.reference_render.person[0] & ~pair.truth.render.person[0]
     assert np.array_equal(pair.reference[empty], pair.truth.render.frames[0][empty])
+
+
+def test_cross_pair_truth_stands_where_the_aligned_driver_cues_put_it() -> None:
+    # The truth follows the fixed cue alignment: the driver's silhouette warped by the pair's alignment
+    # covers the truth's figure in every frame (what differs is only A's own proportions), and the cue
+    # pipeline computes the very alignment the truth was placed by.
+    for seed in (split_seed("heldout", 10_000), split_seed("heldout", 10_003), 40):
+        pair = cross_id_pair(seed, 9, 128, 128)
+        warped = align.warp(pair.driving.render.person.astype(np.uint8) * 255, pair.alignment) > 127
+        truth = pair.truth.render.person
+        iou = (warped & truth).sum(axis=(1, 2)) / (warped | truth).sum(axis=(1, 2))
+        assert iou.min() > 0.65, iou
+        triplet = exact_triplet(pair.driving.render, DEFAULT, pair.reference_render)
+        assert triplet.alignment.scale == pytest.approx(pair.alignment.scale)
+        assert (triplet.alignment.tx, triplet.alignment.ty) == pytest.approx((pair.alignment.tx, pair.alignment.ty))
+        # The joints are the driver's joints moved by the alignment, up to A's own bone lengths.
+        drive = pair.driving.render.joints.astype(np.float64) * pair.alignment.scale
+        pelvis = [JOINT_NAMES.index("r_hip"), JOINT_NAMES.index("l_hip")]
+        moved = drive[:, pelvis].mean(1) + np.array([pair.alignment.tx, pair.alignment.ty]) + 0.5 * pair.alignment.scale - 0.5
+        np.testing.assert_allclose(pair.truth.render.joints[:, pelvis].mean(1), moved, atol=5)  # A's own hip width
+
+
+def test_cross_pair_truth_background_is_the_reference_background_held_still() -> None:
+    pair = cross_id_pair(split_seed("heldout", 10_001), 6, SIZE, SIZE)
+    for frame, person in zip(pair.truth.render.frames, pair.truth.render.person):
+        empty = ~pair.reference_render.person[0] & ~person
+        assert np.array_equal(pair.reference[empty], frame[empty])
 
 
 def test_same_seed_cross_pair_is_reproducible() -> None:
@@ -98,6 +129,9 @@ def test_cross_pair_reference_stands_where_the_motion_starts_in_a_pose_of_its_ow
     for seed in (21, 23, 25):
         pair = cross_id_pair(seed, 3, SIZE, SIZE)
         reference, truth = pair.reference_render.joints[0], pair.truth.render.joints[0]
-        pelvis = lambda joints: joints[[8, 11]].mean(0)  # noqa: E731 - the two hips
-        assert np.abs(pelvis(reference)[0] - pelvis(truth)[0]) < 0.03 * SIZE  # same place
+        # Same place: the alignment puts the driver's first box on the reference's, and the truth follows it.
+        centre = lambda mask: np.argwhere(mask).mean(0)  # noqa: E731
+        box = lambda mask: (lambda b: np.array([(b[0] + b[2]) / 2, (b[1] + b[3]) / 2]))(mask_box(mask))  # noqa: E731
+        assert np.abs(box(pair.reference_render.person[0]) - box(pair.truth.render.person[0])).max() < 0.06 * SIZE
+        assert np.abs(centre(pair.reference_render.person[0]) - centre(pair.truth.render.person[0])).max() < 0.08 * SIZE
         assert np.abs(reference - truth).max() > 2  # another pose
