@@ -24,7 +24,7 @@ from einops import rearrange
 from torch import nn
 
 from .cues.triplet import CueTriplet
-from .errors import InputError
+from .errors import InputError, NumericError
 from .models.conditioning import Conditioning, CueLatents
 from .models.config import BackboneConfig
 from .models.cue_embed import pack_uint8_mask
@@ -172,9 +172,20 @@ def wan_velocity(model: nn.Module) -> Callable[[torch.Tensor, torch.Tensor, Mode
     """The sampler's ``velocity(x, sigma, inputs)`` for a model with the WanDiT call (timestep = sigma * 1000)."""
 
     def velocity(x: torch.Tensor, sigma: torch.Tensor, inputs: ModelInputs) -> torch.Tensor:
-        return model(x, sigma * WAN_TIMESTEPS, inputs.context, inputs.cond)
+        out = model(x, sigma * WAN_TIMESTEPS, inputs.context, inputs.cond)
+        check_velocity(out, x, float(sigma.flatten()[0]))
+        return out
 
     return velocity
+
+
+def check_velocity(velocity: torch.Tensor, x: torch.Tensor, sigma: float) -> None:
+    """NumericError at the first model call whose output (or input state) is not finite, naming which."""
+    if bool(torch.isfinite(velocity).all()):
+        return
+    source = "the sampler's state" if not bool(torch.isfinite(x).all()) else "the model's output"
+    raise NumericError(f"{source} became NaN or infinite at sigma {sigma:.3f}: the model's weights or its inputs "
+                       "hold non-finite values (reload the model file; in fp16 try bf16 or fp32)")
 
 
 def _on(device: torch.device, tensor: Optional[torch.Tensor]) -> Optional[torch.Tensor]:

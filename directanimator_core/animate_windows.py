@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .animate import WAN_TIMESTEPS, ModelInputs, backbone_config, guidance_inputs, video_tensor
+from .animate import WAN_TIMESTEPS, ModelInputs, backbone_config, check_velocity, guidance_inputs, video_tensor
 from .cues.triplet import CueTriplet
 from .errors import InputError, Interrupted
 from .models.conditioning import Conditioning, CueLatents
@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 
 Encoder = Callable[[torch.Tensor], torch.Tensor]  # (1, 3, F, H, W) in [-1, 1] -> raw latents (1, 16, T, h, w)
 StopCheck = Callable[[], bool]
+LATENT_CHANNELS = 16  # the Wan 2.1 VAE's latent channels
 
 
 @dataclass(frozen=True)
@@ -177,7 +178,9 @@ def model_velocity(model: nn.Module, should_stop: Optional[StopCheck] = None, sw
         def call() -> torch.Tensor:
             return model(x, sigma * WAN_TIMESTEPS, inputs.context, inputs.cond, hook=hook)
 
-        return call() if swap is None else run_with_recovery(call, swap)
+        out = call() if swap is None else run_with_recovery(call, swap)
+        check_velocity(out, x, float(sigma.flatten()[0]))
+        return out
 
     return velocity
 
@@ -196,7 +199,8 @@ class WindowInputs:
 
 def check_run(backbone: BackboneConfig, config: SamplerConfig, text: Optional[torch.Tensor],
               negative_text: Optional[torch.Tensor], clip_fea: Optional[torch.Tensor],
-              init_latent: Optional[torch.Tensor] = None, frames: Optional[int] = None) -> None:
+              init_latent: Optional[torch.Tensor] = None, frames: Optional[int] = None,
+              size: Optional[tuple[int, int]] = None) -> None:
     """InputError for a model / conditioning / guidance / init-latent mismatch, before any encoding.
 
     Args:
@@ -207,15 +211,44 @@ def check_run(backbone: BackboneConfig, config: SamplerConfig, text: Optional[to
         clip_fea: CLIP vision states or None.
         init_latent: raw latents a denoise < 1 run starts from, or None.
         frames: pixel frames of the driving clip (checked against ``init_latent``).
+        size: (H, W) of the output (checked against ``init_latent``).
     """
     check_model_fit(backbone, text, clip_fea)
     if config.cfg_text != 1.0 and negative_text is None:
         raise InputError(f"cfg {config.cfg_text} needs a negative prompt: connect negative conditioning or set cfg to 1")
-    if init_latent is not None and frames is not None:
+    if config.denoise < 1.0 and init_latent is None:
+        raise InputError(f"denoise={config.denoise} < 1 starts from an input video, but no init_latent is connected: "
+                         "connect the encoded input video (VAE Encode) or set denoise to 1")
+    for name, tensor in (("positive", text), ("negative", negative_text), ("clip_vision_output", clip_fea),
+                         ("init_latent", init_latent)):
+        check_finite(tensor, name)
+    if init_latent is not None:
+        check_init_latent(init_latent, frames, size)
+
+
+def check_finite(tensor: Optional[torch.Tensor], name: str) -> None:
+    """InputError when an input tensor holds NaN or infinite values (they would give all-NaN frames)."""
+    if tensor is not None and tensor.numel() and not bool(torch.isfinite(tensor).all()):
+        raise InputError(f"{name} holds NaN or infinite values: re-run the node that made it (check its model "
+                         "files and settings) before sampling")
+
+
+def check_init_latent(init_latent: torch.Tensor, frames: Optional[int], size: Optional[tuple[int, int]]) -> None:
+    """InputError unless ``init_latent`` is a Wan video latent as long and as large as the run."""
+    if init_latent.ndim != 5 or init_latent.shape[1] != LATENT_CHANNELS:
+        raise InputError(f"init latent of shape {tuple(init_latent.shape)} is not a Wan 2.1 video latent "
+                         f"[B, {LATENT_CHANNELS}, T, h, w]: encode the input video with the Wan 2.1 VAE")
+    if frames is not None:
         total = latent_frames(usable_frames(frames))
-        if init_latent.ndim != 5 or init_latent.shape[2] != total:
+        if init_latent.shape[2] != total:
             raise InputError(f"init latent of shape {tuple(init_latent.shape)} does not fit a clip of {total} latent "
                              "frames: encode a video as long as the driving clip")
+    if size is not None:
+        wanted = (size[0] // SPACE_STRIDE, size[1] // SPACE_STRIDE)
+        if tuple(init_latent.shape[3:]) != wanted:
+            raise InputError(f"init latent is {init_latent.shape[4] * SPACE_STRIDE}x{init_latent.shape[3] * SPACE_STRIDE} "
+                             f"pixels but the output is {size[1]}x{size[0]}: encode the input video at the output "
+                             "size, or set width and height to its size")
 
 
 def encode_windows(reference: torch.Tensor, triplet: CueTriplet, backbone: BackboneConfig, encode: Encoder,
@@ -326,7 +359,8 @@ def animate_latents(reference: torch.Tensor, triplet: CueTriplet, model: nn.Modu
         should_stop: polled between VAE passes and before every block; True raises Interrupted.
     """
     backbone = backbone_config(model)
-    check_run(backbone, config, text, negative_text, clip_fea, init_latent, triplet.num_frames)
+    size = output_size(reference, triplet, size, backbone)
+    check_run(backbone, config, text, negative_text, clip_fea, init_latent, triplet.num_frames, size)
     inputs = encode_windows(reference, triplet, backbone, encode, windows, size, should_stop)
     return sample_windows(model, inputs, config, text=text, negative_text=negative_text, clip_fea=clip_fea,
                           init_latent=init_latent, device=device, swap=swap, callback=callback,

@@ -25,6 +25,10 @@ class MemoryPlanError(DirectAnimatorError):
     """No placement of the weights fits the memory budget."""
 
 
+class NumericError(DirectAnimatorError):
+    """Non-finite values (NaN, inf) where numbers were expected: in weights, inputs or the sampler's state."""
+
+
 class NotImplementedYet(DirectAnimatorError):
     """A command or option that a later part of the project fills in."""
 

@@ -24,9 +24,15 @@ def image_to_frames(image: torch.Tensor, name: str = "frames") -> np.ndarray:
     """IMAGE [B, H, W, C] float 0..1 -> (B, H, W, 3) uint8 RGB (alpha dropped, grey repeated)."""
     if image.ndim != 4 or image.shape[-1] not in (1, 3, 4):
         raise InputError(f"{name} has shape {tuple(image.shape)}; expected an IMAGE batch [frames, height, width, 3]")
+    if min(image.shape[:3]) == 0:
+        raise InputError(f"{name} is empty (shape {tuple(image.shape)}): connect an image or video with at least "
+                         "one frame")
     out = np.empty((*image.shape[:3], 3), np.uint8)
     for start in range(0, image.shape[0], CHUNK):
         part = image[start:start + CHUNK, ..., :3].float()
+        if not bool(torch.isfinite(part).all()):
+            raise InputError(f"{name} holds NaN or infinite pixel values (frames {start}-{start + len(part) - 1}): "
+                             "re-run the node that made it")
         part = part.expand(-1, -1, -1, 3) if part.shape[-1] == 1 else part
         out[start:start + CHUNK] = (part * 255).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
     return out
@@ -37,17 +43,22 @@ def frames_to_image(frames: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(frames).float().div_(255.0)
 
 
-def mask_to_masks(mask: Optional[torch.Tensor]) -> Optional[np.ndarray]:
+def mask_to_masks(mask: Optional[torch.Tensor], name: str = "mask") -> Optional[np.ndarray]:
     """MASK [B, H, W] (or [H, W]) float 0..1 -> (B, H, W) uint8 0..255, or None."""
     if mask is None:
         return None
     mask = mask[None] if mask.ndim == 2 else mask
+    if mask.ndim != 3 or min(mask.shape) == 0:
+        raise InputError(f"{name} has shape {tuple(mask.shape)}; expected a MASK [frames, height, width] with at "
+                         "least one frame")
+    if not bool(torch.isfinite(mask).all()):
+        raise InputError(f"{name} holds NaN or infinite values: re-run the node that made it")
     return (mask.float() * 255).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
 
 
 def single_mask(mask: Optional[torch.Tensor]) -> Optional[np.ndarray]:
     """MASK of one image [1, H, W] or [H, W] -> (H, W) uint8, or None."""
-    masks = mask_to_masks(mask)
+    masks = mask_to_masks(mask, "reference_mask")
     if masks is None:
         return None
     if masks.shape[0] != 1:
@@ -84,7 +95,11 @@ def conditioning_tensor(conditioning: Optional[list], name: str = "positive") ->
         raise InputError(f"{name} is not a text conditioning: connect CLIP Text Encode with the Wan text encoder")
     if len(conditioning) > 1:
         log.warning("%s holds %d conditionings; using the first", name, len(conditioning))
-    return conditioning[0][0][:1].float()
+    text = conditioning[0][0][:1].float()
+    if text.numel() == 0:
+        raise InputError(f"{name} is an empty conditioning (shape {tuple(conditioning[0][0].shape)}): connect CLIP "
+                         "Text Encode with the Wan text encoder")
+    return text
 
 
 def clip_vision_tensor(output: Optional[object]) -> Optional[torch.Tensor]:
@@ -100,4 +115,9 @@ def clip_vision_tensor(output: Optional[object]) -> Optional[torch.Tensor]:
 
 def latent_samples(latent: Optional[dict]) -> Optional[torch.Tensor]:
     """LATENT {"samples": (B, 16, T, h, w)} -> its raw Wan latents, or None."""
-    return None if latent is None else latent["samples"]
+    if latent is None:
+        return None
+    samples = latent.get("samples") if isinstance(latent, dict) else None
+    if not torch.is_tensor(samples) or samples.numel() == 0:
+        raise InputError("init_latent holds no latent samples: connect VAE Encode of the input video")
+    return samples

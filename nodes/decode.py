@@ -77,6 +77,12 @@ class DirectAnimatorDecode(io.ComfyNode):
         if latents.ndim != 5 or latents.shape[1] != 16:
             raise InputError(f"latent of shape {tuple(latents.shape)} is not a Wan 2.1 video latent [B, 16, T, h, w]: "
                              "connect the DirectAnimator Sampler's latent")
+        if latents.numel() == 0:
+            raise InputError(f"latent of shape {tuple(latents.shape)} is empty: connect a sampler's latent that "
+                             "holds at least one frame")
+        if not bool(torch.isfinite(latents).all()):
+            raise InputError("the latent holds NaN or infinite values: re-run the sampler (check its model files "
+                             "and settings) before decoding")
         plan = tile_plan(vae, latents, tile_size, overlap)
         log.info("decode: %s", "whole frames" if plan.tile is None else f"tiles of {plan.tile} px, overlap {plan.overlap}")
         return io.NodeOutput(decode(vae, latents, plan, chunk_frames), float(fps))

@@ -16,8 +16,9 @@ import torch
 from comfy_api.latest import io
 
 from ..directanimator_core import animator as core
+from ..directanimator_core.admission import WAN_VAE_ENCODE_BYTES_PER_PIXEL, admit, sampler_need
 from ..directanimator_core.animate_windows import (
-    WindowConfig, check_run, encode_windows, sample_windows, usable_frames)
+    WindowConfig, check_run, encode_windows, output_size, sample_windows, usable_frames)
 from ..directanimator_core.errors import InputError
 from ..directanimator_core.sampling import SOLVERS, SamplerConfig
 from . import _convert, _progress
@@ -61,6 +62,25 @@ def placed(animator: core.Animator, frames: int, height: int, width: int):
     plan = core.placement(animator, frames, height, width, budget)
     log.info("%s", core.placement_line(animator, plan, frames, height, width))
     return core.place(animator, frames, height, width, budget)
+
+
+def vae_encode_bytes(vae, frames: int, height: int, width: int) -> int:
+    """The VAE encoder's working memory for one window: ComfyUI's own figure for this VAE when it has one."""
+    estimate = getattr(vae, "memory_used_encode", None)
+    dtype = getattr(vae, "vae_dtype", torch.float32)
+    if callable(estimate):
+        return int(estimate((1, 3, frames, height, width), dtype))
+    return WAN_VAE_ENCODE_BYTES_PER_PIXEL * height * width * torch.empty((), dtype=dtype).element_size()
+
+
+def admit_run(model: DAModel, vae, window: int, size: tuple[int, int]) -> None:
+    """Refuse, before any encoding, a run whose host memory cannot fit (admission.py); the VAE's and the
+    DiT's working memory count only when they compute on the CPU."""
+    on_host = lambda device: torch.device(device).type == "cpu"  # noqa: E731
+    vae_bytes = vae_encode_bytes(vae, window, *size) if on_host(getattr(vae, "device", "cpu")) else 0
+    need = sampler_need(window, *size, vae_bytes, core.activation_bytes(model, window, *size),
+                        dit_on_host=on_host(model.device))
+    admit(need, f"a window of {window} frames at {size[1]}x{size[0]}")
 
 
 def window_input(name: str, default: int, minimum: int, tooltip: str) -> io.Int.Input:
@@ -125,11 +145,15 @@ class DirectAnimatorSampler(io.ComfyNode):
         text, negative_text = _convert.conditioning_tensor(positive), _convert.conditioning_tensor(negative, "negative")
         clip_fea = _convert.clip_vision_tensor(clip_vision_output)
         init = _convert.latent_samples(init_latent)
-        check_run(model.config, config, text, negative_text, clip_fea, init, cues.num_frames)
-        size = (height, width) if width and height else None
+        picture = _convert.reference_tensor(reference)
+        if bool(width) != bool(height):
+            raise InputError(f"width={width} and height={height}: set both (multiples of 16) or leave both at 0 "
+                             "for the reference's size")
+        size = output_size(picture, cues, (height, width) if width and height else None, model.config)
+        check_run(model.config, config, text, negative_text, clip_fea, init, cues.num_frames, size)
+        admit_run(model, vae, min(windows.frames, usable_frames(cues.num_frames)), size)
         # the VAE runs first, so it never shares the device with the DiT
-        inputs = encode_windows(_convert.reference_tensor(reference), cues, model.config, encode, windows, size,
-                                _progress.should_stop)
+        inputs = encode_windows(picture, cues, model.config, encode, windows, size, _progress.should_stop)
         with placed(model, min(windows.frames, usable_frames(cues.num_frames)), *inputs.size) as swap:
             latents = sample_windows(
                 model.model, inputs, config, text=text, negative_text=negative_text, clip_fea=clip_fea,

@@ -66,7 +66,7 @@ def free_memory_bytes(device: torch.device) -> int:
     if device.type == "mps":
         return int(torch.mps.recommended_max_memory() - torch.mps.driver_allocated_memory())
     if device.type == "cpu":
-        return _available_host_bytes()
+        return host_available_bytes()
     raise InputError(f"device {device} has no memory to query: use 'cuda', 'mps' or 'cpu'.")
 
 
@@ -126,7 +126,16 @@ def _mps_available() -> bool:
     return bool(backend is not None and backend.is_available())
 
 
-def _available_host_bytes() -> int:
+def host_available_bytes() -> int:
+    """Host memory a new allocation can get now: MemAvailable on Linux (free pages plus the page cache
+    the kernel hands back), else the free physical pages, else an assumed 16 GiB (said in the log)."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
     if hasattr(os, "sysconf") and "SC_AVPHYS_PAGES" in os.sysconf_names:
         return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
     log.warning("cannot read available host memory on this platform; the CPU plan assumes 16 GiB")

@@ -10,7 +10,7 @@ import torch
 from directanimator_core.animate import animate
 from directanimator_core.animate_windows import WindowConfig, animate_latents
 from directanimator_core.cues.triplet import CueTriplet
-from directanimator_core.errors import InputError, Interrupted
+from directanimator_core.errors import InputError, Interrupted, NumericError
 from directanimator_core.models.config import CueFusionConfig
 from directanimator_core.models.cuefusion import CueFusion, CueFusionDiT
 from directanimator_core.models.registry import get_preset
@@ -173,5 +173,29 @@ def test_denoise_below_one_starts_from_the_init_latent(parts) -> None:
     assert (kept - init).abs().mean() < 0.25 * (run(SamplerConfig(steps=3, cfg_text=1.0, seed=2)) - init).abs().mean()
     with pytest.raises(InputError, match="init latent of shape"):
         run(low, init_latent=init[:, :, :1])
-    with pytest.raises(InputError, match="pass the encoded input video or set denoise to 1"):
+    with pytest.raises(InputError, match="init latent is 64x64 pixels but the output is 32x32"):
+        run(low, init_latent=torch.cat([init, init], 3).repeat_interleave(2, 4)[:, :, :, :8, :8])
+    with pytest.raises(InputError, match="init latent of shape .* is not a Wan 2.1 video latent"):
+        run(low, init_latent=init[:, :4])
+    with pytest.raises(InputError, match="init_latent holds NaN"):
+        run(low, init_latent=init * float("nan"))
+    with pytest.raises(InputError, match="no init_latent is connected: connect the encoded input video"):
         run(low)
+
+
+def test_nan_weights_are_caught_at_the_first_model_call(parts) -> None:
+    model = parts["model"]
+    weight = model.backbone.head.head.weight
+    saved = weight.detach().clone()
+    try:
+        with torch.no_grad():
+            weight[0, 0] = float("nan")
+        with pytest.raises(NumericError, match="the model's output became NaN or infinite at sigma 1.000"):
+            animate_latents(parts["reference"], tiny_triplet(5), model_of(parts), encoder(parts["vae"]), CONFIG,
+                            clip_fea=parts["clip"])
+    finally:
+        with torch.no_grad():
+            weight.copy_(saved)
+    with pytest.raises(InputError, match="positive holds NaN"):
+        animate_latents(parts["reference"], tiny_triplet(5), model_of(parts), encoder(parts["vae"]), CONFIG,
+                        clip_fea=parts["clip"], text=parts["text"] * float("nan"))
