@@ -67,6 +67,20 @@ def sampler_need(frames: int, height: int, width: int, vae_encode_bytes: int, ac
     return HostNeed(int(encode), int(sample))
 
 
+def output_video_bytes(frames: int, height: int, width: int) -> int:
+    """A cue video built as uint8 and handed to ComfyUI as a float32 IMAGE (both alive at once)."""
+    return frames * height * width * 3 * (1 + 4)
+
+
+def admit_output(frames: int, height: int, width: int, what: str, available: Optional[int] = None) -> None:
+    """InputError when a node's output video alone cannot fit the host's available memory."""
+    need = output_video_bytes(frames, height, width)
+    available = host_available_bytes() if available is None else available
+    if need > int(available * HEADROOM):
+        raise InputError(f"{what} of {frames} frames at {width}x{height} needs about {need / GiB:.1f} GiB of host "
+                         f"memory but {available / GiB:.1f} GiB is free: lower its width and height, or cut the clip")
+
+
 def admit(need: HostNeed, what: str, available: Optional[int] = None) -> None:
     """InputError when ``need`` does not fit the host's available memory (HEADROOM of it).
 

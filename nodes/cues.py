@@ -12,6 +12,7 @@ import folder_paths
 import torch
 from comfy_api.latest import io
 
+from ..directanimator_core.admission import admit_output
 from ..directanimator_core.cues.config import CueConfig, FaceConfig, LocationConfig, PoseConfig, SegmentConfig
 from ..directanimator_core.cues.triplet import build_face_cue, build_triplet
 from . import _convert, _progress
@@ -151,6 +152,7 @@ class DirectAnimatorFaceCue(io.ComfyNode):
 
     @classmethod
     def execute(cls, frames, width, height, face_margin, smoothing, face_detector, mask=None) -> io.NodeOutput:
+        admit_output(int(frames.shape[0]) if frames.ndim == 4 else 0, height, width, "the face cue")
         config = CueConfig(face=FaceConfig(size=(height, width), margin=face_margin, smooth_frames=smoothing,
                                            onnx_path=onnx_path(face_detector, BUILT_IN_FACE)))
         faces, found = build_face_cue(_convert.image_to_frames(frames), config, _convert.mask_to_masks(mask),

@@ -21,12 +21,16 @@ log = logging.getLogger(__name__)
 CATEGORY = "DirectAnimator/decode"
 SPACE_STRIDE = 8  # Wan 2.1 VAE: pixels per latent pixel
 TIME_STRIDE = 4
+MIN_TILE = 8 * SPACE_STRIDE  # a tile of 8 latent pixels, so an overlap (at most a quarter) leaves a stride
 
 
 def tile_plan(vae, latents: torch.Tensor, tile_size: int, overlap: int) -> TilePlan:
     """The user's tile, or the largest one the VAE's free device memory fits (whole frames when they do)."""
     height, width = latents.shape[-2] * SPACE_STRIDE, latents.shape[-1] * SPACE_STRIDE
     if tile_size:
+        if tile_size < MIN_TILE:
+            raise InputError(f"tile_size={tile_size} is below {MIN_TILE} pixels: set 0 (planned from the free memory) "
+                             f"or at least {MIN_TILE}")
         return TilePlan((tile_size, tile_size), min(overlap, tile_size // 4), 1, 0)
     budget = int(comfy.model_management.get_free_memory(vae.device))
     return plan_vae_tiles(budget, height, width, weight_bytes=int(vae.model_size()),

@@ -35,3 +35,10 @@ def test_available_host_memory_is_read_from_this_machine() -> None:
     with open("/proc/meminfo", encoding="ascii") as handle:
         total = next(int(line.split()[1]) * 1024 for line in handle if line.startswith("MemTotal:"))
     assert 0 < host_available_bytes() <= total
+
+
+def test_a_cue_video_too_large_for_the_host_is_refused_before_it_is_built() -> None:
+    from directanimator_core.admission import admit_output
+    with pytest.raises(InputError, match=r"^the face cue of 2000 frames at 4096x4096 needs about 468\.8 GiB"):
+        admit_output(2000, 4096, 4096, "the face cue", available=20 * GiB)
+    admit_output(81, 512, 512, "the face cue", available=20 * GiB)

@@ -18,23 +18,14 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import save_file
 
-from directanimator_core.models.adapter_checkpoint import save_adapter
-from directanimator_core.models.config import BackboneConfig, CueFusionConfig
-from directanimator_core.models.cuefusion import CueFusion
-from directanimator_core.models.vae import TINY_VAE, build_vae
-from directanimator_core.models.wan_dit import build_backbone, init_weights
 from harness import media
 from harness.comfyui import ComfyServer, PromptFailed, PromptRejected
+from harness.models import ADAPTER, BASE, VAE, write_models
 from harness.paths import REPO
 
 pytestmark = pytest.mark.comfy
 
-BASE = "wan2.1_i2v_480p_14B_fp16.safetensors"  # the names the shipped workflows use
-ADAPTER = "directanimator_wan2.1_i2v_14B.safetensors"
-VAE = "wan_2.1_vae.safetensors"
-TINY = BackboneConfig(dim=128, ffn_dim=256, num_layers=2, num_heads=1, in_dim=36, out_dim=16, text_dim=64)
 REFERENCE, DRIVING, LONG, MASK = "da_ref.png", "da_drive5.avi", "da_drive13.avi", "da_mask5.avi"
 WALKER_FRAME0 = (640, 240, 686, 322)  # x0, y0, x1, y1 of the walker in black (tests/core/test_cues_segment.py)
 SIZE = 64
@@ -44,23 +35,6 @@ ENCODERS = {"CLIPLoader", "CLIPTextEncode", "CLIPVisionLoader", "CLIPVisionEncod
 FAST = {"DirectAnimatorSampler": {"steps": 2, "cfg": 1.0, "width": SIZE, "height": SIZE, "seed": 3},
         "DirectAnimatorCueTriplet": {"preview_height": 64}}
 FILES = {"reference.png": REFERENCE, "driving.mp4": DRIVING, "driving_mask.mp4": MASK}
-
-
-def write_models(models: Path) -> None:
-    generator = torch.Generator().manual_seed(0)
-    backbone = init_weights(build_backbone(TINY, device=torch.device("cpu")), generator)
-    torch.nn.init.normal_(backbone.head.head.weight, std=0.02, generator=generator)  # a non-zero velocity
-    state = {f"model.diffusion_model.{k}": v.contiguous() for k, v in backbone.state_dict().items()}
-    for folder in ("diffusion_models", "directanimator", "vae"):
-        (models / folder).mkdir(parents=True, exist_ok=True)
-    save_file(state, str(models / "diffusion_models" / BASE))
-    adapter = CueFusion(TINY, CueFusionConfig(same2x_depth=1)).init_weights(generator)
-    with torch.no_grad():  # a trained-looking adapter: the cues change the output
-        for block in adapter.blocks.values():
-            block.gate.normal_(0, 0.5, generator=generator)
-    save_adapter(adapter, models / "directanimator" / ADAPTER)
-    torch.manual_seed(0)
-    save_file({k: v.contiguous() for k, v in build_vae(TINY_VAE).state_dict().items()}, str(models / "vae" / VAE))
 
 
 def write_media(inputs: Path) -> None:
