@@ -17,11 +17,10 @@ from pathlib import Path
 from typing import Optional
 
 import torch
-from safetensors import SafetensorError, safe_open
 
 from .errors import CheckpointError, InputError
 from .models.adapter_checkpoint import load_model
-from .models.checkpoint import ADAPTER_PREFIX
+from .models.checkpoint import ADAPTER_PREFIX, check_backbone_files, describe_file, read_header
 from .models.cuefusion import CueFusionDiT
 from .offload import BlockSwap, MemoryPlan, OffloadConfig, estimate_activation_bytes, latent_tokens, offload_model
 from .offload import policy
@@ -36,7 +35,8 @@ WEIGHT_DTYPES: dict[str, Optional[torch.dtype]] = {
     "fp8_e4m3fn": torch.float8_e4m3fn, "fp8_e5m2": torch.float8_e5m2,
 }
 FILE_DTYPES = {"F32": torch.float32, "BF16": torch.bfloat16, "F16": torch.float16,
-               "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2}
+               "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2,
+               "U8": torch.float8_e4m3fn}  # ComfyUI's uint8 container of fp8 (check_backbone_files checks it is)
 NOMINAL_RUN = (81, 480, 832)  # frames, height, width: the run the loader's placement line describes
 
 
@@ -57,16 +57,7 @@ class Animator:
 
 def stored_dtype(path: Path) -> torch.dtype:
     """The dtype most of a file's 2-D weights are stored in (read from the header only)."""
-    counts: Counter = Counter()
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            for key in handle.keys():
-                part = handle.get_slice(key)
-                if len(part.get_shape()) == 2:
-                    counts[part.get_dtype()] += 1
-    except (SafetensorError, OSError) as error:
-        raise CheckpointError(f"{path.name} is not a readable safetensors file ({error}): use the .safetensors "
-                              "release of the model") from error
+    counts = Counter(e.dtype for e in read_header(path).tensors.values() if len(e.shape) == 2)
     if not counts:
         raise CheckpointError(f"{path.name} holds no weight matrices: it is not a Wan checkpoint")
     name = counts.most_common(1)[0][0]
@@ -76,13 +67,16 @@ def stored_dtype(path: Path) -> torch.dtype:
 
 
 def holds_adapter(path: Path) -> bool:
-    """Whether a file carries CueFusion adapter tensors (an adapter file or a merged model)."""
-    with safe_open(str(path), framework="pt") as handle:
-        return any(key.startswith(ADAPTER_PREFIX) for key in handle.keys())
+    """Whether a file carries CueFusion adapter tensors (an adapter file or a merged model); a file that is
+    not safetensors is refused here, in one line naming it (checkpoint.read_header)."""
+    return any(key.startswith(ADAPTER_PREFIX) for key in read_header(path).tensors)
 
 
 def check_model_files(base: Path, adapter: Optional[Path]) -> None:
-    """Raise before loading when the pair cannot make a DirectAnimator model.
+    """Raise before loading when the pair cannot make a DirectAnimator model (headers only, no tensor read).
+
+    The base must be a Wan DiT this pack loads (a UNet, a VAE, an adapter... is named for what it is);
+    the adapter file must hold CueFusion tensors.
 
     Args:
         base: the Wan (or merged) checkpoint.
@@ -91,11 +85,14 @@ def check_model_files(base: Path, adapter: Optional[Path]) -> None:
     for path in (base, adapter):
         if path is not None and not path.is_file():
             raise CheckpointError(f"model file {path} does not exist: put it in the folder the workflow's note names")
+    check_backbone_files([read_header(base)])
     if adapter is None and not holds_adapter(base):
         raise CheckpointError(f"{base.name} is a plain Wan checkpoint with no DirectAnimator adapter in it: pick "
                               "the adapter file (models/directanimator) in the adapter input")
     if adapter is not None and not holds_adapter(adapter):
-        raise CheckpointError(f"{adapter.name} holds no DirectAnimator adapter tensors ('{ADAPTER_PREFIX}...'): "
+        found = describe_file(read_header(adapter).tensors)
+        what = "" if found is None else f"; it is {found[1]} (found {found[2]!r})"
+        raise CheckpointError(f"{adapter.name} holds no DirectAnimator adapter tensors ('{ADAPTER_PREFIX}...'){what}: "
                               "pick a DirectAnimator adapter, not a LoRA or another model")
 
 

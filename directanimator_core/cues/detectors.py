@@ -9,17 +9,30 @@ from __future__ import annotations
 import functools
 import logging
 from pathlib import Path
+from typing import Callable, TypeVar
 
 import cv2
 import numpy as np
 
-from ..errors import InputError
+from ..errors import CheckpointError, InputError
 from .boxes import Box, from_xywh
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 HOG_WINDOW_HEIGHT = 128  # the default people detector's window is 64x128 pixels
 HAAR_FACE = "haarcascade_frontalface_default.xml"
+FACE_MODELS = "a CenterFace or YuNet face detector .onnx"
+SEGMENTER_MODELS = "an ONNX person segmenter"
+
+
+def _read_onnx(onnx_path: str, role: str, read: Callable[[str], T]) -> T:
+    """``read(onnx_path)``, with OpenCV's parse error (several lines, no advice) as one line naming the file."""
+    try:
+        return read(onnx_path)
+    except cv2.error:
+        raise CheckpointError(f"{Path(onnx_path).name} is not an ONNX model OpenCV can read (empty, damaged or another "
+                              f"format): pick {role} in models/directanimator, or the built-in one") from None
 
 
 @functools.lru_cache(maxsize=1)
@@ -106,7 +119,8 @@ def _yunet_faces(image: np.ndarray, onnx_path: str) -> list[tuple[Box, float]]:
 @functools.lru_cache(maxsize=2)
 def _yunet(onnx_path: str):
     log.info("face detector: YuNet %s", onnx_path)
-    return cv2.FaceDetectorYN.create(onnx_path, "", (320, 320), 0.6, 0.3, 50)
+    return _read_onnx(onnx_path, FACE_MODELS,
+                      lambda path: cv2.FaceDetectorYN.create(path, "", (320, 320), 0.6, 0.3, 50))
 
 
 CENTERFACE_STRIDE = 4  # CenterFace predicts one face centre per 4x4 input pixels
@@ -144,7 +158,7 @@ def _centerface_faces(image: np.ndarray, onnx_path: str, threshold: float = 0.5)
 @functools.lru_cache(maxsize=len(CENTERFACE_SIDES))
 def _centerface(onnx_path: str, side: int) -> cv2.dnn.Net:
     # One net per input size: cv2.dnn reshapes this model wrongly when one net sees a second size.
-    net = cv2.dnn.readNetFromONNX(onnx_path)
+    net = _read_onnx(onnx_path, FACE_MODELS, cv2.dnn.readNetFromONNX)
     outputs = net.getUnconnectedOutLayersNames()
     if len(outputs) != 4:
         raise InputError(f"face detector {onnx_path} has {len(outputs)} outputs; expected CenterFace's 4 (heatmap, "
@@ -159,7 +173,7 @@ def onnx_segmenter(onnx_path: str) -> cv2.dnn.Net:
     if not Path(onnx_path).is_file():
         raise InputError(f"segmenter {onnx_path} does not exist; put the .onnx in models/directanimator")
     log.info("person segmenter: %s", onnx_path)
-    return cv2.dnn.readNetFromONNX(onnx_path)
+    return _read_onnx(onnx_path, SEGMENTER_MODELS, cv2.dnn.readNetFromONNX)
 
 
 def run_segmenter(net: cv2.dnn.Net, image: np.ndarray, size: int) -> np.ndarray:

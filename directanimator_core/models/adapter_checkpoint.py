@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Optional, Sequence, Union
 
 import torch
-from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from ..errors import CheckpointError
-from .checkpoint import ADAPTER_PREFIX, BACKBONE_METADATA, LoadReport, check_state_dict, load_backbone
+from .checkpoint import (
+    ADAPTER_PREFIX, BACKBONE_METADATA, LoadReport, check_state_dict, load_backbone, read_header, read_safetensors)
 from .config import BackboneConfig, CueFusionConfig
 from .cuefusion import CueFusion, CueFusionDiT
 
@@ -77,7 +77,13 @@ def _configs_from(metadata: dict[str, str], found: str, source: str) -> tuple[Ba
     if metadata.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(f"{source} is CueFusion format version {metadata.get('format_version')!r}; this pack "
                               f"reads version {FORMAT_VERSION}: update the pack or re-save the adapter")
-    return BackboneConfig.from_json(metadata[BACKBONE_METADATA]), CueFusionConfig.from_json(metadata[CUES_METADATA])
+    try:
+        return BackboneConfig.from_json(metadata[BACKBONE_METADATA]), CueFusionConfig.from_json(metadata[CUES_METADATA])
+    except KeyError as missing:
+        raise CheckpointError(f"{source} lacks the adapter metadata {missing}: the file is damaged or was not written "
+                              "by this pack; re-save the adapter") from None
+    except CheckpointError as error:
+        raise CheckpointError(f"{source}: {error}") from None
 
 
 def _check_backbone(trained: BackboneConfig, backbone: BackboneConfig, source: str) -> None:
@@ -128,14 +134,12 @@ def read_adapter_part(path: Union[str, Path], device: Optional[torch.device] = N
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"adapter file {path} does not exist: check the path or the directanimator models folder")
-    try:
-        with safe_open(str(path), framework="pt", device=str(device or "cpu")) as handle:
-            keys = list(handle.keys())
-            tensors = {k: handle.get_tensor(k) for k in keys if k.startswith(ADAPTER_PREFIX)}
-            return tensors, dict(handle.metadata() or {}), [k for k in keys if not k.startswith(ADAPTER_PREFIX)][:2]
-    except (SafetensorError, OSError, ValueError) as error:
-        raise CheckpointError(f"{path.name} is not a readable safetensors file ({error}); pickled files are never "
-                              "loaded: use the .safetensors adapter") from error
+    header = read_header(path)  # a bad file is refused here in one line, before a tensor is read
+    others = [k for k in header.tensors if not k.startswith(ADAPTER_PREFIX)]
+    tensors = {}
+    if len(others) < len(header.tensors):
+        tensors = read_safetensors(path, device=device, only_prefix=ADAPTER_PREFIX)[0]
+    return tensors, header.metadata, others[:2]
 
 
 def load_adapter(path: Union[str, Path], backbone: BackboneConfig, device: Optional[torch.device] = None) -> CueFusion:

@@ -11,11 +11,24 @@ Layouts (found from sentinel keys, as ComfyUI's model_detection does):
   numbers the block norms in call order, so its ``norm2`` is Wan's cross-attention ``norm3``.
 Stored dtypes: fp32, bf16, fp16, fp8 (e4m3fn, e5m2) and ComfyUI's scaled fp8 (a ``scaled_fp8``
 marker tensor plus one ``<layer>.scale_weight`` per Linear, comfy/ops.py; or its newer per-layer
-``<layer>.weight_scale``, comfy/quant_ops.py). Input scales only feed ComfyUI's fp8 matmul and are dropped. Only safetensors files are read; nothing is ever unpickled.
+``<layer>.weight_scale``, comfy/quant_ops.py, named by its ``_quantization_metadata`` or, in files of
+ComfyUI releases newer than the 0.3.75 the tests run, by per-layer ``<layer>.comfy_quant`` tensors: the
+UTF-8 JSON ``{"format": "float8_e4m3fn"}`` as uint8; an fp8 weight held in a uint8 container is viewed as
+fp8). ``float8_e4m3fn`` is the one format 0.3.75's ``QUANT_ALGOS`` defines (weight = q * scalar scale);
+``float8_e5m2`` is read the same way. Input scales only feed ComfyUI's fp8 matmul and are dropped.
+Per-row or per-block scales and every other quantized format (nvfp4, int8 blockwise...) are refused by
+name: their layout is not in ComfyUI's code this pack is tested against.
+
+Only safetensors files are read; nothing is ever unpickled. ``read_header`` checks a file from its first
+bytes and its header alone (empty, truncated, a pickle or zip, a header too large, not JSON, offsets
+past the end or disagreeing with dtype and shape) and ``check_backbone_files`` names what a wrong file
+is (an SD UNet, a VAE, an adapter, a text encoder...) from its keys, so every refusal is one line naming
+the file, before any tensor is read. The VAE and adapter loaders and the trainer use the same two.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import re
@@ -97,6 +110,54 @@ BACKBONE_METADATA = "directanimator.backbone"  # backbone config JSON in files t
 BLOCK_KEY = re.compile(r"^blocks\.(\d+)\.(.+)$")
 WAN_HEAD_WIDTH = 128  # every released Wan uses 128-wide attention heads
 
+# ComfyUI's mixed-precision descriptors (comfy/quant_ops.py QUANT_ALGOS; per-layer ``.comfy_quant`` tensors
+# in newer files). Only per-tensor fp8 is read: weight = q * weight_scale, one scalar scale.
+QUANT_DESCRIPTOR = ".comfy_quant"
+QUANT_METADATA = "_quantization_metadata"
+FP8_FORMATS = {"float8_e4m3fn": torch.float8_e4m3fn, "float8_e5m2": torch.float8_e5m2}
+SCALE_SUFFIXES = (".scale_weight", ".weight_scale")
+UNREAD_SCALE_SUFFIXES = (".weight_scale_2", ".pre_quant_scale")  # double-scaled / smoothed formats (nvfp4...)
+
+# Wan VAE sentinels (vae_checkpoint.py reads them from here: one place for key names).
+VAE_WAN_SENTINEL = "decoder.middle.0.residual.0.gamma"
+VAE_DIFFUSERS_SENTINEL = "decoder.mid_block.resnets.0.norm1.gamma"
+VAE_WAN22_SENTINEL = "decoder.upsamples.0.upsamples.0.residual.2.weight"  # Wan 2.2's 48-channel VAE
+# What a file is, from a key it holds (the key itself, or the key under any prefix), for refusals that
+# name it. (sentinel, kind, description); the first hit wins, so a full SD checkpoint is its UNet.
+KNOWN_FILES = (
+    ("head.modulation", "dit", "a Wan DiT diffusion model"),
+    ("condition_embedder.time_proj.weight", "dit", "a Wan DiT diffusion model in diffusers layout"),
+    ("blocks.0.self_attn.q.weight", "dit", "a Wan DiT diffusion model"),
+    ("input_blocks.0.0.weight", "other", "a Stable Diffusion-style UNet (SD 1.x / 2.x / SDXL)"),
+    ("double_blocks.0.img_attn.qkv.weight", "other", "a Flux- or HunyuanVideo-style diffusion model"),
+    ("joint_blocks.0.x_block.attn.qkv.weight", "other", "a Stable Diffusion 3 diffusion model"),
+    (VAE_WAN22_SENTINEL, "vae", "the Wan 2.2 VAE"),
+    (VAE_WAN_SENTINEL, "vae", "a Wan 2.1 VAE"),
+    (VAE_DIFFUSERS_SENTINEL, "vae", "a Wan 2.1 VAE (diffusers layout)"),
+    ("decoder.mid.block_1.norm1.weight", "vae", "an image VAE (Stable Diffusion / Flux)"),
+    ("encoder.block.0.layer.0.SelfAttention.q.weight", "other", "a T5 / umT5 text encoder"),
+    ("text_model.encoder.layers.0.self_attn.q_proj.weight", "other", "a CLIP text encoder"),
+    ("vision_model.encoder.layers.0.self_attn.q_proj.weight", "other", "a CLIP vision encoder"),
+)
+LORA_MARKERS = ("lora_down", "lora_up", "lora_A", "lora_B", "lora_unet_")
+NOT_A_DIT_ADVICE = {  # what to do when the DiT loader is given one of these
+    "vae": "use it as the VAE and pick a Wan 2.1 / 2.2 diffusion model (ComfyUI's diffusion_models folder) here",
+    "adapter": "pick it as the adapter and a Wan 2.1 / 2.2 diffusion model (ComfyUI's diffusion_models folder) as "
+               "the base model",
+    "lora": "apply it with a LoRA loader and pick a Wan 2.1 / 2.2 diffusion model (ComfyUI's diffusion_models "
+            "folder) here",
+}
+PICK_A_DIT = "pick a Wan 2.1 / 2.2 diffusion model (ComfyUI's diffusion_models folder) instead"
+
+# safetensors files (https://github.com/huggingface/safetensors: 8-byte little-endian header length, JSON)
+ITEM_BYTES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
+              "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}
+FLOAT_DTYPES = ("F64", "F32", "BF16", "F16", "F8_E4M3", "F8_E5M2")
+MAX_HEADER_BYTES = 100_000_000  # safetensors' own limit
+NEVER_UNPICKLED = ("pickles are never loaded (unpickling can run code): convert it to safetensors, or download "
+                   "the model's .safetensors release")
+DOWNLOAD_AGAIN = "download or copy it again"
+
 
 @dataclass(frozen=True)
 class LoadReport:
@@ -123,25 +184,53 @@ class LoadReport:
 
 # -- layouts -----------------------------------------------------------------------------------------
 
-def detect_layout(keys: Iterable[str]) -> str:
+def describe_file(keys: Iterable[str]) -> Optional[tuple[str, str, str]]:
+    """What a file is from its keys, as (kind, description, the key that says so), or None when unknown.
+
+    Kinds: ``"dit"`` (a Wan DiT), ``"adapter"`` (a CueFusion adapter), ``"vae"``, ``"lora"``, ``"other"``.
+
+    Args:
+        keys: every key of the file.
+    """
+    keys = list(keys)
+    for sentinel, kind, description in KNOWN_FILES:
+        key = next((k for k in keys if k == sentinel or k.endswith("." + sentinel)), None)
+        if key is not None:
+            return kind, description, key
+    key = next((k for k in keys if k.startswith(ADAPTER_PREFIX)), None)
+    if key is not None:
+        return "adapter", "a DirectAnimator (CueFusion) adapter", key
+    key = next((k for k in keys if any(marker in k for marker in LORA_MARKERS)), None)
+    if key is not None:
+        return "lora", "a LoRA", key
+    return None
+
+
+def detect_layout(keys: Iterable[str], source: str = "the file") -> str:
     """``"wan"``, ``"comfyui"`` or ``"diffusers"`` from sentinel keys; CheckpointError naming what was found.
 
     Args:
         keys: every key of the file(s).
+        source: the file name, for messages.
     """
     keys = set(keys)
     for key in keys:
         bare = key[len(COMFY_PREFIX):] if key.startswith(COMFY_PREFIX) else key
         if bare in OTHER_VARIANTS:
-            raise CheckpointError(f"this is a {OTHER_VARIANTS[bare]} model (found '{key}'), not a plain Wan DiT: "
+            raise CheckpointError(f"{source} is a {OTHER_VARIANTS[bare]} model (found {key!r}), not a plain Wan DiT: "
                                   "DirectAnimator runs on Wan 2.1 / 2.2 T2V, I2V or TI2V diffusion models; load one")
     for layout, sentinel in SENTINELS.items():
         if sentinel in keys:
             return layout
+    found = describe_file(keys)
+    if found is not None and found[0] != "dit":
+        kind, description, key = found
+        raise CheckpointError(f"{source} is {description} (found {key!r}), not a Wan diffusion model (which has "
+                              f"'{SENTINELS[WAN]}'): {NOT_A_DIT_ADVICE.get(kind, PICK_A_DIT)}")
     sample = ", ".join(repr(k) for k in sorted(keys)[:3]) or "no tensors"
     expected = ", ".join(f"'{s}' ({layout})" for layout, s in SENTINELS.items())
-    raise CheckpointError(f"not a Wan diffusion model: expected a key {expected}; found {len(keys)} keys like "
-                          f"{sample}: pick a Wan 2.1 / 2.2 file from ComfyUI's diffusion_models folder")
+    raise CheckpointError(f"{source} is not a Wan diffusion model: expected a key {expected}; found {len(keys)} keys "
+                          f"like {sample}: pick a Wan 2.1 / 2.2 file from ComfyUI's diffusion_models folder")
 
 
 def _rename(key: str, table: Mapping[str, str]) -> Optional[str]:
@@ -268,7 +357,8 @@ def config_from_state_dict(state_dict: Mapping[str, Union[torch.Tensor, Sequence
 
 def _attach_scales(model: WanDiT, tensors: dict[str, torch.Tensor]) -> int:
     """Give each CastLinear named by a ``<layer>.scale_weight`` key a (meta) scale buffer to load into;
-    a scale for anything else stays and is reported as unexpected."""
+    a scale for anything else stays and is reported as unexpected. Scales are scalars here
+    (check_quantization refuses per-row ones first)."""
     count = 0
     for key in [k for k in tensors if k.endswith(".scale_weight")]:
         owner = key[: -len(".scale_weight")]
@@ -281,6 +371,26 @@ def _attach_scales(model: WanDiT, tensors: dict[str, torch.Tensor]) -> int:
             tensors[key] = tensors[key].reshape(())
             count += 1
     return count
+
+
+_SAFETENSORS_NAMES = {torch.float64: "F64", torch.float32: "F32", torch.bfloat16: "BF16", torch.float16: "F16",
+                      torch.float8_e4m3fn: "F8_E4M3", torch.float8_e5m2: "F8_E5M2", torch.uint8: "U8"}
+
+
+def _apply_quantization(tensors: dict[str, torch.Tensor], metadata: Optional[Mapping[str, str]], source: str) -> None:
+    """Check quantized weights (check_quantization), drop ``.comfy_quant`` descriptors, view uint8-held fp8 as fp8."""
+    descriptors = {k[: -len(QUANT_DESCRIPTOR)]: v for k, v in tensors.items() if k.endswith(QUANT_DESCRIPTOR)}
+    raw = {layer: bytes(v.detach().to(torch.uint8).flatten().tolist())
+           for layer, v in descriptors.items() if not v.is_meta}  # meta tensors (shape-only checks) hold no bytes
+    entries = {k: (_SAFETENSORS_NAMES.get(v.dtype, str(v.dtype).removeprefix("torch.")), tuple(v.shape))
+               for k, v in tensors.items()}
+    formats = check_quantization(entries, raw, metadata, source)
+    for layer in descriptors:
+        del tensors[layer + QUANT_DESCRIPTOR]
+    for layer, dtype in formats.items():
+        weight = tensors.get(layer + ".weight")
+        if weight is not None and weight.dtype == torch.uint8:  # ComfyUI's uint8 container for fp8
+            tensors[layer + ".weight"] = weight.view(dtype)
 
 
 def check_state_dict(model: torch.nn.Module, tensors: Mapping[str, torch.Tensor], layout: str,
@@ -318,39 +428,279 @@ def raise_for_report(report: LoadReport, source: str) -> None:
                           f"{'; '.join(parts)}: the file is damaged, incomplete or another model's")
 
 
-def read_safetensors(paths: Union[str, Path, Sequence[Union[str, Path]]], skip_prefix: Optional[str] = None,
-                     device: Optional[torch.device] = None) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """The tensors and metadata of one safetensors file or of shards; refuses anything else (pickles too).
+# -- reading files -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TensorEntry:
+    """One tensor of a safetensors header: its dtype name (``"BF16"``), shape and byte span in the file."""
+
+    dtype: str
+    shape: tuple[int, ...]
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class SafetensorsHeader:
+    """A safetensors file's header, checked: every tensor's entry, and the metadata."""
+
+    path: Path
+    tensors: dict[str, TensorEntry]
+    metadata: dict[str, str]
+
+    def read_bytes(self, key: str, limit: int = 1 << 16) -> bytes:
+        """The raw bytes of one small tensor (a ``.comfy_quant`` descriptor), read without safetensors.
+
+        Args:
+            key: the tensor's name.
+            limit: most bytes read (a descriptor is a few dozen).
+        """
+        entry = self.tensors[key]
+        with open(self.path, "rb") as handle:
+            handle.seek(entry.start)
+            return handle.read(min(entry.end - entry.start, limit))
+
+
+def one_line(text: object) -> str:
+    """``text`` with its whitespace runs (newlines too) collapsed, for a library's message inside ours.
 
     Args:
-        paths: a file, the shards of one model (keys must not repeat), or a folder of shards.
-        skip_prefix: keys starting with this are not read (a merged file's adapter, read apart).
-        device: where the tensors are created (default CPU).
+        text: any message.
     """
+    return " ".join(str(text).split())
+
+
+def _unreadable(name: str, why: str, fix: str = DOWNLOAD_AGAIN) -> CheckpointError:
+    return CheckpointError(f"{name} is not a readable safetensors file: {why}: {fix}")
+
+
+def _refuse_other_format(name: str, head: bytes, size: int) -> None:
+    """Files that are plainly not safetensors, told apart by their first bytes."""
+    if size == 0:
+        raise CheckpointError(f"{name} is empty (0 bytes), not a safetensors model: the download or copy did not "
+                              f"finish; {DOWNLOAD_AGAIN}")
+    if head.startswith(b"PK\x03\x04"):
+        raise CheckpointError(f"{name} is a zip archive (how torch.save writes .pt / .pth / .ckpt / .bin files, a "
+                              f"pickle inside), not a readable safetensors file; {NEVER_UNPICKLED}")
+    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        raise CheckpointError(f"{name} is a Python pickle (the legacy torch.save format), not a readable safetensors "
+                              f"file; {NEVER_UNPICKLED}")
+    if head.startswith(b"GGUF"):
+        raise CheckpointError(f"{name} is a GGUF file, not a readable safetensors file: this loader reads "
+                              "safetensors only; pick the model's .safetensors release")
+    if size < 8:
+        raise _unreadable(name, f"it is only {size} bytes long, shorter than a safetensors header")
+
+
+def _entry(name: str, key: str, value: object, data_start: int) -> TensorEntry:
+    """One header entry, checked for form and for its byte count against dtype and shape."""
+    if not isinstance(value, dict) or not isinstance(value.get("dtype"), str) \
+            or not isinstance(value.get("shape"), list) or not isinstance(value.get("data_offsets"), list) \
+            or len(value["data_offsets"]) != 2 \
+            or not all(isinstance(n, int) and n >= 0 for n in value["shape"] + value["data_offsets"]):
+        raise _unreadable(name, f"the header entry of tensor {key!r} is malformed (it needs dtype, shape and two "
+                                "data_offsets)", "the file is damaged; " + DOWNLOAD_AGAIN)
+    begin, end = value["data_offsets"]
+    shape, dtype = tuple(value["shape"]), value["dtype"]
+    if dtype in ITEM_BYTES and end - begin != math.prod(shape) * ITEM_BYTES[dtype]:
+        raise _unreadable(name, f"tensor {key!r} is {dtype} {list(shape)} ({math.prod(shape) * ITEM_BYTES[dtype]:,} "
+                                f"bytes) but its data_offsets span {end - begin:,} bytes",
+                          "the file is damaged; " + DOWNLOAD_AGAIN)
+    return TensorEntry(dtype, shape, data_start + begin, data_start + end)
+
+
+def read_header(path: Union[str, Path]) -> SafetensorsHeader:
+    """The checked header of a safetensors file; one-line CheckpointError naming the file for anything else.
+
+    Reads the first 8 bytes and the header only, never a tensor: refuses empty or short files, pickles
+    (zip or legacy torch.save: never unpickled), GGUF, a header length past the file or safetensors'
+    limit, a header that is not a JSON table of tensors, entries whose byte span disagrees with their
+    dtype and shape, and tensors past the end of the file (truncated) or overlapping.
+
+    Args:
+        path: the file.
+    """
+    path = Path(path)
+    name = path.name
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as handle:
+            head = handle.read(8)
+            _refuse_other_format(name, head, size)
+            length = int.from_bytes(head, "little")
+            if length > min(MAX_HEADER_BYTES, size - 8):
+                raise _unreadable(name, f"its first 8 bytes announce a {length:,}-byte header but the file has "
+                                        f"{size:,} bytes (truncated, damaged or another format; pickled files are "
+                                        "never loaded)", DOWNLOAD_AGAIN + ", or convert it to safetensors")
+            raw = handle.read(length)
+    except OSError as error:
+        raise CheckpointError(f"{name} cannot be read ({one_line(error.strerror or error)}): check that the file "
+                              "exists and may be read") from None
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise _unreadable(name, f"its header is not JSON ({one_line(getattr(error, 'msg', None) or error)})",
+                          "the file is damaged or another format; " + DOWNLOAD_AGAIN + ", or convert it to "
+                          "safetensors") from None
+    if not isinstance(header, dict):
+        raise _unreadable(name, "its header is JSON but not a table of tensors",
+                          "the file is damaged; " + DOWNLOAD_AGAIN)
+    metadata = header.pop("__metadata__", None) or {}
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise _unreadable(name, "its __metadata__ is not a table of strings", "the file is damaged; " + DOWNLOAD_AGAIN)
+    data_start, data_bytes = 8 + length, size - 8 - length
+    tensors = {key: _entry(name, key, value, data_start) for key, value in header.items()}
+    position = data_start
+    for key, entry in sorted(tensors.items(), key=lambda item: (item[1].start, item[1].end)):
+        if entry.end - data_start > data_bytes:
+            raise _unreadable(name, f"tensor {key!r} ends at byte {entry.end - data_start:,} of the data but the "
+                                    f"file holds {data_bytes:,} data bytes (truncated)", DOWNLOAD_AGAIN)
+        if entry.start < position:
+            raise _unreadable(name, f"tensor {key!r} overlaps the tensor before it", "the file is damaged; "
+                              + DOWNLOAD_AGAIN)
+        position = entry.end
+    return SafetensorsHeader(path, tensors, dict(metadata))
+
+
+def _shard_paths(paths: Union[str, Path, Sequence[Union[str, Path]]]) -> list[Path]:
     paths = [Path(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
     if len(paths) == 1 and paths[0].is_dir():  # a diffusers ``transformer/`` folder: its shards
         folder = paths[0]
         paths = sorted(folder.glob("*.safetensors"))
         if not paths:
             raise CheckpointError(f"folder {folder} holds no .safetensors files: point at the model file or its folder")
-    tensors, metadata = {}, {}
     for path in paths:
         if not path.is_file():
             raise CheckpointError(f"model file {path} does not exist: check the path or ComfyUI's diffusion_models folder")
+    return paths
+
+
+def read_safetensors(paths: Union[str, Path, Sequence[Union[str, Path]]], skip_prefix: Optional[str] = None,
+                     device: Optional[torch.device] = None, only_prefix: Optional[str] = None
+                     ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The tensors and metadata of one safetensors file or of shards; refuses anything else (pickles too).
+
+    Every file's header is checked first (read_header), so a bad file is refused in one line naming it.
+
+    Args:
+        paths: a file, the shards of one model (keys must not repeat), or a folder of shards.
+        skip_prefix: keys starting with this are not read (a merged file's adapter, read apart).
+        device: where the tensors are created (default CPU).
+        only_prefix: when given, only keys starting with this are read (one model of a bundle).
+    """
+    tensors, metadata = {}, {}
+    for path in _shard_paths(paths):
+        read_header(path)
         try:
             with safe_open(str(path), framework="pt", device=str(device or "cpu")) as handle:
                 metadata.update(handle.metadata() or {})
                 for key in handle.keys():
-                    if skip_prefix and key.startswith(skip_prefix):
+                    skipped = skip_prefix and key.startswith(skip_prefix)
+                    if skipped or (only_prefix and not key.startswith(only_prefix)):
                         continue
                     if key in tensors:
                         raise CheckpointError(f"key '{key}' appears in two shards ({path.name} and another): "
                                               "pass each shard of one model once")
                     tensors[key] = handle.get_tensor(key)
-        except (SafetensorError, OSError, ValueError) as error:
-            raise CheckpointError(f"{path.name} is not a readable safetensors file ({error}); pickled .pth/.ckpt/.bin "
-                                  "files are never loaded: use the .safetensors release of the model") from error
+        except (SafetensorError, OSError, ValueError, RuntimeError, TypeError) as error:
+            raise _unreadable(path.name, one_line(error), DOWNLOAD_AGAIN + "; pickled .pth/.ckpt/.bin files are never "
+                              "loaded: use the .safetensors release of the model") from None
     return tensors, metadata
+
+
+# -- quantized weights -------------------------------------------------------------------------------
+
+def quant_format(raw: bytes, layer: str, source: str) -> torch.dtype:
+    """The fp8 dtype a ComfyUI ``.comfy_quant`` descriptor names; CheckpointError for any other format.
+
+    Args:
+        raw: the descriptor's bytes (UTF-8 JSON, e.g. ``{"format": "float8_e4m3fn"}``).
+        layer: the layer it describes, for messages.
+        source: the file name, for messages.
+    """
+    try:
+        conf = json.loads(bytes(raw).decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise CheckpointError(f"{source}: the ComfyUI quantization descriptor of layer {layer!r} is not JSON, so its "
+                              "format is unknown: use the model's bf16 / fp16 or fp8-scaled release") from None
+    return _fp8_format(conf, layer, source)
+
+
+def _fp8_format(conf: object, layer: str, source: str) -> torch.dtype:
+    fmt = conf.get("format") if isinstance(conf, dict) else None
+    if fmt not in FP8_FORMATS:
+        raise CheckpointError(f"{source} stores layer {layer!r} in ComfyUI's quantized format {fmt!r}, which this pack "
+                              f"does not load (it reads {' or '.join(FP8_FORMATS)} with one scale per tensor): use the "
+                              "model's bf16 / fp16 or fp8-scaled release")
+    return FP8_FORMATS[fmt]
+
+
+def _bare(key: str) -> str:
+    return key[len(COMFY_PREFIX):] if key.startswith(COMFY_PREFIX) else key
+
+
+def check_quantization(entries: Mapping[str, tuple[str, Sequence[int]]], descriptors: Mapping[str, bytes],
+                       metadata: Optional[Mapping[str, str]], source: str) -> dict[str, torch.dtype]:
+    """Refuse quantized weights this pack cannot read; return the fp8 dtype of each described layer.
+
+    Read: fp8 weights with no scale or one scalar scale per tensor, described or not. Refused, in one
+    line naming the file: per-row / per-block scales, double-scaled formats, any ``.comfy_quant`` or
+    ``_quantization_metadata`` format but fp8, integer weights not described as fp8.
+
+    Args:
+        entries: the backbone's keys -> (safetensors dtype name, shape).
+        descriptors: layer -> raw ``.comfy_quant`` bytes.
+        metadata: the file's metadata (may hold ``_quantization_metadata``).
+        source: the file name, for messages.
+    """
+    formats = {_bare(layer): quant_format(raw, layer, source) for layer, raw in descriptors.items()}
+    if metadata and QUANT_METADATA in metadata:
+        try:
+            layers = json.loads(metadata[QUANT_METADATA]).get("layers", {})
+            items = list(layers.items())
+        except (json.JSONDecodeError, AttributeError):
+            raise CheckpointError(f"{source}: its {QUANT_METADATA} is not ComfyUI's JSON table of layers, so its "
+                                  "quantization is unknown: use the model's bf16 / fp16 or fp8-scaled release"
+                                  ) from None
+        formats |= {_bare(layer): _fp8_format(conf, layer, source) for layer, conf in items}
+    for key, (dtype, shape) in entries.items():
+        if key.endswith(QUANT_DESCRIPTOR):
+            continue
+        if key.endswith(UNREAD_SCALE_SUFFIXES):
+            raise CheckpointError(f"{source} holds {key!r}, a double-scaled quantized format (nvfp4-style) this pack "
+                                  "does not load: use the model's bf16 / fp16 or fp8-scaled release")
+        if key.endswith(SCALE_SUFFIXES) and math.prod(shape) != 1:
+            raise CheckpointError(f"{source} stores per-row or per-block fp8 scales ({key!r} has shape {list(shape)}), "
+                                  "which this pack does not load (it reads one scale per tensor, as ComfyUI's scaled "
+                                  "fp8): use the model's bf16 / fp16 release or a per-tensor fp8-scaled one")
+        if dtype not in FLOAT_DTYPES and not (dtype == "U8" and key.endswith(".weight")
+                                              and _bare(key)[: -len(".weight")] in formats):
+            raise CheckpointError(f"{source} stores {key!r} as {dtype}, not as floating-point weights (an integer-"
+                                  "quantized or other model's file): use an fp32, bf16, fp16 or fp8 Wan release")
+    return formats
+
+
+def _backbone_keys(keys: Iterable[str], layout: str) -> list[str]:
+    keys = [k for k in keys if not k.startswith(ADAPTER_PREFIX)]
+    return [k for k in keys if k.startswith(COMFY_PREFIX)] if layout == COMFYUI else keys
+
+
+def check_backbone_files(headers: Sequence[SafetensorsHeader]) -> str:
+    """From headers alone, refuse what is not a Wan DiT this pack loads (naming what it is); return its layout.
+
+    Args:
+        headers: read_header of the file, or of each shard.
+    """
+    source = headers[0].path.name
+    everything = {k: e for h in headers for k, e in h.tensors.items()}
+    own = [k for k in everything if not k.startswith(ADAPTER_PREFIX)]
+    layout = detect_layout(own or everything, source)
+    keys = _backbone_keys(own, layout)
+    descriptors = {k[: -len(QUANT_DESCRIPTOR)]: h.read_bytes(k) for h in headers for k in h.tensors
+                   if k in keys and k.endswith(QUANT_DESCRIPTOR)}
+    metadata = {k: v for h in headers for k, v in h.metadata.items()}
+    check_quantization({k: (everything[k].dtype, everything[k].shape) for k in keys}, descriptors, metadata, source)
+    return layout
 
 
 def _kept_fp32(key: str, keep: Sequence[str]) -> bool:
@@ -394,7 +744,9 @@ def load_backbone(paths: Union[str, Path, Sequence[Union[str, Path]]], compute_d
                   num_heads: Optional[int] = None) -> tuple[WanDiT, LoadReport]:
     """Load a Wan DiT from safetensors in the official, ComfyUI or diffusers layout, any stored dtype.
 
-    Built on the meta device; the file's tensors are assigned in, so a 14B model never needs two copies.
+    The headers are checked first (read_header, check_backbone_files): a wrong file is refused, naming
+    what it is, before a tensor is read. Built on the meta device; the file's tensors are assigned in,
+    so a 14B model never needs two copies.
 
     Args:
         paths: the file, or its shards.
@@ -406,8 +758,10 @@ def load_backbone(paths: Union[str, Path, Sequence[Union[str, Path]]], compute_d
     Raises:
         CheckpointError: not safetensors, not a Wan DiT, or names / shapes that do not fit.
     """
-    tensors, metadata = read_safetensors(paths, skip_prefix=ADAPTER_PREFIX)
-    name = Path(paths if isinstance(paths, (str, Path)) else paths[0]).name  # for messages
+    shards = _shard_paths(paths)
+    check_backbone_files([read_header(p) for p in shards])
+    tensors, metadata = read_safetensors(shards, skip_prefix=ADAPTER_PREFIX)
+    name = shards[0].name  # for messages
     model, report, native = prepare_backbone(tensors, name, num_heads, metadata)
     del tensors
     loaded = convert_for_load(model, native, weight_dtype or compute_dtype, device or torch.device("cpu"))
@@ -432,12 +786,16 @@ def prepare_backbone(tensors: Mapping[str, torch.Tensor], source: str, num_heads
     Returns:
         (meta model, load report, Wan-named tensors ready for convert_for_load).
     """
-    native = to_native(tensors)
-    if num_heads is None and metadata and BACKBONE_METADATA in metadata:
-        num_heads = BackboneConfig.from_json(metadata[BACKBONE_METADATA]).num_heads
-    config = config_from_state_dict(native.tensors, num_heads)
-    model = build_backbone(config, torch.device("meta"))
+    native = to_native(tensors, detect_layout(tensors, source))
     named = dict(native.tensors)
+    _apply_quantization(named, metadata, source)
+    if num_heads is None and metadata and BACKBONE_METADATA in metadata:
+        try:
+            num_heads = BackboneConfig.from_json(metadata[BACKBONE_METADATA]).num_heads
+        except CheckpointError as error:
+            raise CheckpointError(f"{source}: {error}") from None
+    config = config_from_state_dict(named, num_heads)
+    model = build_backbone(config, torch.device("meta"))
     scaled = _attach_scales(model, named)
     report = replace(check_state_dict(model, named, native.layout, config), ignored=native.ignored, scaled=scaled)
     raise_for_report(report, source)

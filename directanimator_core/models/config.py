@@ -7,10 +7,13 @@ checkpoint.py. Overrides go through ``dataclasses.replace``.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+import logging
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Optional
 
 from ..errors import CheckpointError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -69,7 +72,9 @@ class CueFusionConfig:
     each is concatenated with ``mask_channels`` of its location mask at latent resolution (4: the
     four pixel frames of one latent frame stacked, as Wan packs its image-to-video mask).
     ``blocks`` lists the CueFusion blocks; None means every block (our reading of the paper).
-    ``same2x_depth`` is the block D whose hidden states Same2X aligns (paper: 10).
+    ``same2x_depth`` is the block D whose hidden states Same2X aligns (paper: 10). On a backbone of
+    ``same2x_depth`` blocks or fewer it names the last block instead (``for_backbone``, logged), so the
+    default config builds an adapter for any backbone; the trainer checks its own depth (same2x.depth).
     """
 
     cue_channels: int = 16
@@ -80,6 +85,19 @@ class CueFusionConfig:
     def __post_init__(self) -> None:
         if self.blocks is not None:
             object.__setattr__(self, "blocks", tuple(sorted(set(int(b) for b in self.blocks))))
+
+    def for_backbone(self, num_layers: int) -> "CueFusionConfig":
+        """This config on a backbone of ``num_layers`` blocks: a same2x_depth past the last block becomes the
+        last block, and the log says so (other values are checked by block_indices).
+
+        Args:
+            num_layers: the backbone's block count.
+        """
+        if num_layers < 1 or self.same2x_depth < num_layers:
+            return self
+        log.warning("same2x_depth=%d is past the last block of this %d-block backbone: using block %d (set "
+                    "CueFusionConfig.same2x_depth to choose another)", self.same2x_depth, num_layers, num_layers - 1)
+        return replace(self, same2x_depth=num_layers - 1)
 
     def block_indices(self, num_layers: int) -> tuple[int, ...]:
         """The fused blocks for a backbone of ``num_layers`` blocks (every block when ``blocks`` is None)."""
@@ -107,6 +125,9 @@ def _from_json(cls, text: str):
     except json.JSONDecodeError as error:
         raise CheckpointError(f"{cls.__name__} metadata is not JSON ({error}): the file was not written by "
                               "this pack or is damaged") from None
+    if not isinstance(values, dict):
+        raise CheckpointError(f"{cls.__name__} metadata is JSON but not a table of fields: the file was not written "
+                              "by this pack or is damaged")
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(values) - known)
     if unknown:
@@ -115,4 +136,8 @@ def _from_json(cls, text: str):
     for name, value in values.items():
         if isinstance(value, list):
             values[name] = tuple(value)
-    return cls(**values)
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"{cls.__name__} metadata has a field of the wrong type ({' '.join(str(error).split())}): "
+                              "the file was not written by this pack or is damaged") from None

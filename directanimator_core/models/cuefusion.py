@@ -72,6 +72,7 @@ class CueFusion(nn.Module):
 
     def __init__(self, backbone: BackboneConfig, config: CueFusionConfig) -> None:
         super().__init__()
+        config = config.for_backbone(backbone.num_layers)
         self.backbone_config, self.config = backbone, config
         dim = backbone.dim
         self.pose_embedding = CuePatchEmbed(config.cue_channels, config.mask_channels, dim, backbone.patch_size)

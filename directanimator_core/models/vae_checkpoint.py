@@ -8,29 +8,35 @@ Layouts:
   (``encoder.downsamples.0.residual.0.gamma``, ``conv1.weight``...). Native here; no renames.
 - ``diffusers``: ``AutoencoderKLWan`` (``encoder.down_blocks.0.norm1.gamma``, ``quant_conv.weight``...),
   as written by diffusers' ``scripts/convert_wan_to_diffusers.py``.
-A ``first_stage_model.`` or ``vae.`` prefix (a VAE bundled in a larger file) is stripped first.
-Only safetensors files are read (``checkpoint.read_safetensors``); nothing is ever unpickled. The load
-report and the name/shape check are checkpoint.py's own.
+A VAE bundled in a larger file under ``first_stage_model.`` or ``vae.`` (a ComfyUI checkpoint beside
+its ``model.diffusion_model.`` DiT) is found by its sentinel under that prefix: only its keys are read
+and loaded, the rest is reported as ignored.
+Only safetensors files are read (``checkpoint.read_header`` checks the file first, ``read_safetensors``
+reads it); nothing is ever unpickled. A file that is not a Wan 2.1 VAE is refused naming what it is
+(``checkpoint.describe_file``). The load report and the name/shape check are checkpoint.py's own.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Optional, Union
 
 import torch
 
 from ..errors import CheckpointError
-from .checkpoint import LoadReport, check_state_dict, read_safetensors
+from .checkpoint import (
+    FLOAT_DTYPES, VAE_DIFFUSERS_SENTINEL, VAE_WAN22_SENTINEL, VAE_WAN_SENTINEL, LoadReport, check_state_dict,
+    describe_file, read_header, read_safetensors)
 from .vae import VAEConfig, WanVAE, build_vae
 
 log = logging.getLogger(__name__)
 
-WAN_SENTINEL = "decoder.middle.0.residual.0.gamma"
-DIFFUSERS_SENTINEL = "decoder.mid_block.resnets.0.norm1.gamma"
-WAN22_SENTINEL = "decoder.upsamples.0.upsamples.0.residual.2.weight"  # Wan 2.2's 48-channel VAE
+WAN_SENTINEL = VAE_WAN_SENTINEL
+DIFFUSERS_SENTINEL = VAE_DIFFUSERS_SENTINEL
+WAN22_SENTINEL = VAE_WAN22_SENTINEL  # Wan 2.2's 48-channel VAE
 PREFIXES = ("first_stage_model.", "vae.")
 
 # diffusers -> Wan, applied to the block part of a key. ``n`` is num_res_blocks: a decoder up block holds
@@ -64,21 +70,45 @@ def strip_prefix(keys: Iterable[str]) -> dict[str, str]:
     return stripped
 
 
-def detect_vae_layout(keys: Iterable[str]) -> str:
-    """``"wan"`` or ``"diffusers"`` from sentinel keys (prefix already stripped); CheckpointError otherwise."""
+def detect_vae_layout(keys: Iterable[str], source: str = "the file") -> str:
+    """``"wan"`` or ``"diffusers"`` from sentinel keys (prefix already stripped); CheckpointError otherwise.
+
+    Args:
+        keys: the VAE's keys.
+        source: the file name, for messages.
+    """
     keys = set(keys)
     if WAN22_SENTINEL in keys:
-        raise CheckpointError("this is the Wan 2.2 VAE (48 latent channels, found "
-                              f"'{WAN22_SENTINEL}'); the Wan 2.1 VAE (16 channels) was expected: "
-                              "load wan_2.1_vae.safetensors")
+        raise CheckpointError(f"{source} is the Wan 2.2 VAE (48 latent channels, found '{WAN22_SENTINEL}'); the "
+                              "Wan 2.1 VAE (16 channels) was expected: load wan_2.1_vae.safetensors")
     if WAN_SENTINEL in keys:
         return "wan"
     if DIFFUSERS_SENTINEL in keys:
         return "diffusers"
+    found = describe_file(keys)
+    if found is not None and found[0] != "vae":
+        raise CheckpointError(f"{source} is {found[1]} (found {found[2]!r}), not a Wan 2.1 VAE (which has "
+                              f"'{WAN_SENTINEL}'): pick the VAE file (ComfyUI's wan_2.1_vae.safetensors in models/vae)")
     sample = ", ".join(repr(k) for k in sorted(keys)[:3]) or "no tensors"
-    raise CheckpointError(f"not a Wan 2.1 VAE: expected a key '{WAN_SENTINEL}' (Wan/ComfyUI layout) or "
-                          f"'{DIFFUSERS_SENTINEL}' (diffusers layout), found {len(keys)} keys like {sample}: "
+    what = f"{found[1]}, " if found is not None else ""
+    raise CheckpointError(f"{source} is not a Wan 2.1 VAE: expected a key '{WAN_SENTINEL}' (Wan/ComfyUI layout) or "
+                          f"'{DIFFUSERS_SENTINEL}' (diffusers layout), found {what}{len(keys)} keys like {sample}: "
                           "pick the VAE file (ComfyUI's wan_2.1_vae.safetensors)")
+
+
+def find_vae(keys: Iterable[str], source: str = "the file") -> tuple[str, str]:
+    """(prefix, layout) of the Wan 2.1 VAE among ``keys``: bare, or bundled under a PREFIXES entry.
+
+    Args:
+        keys: every key of the file.
+        source: the file name, for messages.
+    """
+    keys = list(keys)
+    for prefix in ("",) + PREFIXES:
+        part = {k[len(prefix):] for k in keys if k.startswith(prefix)}
+        if part & {WAN_SENTINEL, DIFFUSERS_SENTINEL, WAN22_SENTINEL}:
+            return prefix, detect_vae_layout(part, source)
+    return "", detect_vae_layout(keys, source)  # raises, naming what the file is
 
 
 def diffusers_key_to_wan(key: str, num_res_blocks: int = 2) -> str:
@@ -97,22 +127,39 @@ def diffusers_key_to_wan(key: str, num_res_blocks: int = 2) -> str:
     return key
 
 
-def to_native(state_dict: Mapping[str, torch.Tensor], num_res_blocks: int = 2) -> tuple[dict[str, torch.Tensor], str]:
-    """Any supported layout -> Wan's names; returns the renamed dict and the layout found."""
-    renamed = {new: state_dict[old] for old, new in strip_prefix(state_dict).items()}
-    layout = detect_vae_layout(renamed)
+def to_native(state_dict: Mapping[str, torch.Tensor], num_res_blocks: int = 2,
+              source: str = "the file") -> tuple[dict[str, torch.Tensor], str]:
+    """Any supported layout -> Wan's names; returns the renamed dict and the layout found.
+
+    A VAE bundled under ``first_stage_model.`` / ``vae.`` is taken alone (the other models' keys are dropped).
+
+    Args:
+        state_dict: the file's tensors.
+        num_res_blocks: residual blocks per level (diffusers' up blocks are flattened by it).
+        source: the file name, for messages.
+    """
+    prefix, layout = find_vae(state_dict, source)
+    if prefix:
+        renamed = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+    else:
+        renamed = {new: state_dict[old] for old, new in strip_prefix(state_dict).items()}
     if layout == "diffusers":
         renamed = {diffusers_key_to_wan(k, num_res_blocks): v for k, v in renamed.items()}
     return renamed, layout
 
 
-def config_from_shapes(shapes: Mapping[str, tuple[int, ...]]) -> VAEConfig:
-    """The VAE's width and latent channels, read from Wan-named tensor shapes (as ComfyUI's sd.py does)."""
+def config_from_shapes(shapes: Mapping[str, tuple[int, ...]], source: str = "the file") -> VAEConfig:
+    """The VAE's width and latent channels, read from Wan-named tensor shapes (as ComfyUI's sd.py does).
+
+    Args:
+        shapes: Wan-named key -> shape.
+        source: the file name, for messages.
+    """
     try:
         dim = shapes["decoder.head.0.gamma"][0]
         z_dim = shapes["conv2.weight"][0]
     except KeyError as missing:
-        raise CheckpointError(f"Wan VAE weights lack {missing}, which gives the model's size: "
+        raise CheckpointError(f"{source}: its Wan VAE weights lack {missing}, which gives the model's size: "
                               "the file is incomplete or not a Wan 2.1 VAE") from None
     return VAEConfig(dim=dim, z_dim=z_dim)
 
@@ -145,10 +192,18 @@ def load_wan_vae(path: Union[str, Path], dtype: torch.dtype = torch.float32,
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"VAE file {path} does not exist: check the path or ComfyUI's vae folder")
-    state_dict, layout = to_native(read_safetensors(path)[0])
-    config = config_from_shapes({k: tuple(v.shape) for k, v in state_dict.items()})
+    header = read_header(path)
+    keys = list(header.tensors)
+    prefix, _ = find_vae(keys, path.name)  # refused here, naming what the file is, before a tensor is read
+    bad = next((k for k in keys if k.startswith(prefix) and header.tensors[k].dtype not in FLOAT_DTYPES), None)
+    if bad is not None:
+        raise CheckpointError(f"{path.name} stores {bad!r} as {header.tensors[bad].dtype}, not as floating-point "
+                              "weights: use an fp32, bf16 or fp16 Wan 2.1 VAE (ComfyUI's wan_2.1_vae.safetensors)")
+    state_dict, layout = to_native(read_safetensors(path, only_prefix=prefix or None)[0], source=path.name)
+    config = config_from_shapes({k: tuple(v.shape) for k, v in state_dict.items()}, path.name)
     model = build_vae(config, device=torch.device("meta"))
-    report = check_state_dict(model, state_dict, layout)
+    report = replace(check_state_dict(model, state_dict, layout),
+                     ignored=tuple(sorted(k for k in keys if not k.startswith(prefix))))
     _raise_for(report, path)
     target = device or torch.device("cpu")
     converted = {}

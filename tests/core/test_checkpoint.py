@@ -120,17 +120,22 @@ def test_missing_and_misshapen_keys_are_counted_and_named(tiny: WanDiT, tmp_path
 
 
 def test_an_unrelated_model_is_refused_naming_expected_and_found(tmp_path: Path) -> None:
-    path = save({"decoder.middle.0.residual.0.gamma": torch.ones(4), "conv1.weight": torch.ones(2)},
-                tmp_path / "wan_2.1_vae.safetensors")
-    with pytest.raises(CheckpointError, match=r"not a Wan diffusion model: expected a key 'model.diffusion_model."
-                                              r"head.modulation' \(comfyui\).*found 2 keys like 'conv1.weight'"):
+    path = save({"net.layer.weight": torch.ones(4), "conv1.weight": torch.ones(2)}, tmp_path / "mystery.safetensors")
+    with pytest.raises(CheckpointError, match=r"mystery.safetensors is not a Wan diffusion model: expected a key "
+                                              r"'model.diffusion_model.head.modulation' \(comfyui\).*found 2 keys like "
+                                              r"'conv1.weight'"):
         load_backbone(path)
+    vae = save({"decoder.middle.0.residual.0.gamma": torch.ones(4), "conv1.weight": torch.ones(2)},
+               tmp_path / "wan_2.1_vae.safetensors")  # a known other model is named for what it is
+    with pytest.raises(CheckpointError, match=r"wan_2.1_vae.safetensors is a Wan 2.1 VAE \(found "
+                                              r"'decoder.middle.0.residual.0.gamma'\), not a Wan diffusion model"):
+        load_backbone(vae)
 
 
 def test_a_wan_variant_is_named(tiny: WanDiT, tmp_path: Path) -> None:
     tensors = from_native(tiny.state_dict(), COMFYUI)
     tensors["model.diffusion_model.vace_patch_embedding.weight"] = torch.zeros(64, 96, 1, 2, 2)
-    with pytest.raises(CheckpointError, match="this is a Wan VACE model"):
+    with pytest.raises(CheckpointError, match="vace.safetensors is a Wan VACE model"):
         load_backbone(save(tensors, tmp_path / "vace.safetensors"), num_heads=2)
 
 
@@ -142,9 +147,11 @@ def test_pickles_truncated_and_missing_files_are_refused(tiny: WanDiT, tmp_path:
     good = save(tiny.state_dict(), tmp_path / "good.safetensors")
     truncated = tmp_path / "truncated.safetensors"
     truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
-    for path in (pickled, raw, truncated):
+    for path in (pickled, raw):
         with pytest.raises(CheckpointError, match="not a readable safetensors file.*never loaded"):
             load_backbone(path, num_heads=2)
+    with pytest.raises(CheckpointError, match="truncated.safetensors is not a readable safetensors file: .*truncated"):
+        load_backbone(truncated, num_heads=2)
     with pytest.raises(CheckpointError, match="does not exist"):
         load_backbone(tmp_path / "nowhere.safetensors")
 

@@ -108,8 +108,9 @@ def test_fused_blocks_are_configurable_and_checked() -> None:
     assert torch.equal(reader.states[0], plain.states[0])  # block 0 is not fused: same hidden states
     with pytest.raises(CheckpointError, match=r"CueFusion blocks \[5\] do not exist in a backbone of 2 blocks"):
         CueFusion(PRESETS["tiny"], CueFusionConfig(blocks=(5,), same2x_depth=1))
-    with pytest.raises(CheckpointError, match="same2x_depth=10 names no block of a 2-block backbone"):
-        CueFusion(PRESETS["tiny"], CueFusionConfig())
+    assert CueFusion(PRESETS["tiny"], CueFusionConfig()).config.same2x_depth == 1  # the default, clamped (logged)
+    with pytest.raises(CheckpointError, match="same2x_depth=-1 names no block of a 2-block backbone: use 0..1"):
+        CueFusion(PRESETS["tiny"], CueFusionConfig(same2x_depth=-1))
 
 
 def test_cues_off_the_latent_grid_are_refused() -> None:

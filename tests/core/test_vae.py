@@ -215,9 +215,15 @@ def test_bundled_prefix_is_stripped(tiny) -> None:
 def test_a_dit_checkpoint_is_refused_naming_expected_and_found(tmp_path: Path) -> None:
     path = tmp_path / "wan2.1_t2v_1.3B.safetensors"
     save_file({"blocks.0.self_attn.q.weight": torch.zeros(4, 4), "head.head.weight": torch.zeros(4, 4)}, str(path))
-    with pytest.raises(CheckpointError, match=r"not a Wan 2.1 VAE: expected a key 'decoder.middle.0.residual.0.gamma'"
-                                              r".*found 2 keys like 'blocks.0.self_attn.q.weight'"):
+    with pytest.raises(CheckpointError, match=r"wan2.1_t2v_1.3B.safetensors is a Wan DiT diffusion model \(found "
+                                              r"'blocks.0.self_attn.q.weight'\), not a Wan 2.1 VAE \(which has "
+                                              r"'decoder.middle.0.residual.0.gamma'\): pick the VAE file"):
         load_wan_vae(path)
+    other = tmp_path / "mystery.safetensors"
+    save_file({"net.layer.weight": torch.zeros(4, 4)}, str(other))
+    with pytest.raises(CheckpointError, match=r"mystery.safetensors is not a Wan 2.1 VAE: expected a key "
+                                              r"'decoder.middle.0.residual.0.gamma'.*found 1 keys like 'net.layer.weight'"):
+        load_wan_vae(other)
 
 
 def test_the_wan22_vae_is_refused_by_name(tmp_path: Path) -> None:
