@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 CATEGORY = "DirectAnimator/decode"
 SPACE_STRIDE = 8  # Wan 2.1 VAE: pixels per latent pixel
 TIME_STRIDE = 4
-MIN_TILE = 8 * SPACE_STRIDE  # a tile of 8 latent pixels, so an overlap (at most a quarter) leaves a stride
+MIN_TILE = 4 * SPACE_STRIDE  # 4 latent pixels: the overlap (at least one latent pixel) then leaves a stride
 
 
 def tile_plan(vae, latents: torch.Tensor, tile_size: int, overlap: int) -> TilePlan:
