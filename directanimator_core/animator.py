@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Optional
 
 import torch
+from torch import nn
 
-from .errors import CheckpointError, InputError
+from .errors import CheckpointError, InputError, NumericError
 from .models.adapter_checkpoint import load_model
 from .models.checkpoint import ADAPTER_PREFIX, check_backbone_files, describe_file, read_header
 from .models.cuefusion import CueFusionDiT
@@ -117,11 +118,37 @@ def load_animator(base: Path, adapter: Optional[Path] = None, weight_dtype: Opti
     compute = compute_dtype_for(weight_dtype, stored_dtype(base))
     fp8 = weight_dtype in policy.fp8_dtypes()
     model = load_model(base, adapter, compute_dtype=compute, device=policy.host_device())
+    check_finite_weights(model, base, adapter)
     if fp8:
         store_low_bit(model.backbone, weight_dtype, keep=keep_fp32_names(model))
     name = base.name if adapter is None else f"{base.name} + {adapter.name}"
     return Animator(model=model, name=name, compute_dtype=compute, device=policy.compute_device(device),
                     offload=offload)
+
+
+FINITE_CHUNK = 2**24  # elements checked at once (64 MiB in float32), so a large tensor is never copied whole
+
+
+def first_non_finite(module: nn.Module) -> Optional[str]:
+    """Name of the first floating-point parameter or buffer holding NaN or inf, or None."""
+    for name, tensor in [*module.named_parameters(), *module.named_buffers()]:
+        if not tensor.is_floating_point():
+            continue
+        flat = tensor.detach().reshape(-1)
+        for start in range(0, flat.numel(), FINITE_CHUNK):
+            if not bool(torch.isfinite(flat[start:start + FINITE_CHUNK].float()).all()):
+                return name
+    return None
+
+
+def check_finite_weights(model: nn.Module, base: Path, adapter: Optional[Path]) -> None:
+    """NumericError naming the file and tensor when loaded weights hold NaN or inf (they give all-NaN frames)."""
+    bad = first_non_finite(model)
+    if bad is None:
+        return
+    owner = adapter if adapter is not None and bad.startswith("adapter.") else base
+    raise NumericError(f"{owner.name} holds NaN or infinite values (first in '{bad}'): the file is damaged or was "
+                       "saved from a diverged run; download or export it again")
 
 
 def activation_bytes(animator: Animator, frames: int, height: int, width: int) -> int:

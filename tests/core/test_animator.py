@@ -66,3 +66,17 @@ def test_placement_on_the_cpu_keeps_every_block_resident(files) -> None:
     assert plan.streamed == () and plan.resident == (0, 1)
     line = placement_line(animator, plan, 81, 480, 832)
     assert "\n" not in line and "2 blocks resident, 0 streamed" in line and "predicted peak" in line
+
+
+def test_nan_weights_are_refused_at_load_naming_the_file_and_tensor(files, tmp_path) -> None:
+    from safetensors.torch import load_file
+
+    from directanimator_core.errors import NumericError
+    state = load_file(str(files["base"]))
+    key = "model.diffusion_model.blocks.1.ffn.2.weight"
+    state[key][3, 5] = float("nan")
+    bad = tmp_path / "diverged.safetensors"
+    save_file(state, str(bad))
+    with pytest.raises(NumericError, match=r"^diverged.safetensors holds NaN or infinite values \(first in "
+                                           r"'backbone.blocks.1.ffn.2.weight'\)"):
+        load_animator(bad, files["adapter"], device=torch.device("cpu"))
