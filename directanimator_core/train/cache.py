@@ -18,6 +18,9 @@ neither is ever trained on.
 
 Files are written to a temporary name and renamed (os.replace), so a crash never leaves a half
 entry under the real name; ``prepare`` skips entries that are complete and current, so it resumes.
+A write that a kill interrupts leaves its scratch folder behind (scratch_path); the next
+``prepare`` (and the next start of a training run, for its own folders) removes such leftovers and
+the ``.damaged`` files, and nothing else (remove_interrupted_writes).
 """
 
 from __future__ import annotations
@@ -26,9 +29,14 @@ import hashlib
 import json
 import logging
 import os
+import re
+import shutil
+import socket
+import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, Iterator, Mapping, Optional, Sequence
 
 import cv2
 import numpy as np
@@ -51,6 +59,17 @@ VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".gif")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 TEXT_SUFFIX = ".text.safetensors"
 POSE_BACKGROUND = 128  # the pose cue's neutral grey (cues/config.py PoseConfig.background)
+DAMAGED = ".damaged"  # suffix of an entry (or checkpoint) moved aside because its bytes are bad
+
+# What an interrupted write leaves (remove_interrupted_writes): write_atomic's scratch folder, named
+# after the file, the host and the writing process, which also holds safetensors' own temporary file;
+# before scratch folders, a temporary file named after the file and the process; and safetensors'
+# own temporary file beside its target (Rust tempfile's ".tmp" + 6 characters).
+HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname()) or "host"
+SCRATCH = re.compile(r"^\.(?P<name>.+)\.(?P<host>[A-Za-z0-9-]+)\.(?P<pid>\d+)\.tmp$")
+OLD_TEMP = re.compile(r"^\.(?P<name>.+\.safetensors)\.(?P<pid>\d+)\.tmp$")
+SAFETENSORS_TEMP = re.compile(r"^\.tmp[A-Za-z0-9]{6}$")
+QUIET_S = 60  # a beside-the-target temporary file untouched this long has no writer any more
 
 
 # -- the clip folder -------------------------------------------------------------------------------
@@ -154,36 +173,160 @@ def fingerprint(clip: Path, config: DataConfig, cue_config: CueConfig, vae_ident
     }, sort_keys=True)
 
 
-def checksum(tensors: dict[str, torch.Tensor]) -> str:
+def checksum(tensors: Mapping[str, torch.Tensor]) -> str:
     """sha256 over every tensor's name, dtype, shape and bytes, in name order."""
     digest = hashlib.sha256()
     for name in sorted(tensors):
         tensor = tensors[name].detach().contiguous().cpu()
         digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy())  # the bytes, without a copy
     return digest.hexdigest()
 
 
 def write_atomic(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> Path:
-    """Write a safetensors file under a temporary name, flush it to disk, then rename it into place.
+    """Write a safetensors file in a scratch folder beside ``path``, flush it to disk, then rename it into place.
 
     Args:
         tensors: the file's tensors.
         path: the final name; it either keeps its old content or gets the whole new file.
         metadata: string metadata.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with scratch_path(path) as tmp:
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+    return path
+
+
+@contextmanager
+def scratch_path(path: Path) -> Iterator[Path]:
+    """A name to write ``path``'s new content under; when the block ends, that file is flushed to disk
+    and renamed onto ``path`` (on an error, ``path`` keeps its old content).
+
+    The name lies in a scratch folder beside ``path``, ``.<name>.<host>.<pid>.tmp``, which also
+    catches safetensors' own temporary file: a kill mid-write leaves one folder that names its
+    writer, and remove_interrupted_writes deletes it at the next start once that process is gone.
+
+    Args:
+        path: the final name.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scratch = path.with_name(f".{path.name}.{HOST}.{os.getpid()}.tmp")
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir()
+    try:
+        tmp = scratch / path.name
+        yield tmp
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        shutil.rmtree(scratch, ignore_errors=True)
     _fsync_dir(path.parent)
-    return path
+
+
+def remove_interrupted_writes(folder: str | Path) -> list[Path]:
+    """Delete what interrupted writes left directly in ``folder``, and nothing else; returns what went.
+
+    That is: scratch folders (scratch_path) of a process of this host that no longer runs (a live
+    writer's, or another host's, are left alone), the temporary files of the writer before them
+    (same rule), safetensors' own temporary files beside their target (``.tmpXXXXXX`` holding the start
+    of a safetensors file, or too little to tell, untouched for QUIET_S seconds), and files moved aside
+    as damaged (``*.safetensors.damaged``). Call it when a run or a cache preparation starts: a killed
+    writer's leftovers otherwise stay forever.
+
+    Args:
+        folder: a cache folder, a run folder or its checkpoints folder (missing: nothing to do).
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed, size = [], 0
+    for path in sorted(folder.iterdir()):
+        if not _is_leftover(path):
+            continue
+        bytes_ = _size(path)
+        if _remove(path):
+            removed.append(path)
+            size += bytes_
+    if removed:
+        log.info("removed %d leftover(s) of interrupted writes (%.1f MB) from %s: %s", len(removed), size / 1e6,
+                 folder, ", ".join(p.name for p in removed))
+    return removed
+
+
+def _is_leftover(path: Path) -> bool:
+    if path.is_symlink():
+        return False
+    if path.is_dir():
+        match = SCRATCH.match(path.name)
+        return bool(match) and match["host"] == HOST and not _alive(int(match["pid"]))
+    if not path.is_file():
+        return False
+    if path.name.endswith(".safetensors" + DAMAGED):
+        return True
+    if match := OLD_TEMP.match(path.name):
+        return not _alive(int(match["pid"]))
+    # no writer named in it: only once nothing has written to it for a while (a writer that does not use
+    # scratch folders, such as this module before them, may be writing it now)
+    return (bool(SAFETENSORS_TEMP.match(path.name)) and time.time() - path.stat().st_mtime > QUIET_S
+            and _starts_like_safetensors(path))
+
+
+def _starts_like_safetensors(path: Path) -> bool:
+    """An 8-byte header length followed by the header's opening brace, or a start too short to tell."""
+    with open(path, "rb") as handle:
+        head = handle.read(9)
+    return len(head) < 9 or (head[8:] == b"{" and 0 < int.from_bytes(head[:8], "little") < 100_000_000)
+
+
+def _alive(pid: int) -> bool:
+    """Is process ``pid`` of this host running (or might it be)? This process counts as running."""
+    if pid == os.getpid():
+        return True
+    if os.name == "nt":  # os.kill(pid, 0) would terminate the process on Windows
+        import ctypes
+
+        kernel32 = ctypes.windll.kernel32
+        handle = kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
+        if handle:
+            kernel32.CloseHandle(handle)
+            return True
+        return kernel32.GetLastError() != 87  # ERROR_INVALID_PARAMETER: no such process
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
+
+
+def _size(path: Path) -> int:
+    try:
+        if path.is_dir():
+            return sum(p.stat().st_size for p in path.iterdir() if p.is_file())
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _remove(path: Path) -> bool:
+    """Remove a leftover file, or a scratch folder with only its writer's files in it; False if gone or kept."""
+    try:
+        if not path.is_dir():
+            path.unlink()
+            return True
+        name = SCRATCH.match(path.name)["name"]
+        for inner in path.iterdir():
+            ours = inner.name == name or SAFETENSORS_TEMP.match(inner.name)
+            if ours and inner.is_file() and not inner.is_symlink():
+                inner.unlink()
+        path.rmdir()  # refuses if anything else is in there: then it stays
+        return True
+    except FileNotFoundError:
+        return False  # another process removed it first
+    except OSError as error:
+        log.warning("left %s in place: %s", path, error)
+        return False
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -241,8 +384,8 @@ def read_entry(path: Path, expected_fingerprint: Optional[str] = None) -> dict[s
     except (SafetensorError, OSError, ValueError):
         damaged = True
     if damaged:
-        _move_aside(path)
-        raise InputError(f"cache entry {path} is damaged; it was moved to {path.name}.damaged: run the training "
+        aside = move_aside(path)
+        raise InputError(f"cache entry {path} is damaged; it was moved to {aside.name}: run the training "
                          "again, its preparation step rebuilds the entry")
     if expected_fingerprint is not None and metadata.get("fingerprint") != expected_fingerprint:
         raise InputError(f"cache entry {path} was made with other settings or from another clip file: run the "
@@ -250,11 +393,14 @@ def read_entry(path: Path, expected_fingerprint: Optional[str] = None) -> dict[s
     return tensors
 
 
-def _move_aside(path: Path) -> None:
+def move_aside(path: Path) -> Path:
+    """Rename a file whose bytes are bad to ``<name>.damaged`` (removed at the next start); returns the new name."""
+    aside = path.with_name(path.name + DAMAGED)
     try:
-        os.replace(path, path.with_name(path.name + ".damaged"))
+        os.replace(path, aside)
     except FileNotFoundError:
-        pass  # another process reading the same entry moved it first
+        pass  # another process reading the same file moved it first
+    return aside
 
 
 def encode_video(vae: WanVAE, frames: np.ndarray) -> torch.Tensor:
@@ -359,13 +505,15 @@ def entry_path(config: DataConfig, name: str) -> Path:
 
 def prepare_cache(config: DataConfig, load_vae: Callable[[], WanVAE], vae_identity: str,
                   cue_config: CueConfig = CueConfig(), names: Optional[Sequence[str]] = None,
-                  rank: int = 0, world_size: int = 1, verify: bool = False) -> PrepareReport:
-    """Build the cache entry of every clip that lacks a complete, current one; skip the others.
+                  rank: int = 0, world_size: int = 1, verify: bool = True) -> PrepareReport:
+    """Build the cache entry of every clip that lacks a complete, current, undamaged one; skip the others.
 
-    Safe to interrupt and run again: entries appear whole or not at all. With several processes each
-    builds every ``world_size``-th clip from ``rank``. Without ``verify`` an entry is judged by its
-    header (format, fingerprint, size): a start-up check that does not read the whole cache; training
-    verifies every entry's checksum as it reads it and moves damaged ones aside for the next run.
+    Safe to interrupt and run again: entries appear whole or not at all, and what a killed run left
+    in the cache folder is removed first (remove_interrupted_writes). With several processes each
+    checks and builds every ``world_size``-th clip from ``rank``. Every entry's checksum is recomputed
+    (the whole cache is read once, each process its share) and every entry written is read back and
+    checked, so a prepared cache has no damaged entry; ``verify=False`` judges entries by their header
+    alone (format, fingerprint, size), and training still verifies every entry as it reads it.
 
     Args:
         config: data settings.
@@ -375,12 +523,13 @@ def prepare_cache(config: DataConfig, load_vae: Callable[[], WanVAE], vae_identi
         names: clips to prepare (default: every clip in the folder).
         rank: this process's index.
         world_size: processes sharing the work.
-        verify: also recompute every entry's checksum (reads the whole cache).
+        verify: recompute every entry's checksum (False: header check only).
     """
     clips = list_clips(config.clips)
     missing = sorted(set(names or ()) - set(clips))
     if missing:
         raise InputError(f"clips {missing} are not in {config.clips}: fix data.cross_manifest or add the clips")
+    remove_interrupted_writes(config.cache)
     built, rebuilt, skipped, vae, blank = [], [], [], None, None
     for i, name in enumerate(sorted(names or clips)):
         if i % world_size != rank:
@@ -394,11 +543,17 @@ def prepare_cache(config: DataConfig, load_vae: Callable[[], WanVAE], vae_identi
         if vae is None:
             vae = load_vae()
             blank = blank_pose_latent(vae, config.frames, config.height, config.width)
-        log.info("preparing %s (%s)", name, status.reason)
+        damaged = status.reason.startswith(("checksum", "unreadable"))
+        log.log(logging.WARNING if damaged else logging.INFO, "cache entry %s is %s: rebuilding it", path,
+                status.reason)
         tensors = build_entry(clips[name], config, vae, cue_config, blank)
         metadata = {"format": FORMAT, "fingerprint": expected, "checksum": checksum(tensors),
                     "caption": _caption(clips[name])}
         write_atomic(tensors, path, metadata)
+        written = check_entry(path, expected, verify=True)
+        if not written.ok:
+            raise InputError(f"cache entry {path} fails its check right after it was written ({written.reason}): "
+                             f"the disk holding {config.cache} is failing or full; fix that and prepare again")
         (built if status.reason == "missing" else rebuilt).append(name)
     return PrepareReport(tuple(built), tuple(rebuilt), tuple(skipped))
 

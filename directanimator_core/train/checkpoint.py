@@ -8,16 +8,26 @@ so the newest complete checkpoint always survives a crash mid-write. Nothing is 
     rng.<rank>.torch / .cuda / .numpy   each process's generator states
 metadata ``state``: JSON with the config, the step, samples consumed, optimizer param groups, the
 python and numpy generator scalars. The learning-rate schedule is a pure function of the step, so
-restoring the step restores the scheduler.
+restoring the step restores the scheduler. Metadata ``checksum``: sha256 over every tensor (as a cache
+entry's, cache.checksum) and the ``state`` text.
+
+Integrity: a checkpoint is read back and verified right after it is written (a failure stops the run
+before anything is pruned); resume verifies it again and skips one that fails, moving it aside
+(``.damaged``, removed at the next start) with one log line, to the newest checkpoint that passes;
+pruning never deletes the checkpoint just written and verified. A checkpoint of format ``/1`` (written
+before checksums) still resumes, unverified, and says so.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import random
 import re
+from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any, Optional
 
 import numpy as np
@@ -33,14 +43,15 @@ from torch.distributed.checkpoint.state_dict import (
 )
 
 from ..errors import CheckpointError
-from .cache import write_atomic
+from .cache import checksum, move_aside, write_atomic
 from .config import TrainConfig, config_from_json
 from .distributed import Processes, gather_objects
 
 log = logging.getLogger(__name__)
 
-FORMAT = "directanimator.train-state/1"
-NAME = re.compile(r"step_(\d{8})\.safetensors$")
+FORMAT = "directanimator.train-state/2"  # with a checksum
+UNCHECKED_FORMAT = "directanimator.train-state/1"  # before checksums: resumable, unverified
+NAME = re.compile(r"^step_(\d{8})\.safetensors$")
 FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)
 
 
@@ -48,11 +59,21 @@ def checkpoint_path(out: str | Path, step: int) -> Path:
     return Path(out) / "checkpoints" / f"step_{step:08d}.safetensors"
 
 
-def latest_checkpoint(out: str | Path) -> Optional[Path]:
-    """The checkpoint with the highest step in ``out/checkpoints``, or None."""
+def checkpoints(out: str | Path) -> list[Path]:
+    """Every checkpoint file in ``out/checkpoints``, oldest step first."""
     folder = Path(out) / "checkpoints"
-    found = sorted(p for p in folder.glob("step_*.safetensors") if NAME.search(p.name)) if folder.is_dir() else []
+    return sorted(p for p in folder.glob("step_*.safetensors") if NAME.match(p.name)) if folder.is_dir() else []
+
+
+def latest_checkpoint(out: str | Path) -> Optional[Path]:
+    """The checkpoint with the highest step in ``out/checkpoints``, or None (whether it verifies or not)."""
+    found = checkpoints(out)
     return found[-1] if found else None
+
+
+def state_checksum(tensors: Mapping[str, torch.Tensor], state: str) -> str:
+    """sha256 over the tensors (cache.checksum) and the ``state`` metadata text."""
+    return hashlib.sha256(f"{checksum(tensors)}|{state}".encode()).hexdigest()
 
 
 # -- random generators ---------------------------------------------------------------------------------
@@ -130,10 +151,15 @@ def save_checkpoint(out: str | Path, model: nn.Module, optimizer: torch.optim.Op
         scalars.append(rng_scalars)
     state = {"config": json.loads(config.to_json()), "step": step, "samples": samples,
              "param_groups": optim_state["param_groups"], "rng": scalars, "world_size": processes.world_size}
-    path = checkpoint_path(out, step)
-    write_atomic({k: v.contiguous() for k, v in tensors.items()}, path,
-                 {"format": FORMAT, "state": json.dumps(state, default=_jsonable)})
-    _prune(Path(out), config.run.keep_checkpoints)
+    path, text = checkpoint_path(out, step), json.dumps(state, default=_jsonable)
+    tensors = {k: v.contiguous() for k, v in tensors.items()}
+    write_atomic(tensors, path, {"format": FORMAT, "state": text, "checksum": state_checksum(tensors, text)})
+    written = inspect_checkpoint(path, load=False)
+    if written.problem:
+        raise CheckpointError(f"checkpoint {path} fails its check right after it was written ({written.problem}): "
+                              "the disk or memory of this machine is failing; fix that and run again, which resumes "
+                              "from the newest good checkpoint")
+    _prune(Path(out), config.run.keep_checkpoints, path)
     log.info("checkpoint %s", path)
     return path
 
@@ -160,29 +186,82 @@ def _jsonable(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON")
 
 
-def _prune(out: Path, keep: int) -> None:
-    found = sorted((out / "checkpoints").glob("step_*.safetensors"))
-    for old in found[:-keep] if keep > 0 else []:
-        old.unlink()
+def _prune(out: Path, keep: int, verified: Path) -> None:
+    """Delete all but the ``keep`` newest checkpoints (0 keeps all), never ``verified``, the one just
+    written and read back: newer files that fail their check must not push it out."""
+    found = checkpoints(out)
+    kept = set(found[-keep:]) | {verified} if keep > 0 else set(found)
+    for old in found:
+        if old not in kept:
+            old.unlink(missing_ok=True)
 
 
-def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """A checkpoint's tensors and its JSON state; anything else raises CheckpointError.
+@dataclass(frozen=True)
+class CheckpointCheck:
+    tensors: dict[str, torch.Tensor]
+    state: dict[str, Any]
+    verified: bool  # its checksum matched (False for a /1 checkpoint, written before checksums)
+    problem: str  # why it cannot be resumed ("" when it can)
+    damaged: bool  # the problem is in its bytes (not a read error of the moment, nor another kind of file)
+
+
+def inspect_checkpoint(path: Path, load: bool = True) -> CheckpointCheck:
+    """Read a checkpoint and check it: complete safetensors file, this trainer's format, checksum.
 
     Args:
         path: the checkpoint file.
+        load: keep the tensors (False: only check, one tensor in memory at a time; ``tensors`` is empty).
     """
     try:
         with safe_open(str(path), framework="pt", device="cpu") as handle:
             metadata = handle.metadata() or {}
-            tensors = {k: handle.get_tensor(k) for k in handle.keys()}
-    except (SafetensorError, OSError, ValueError) as error:
-        raise CheckpointError(f"training checkpoint {path} is unreadable ({error}): delete it to resume from the one "
-                              "before, or start the run afresh") from error
-    if metadata.get("format") != FORMAT:
-        raise CheckpointError(f"{path} has format {metadata.get('format')!r}, not {FORMAT!r}: it is not a training "
-                              "checkpoint of this trainer")
-    return tensors, json.loads(metadata["state"])
+            kind, text = metadata.get("format"), metadata.get("state", "")
+            if kind not in (FORMAT, UNCHECKED_FORMAT):
+                return CheckpointCheck({}, {}, False, f"format {kind!r}, not {FORMAT!r}: not a checkpoint of this "
+                                       "trainer", False)
+            tensors = {k: handle.get_tensor(k) for k in handle.keys()} if load else _Tensors(handle)
+            verified = kind == FORMAT
+            if verified and metadata.get("checksum") != state_checksum(tensors, text):
+                return CheckpointCheck({}, {}, False, "checksum mismatch: its bytes changed after it was written",
+                                       True)
+    except (SafetensorError, ValueError) as error:
+        return CheckpointCheck({}, {}, False, f"not a complete safetensors file ({error})", True)
+    except OSError as error:
+        return CheckpointCheck({}, {}, False, f"unreadable ({error})", False)
+    try:
+        state = json.loads(text)
+    except json.JSONDecodeError as error:
+        return CheckpointCheck({}, {}, False, f"its state is not JSON ({error})", True)
+    return CheckpointCheck(tensors if load else {}, state, verified, "", False)
+
+
+class _Tensors(Mapping):
+    """A safetensors file's tensors read one at a time (what checksum() needs, without holding them all)."""
+
+    def __init__(self, handle) -> None:
+        self.handle = handle
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        return self.handle.get_tensor(name)
+
+    def __iter__(self):
+        return iter(self.handle.keys())
+
+    def __len__(self) -> int:
+        return len(self.handle.keys())
+
+
+def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """A checkpoint's tensors and its JSON state, checksum verified; anything else raises CheckpointError.
+
+    Args:
+        path: the checkpoint file.
+    """
+    check = inspect_checkpoint(path)
+    if check.problem:
+        raise CheckpointError(f"training checkpoint {path} fails its check ({check.problem}): use an older "
+                              "checkpoint of the run (training resumes from the newest good one by itself)")
+    return check.tensors, check.state
 
 
 def check_resumable(state: dict[str, Any], config: TrainConfig, path: Path, processes: Processes) -> None:
@@ -204,12 +283,77 @@ def _with_run(config: TrainConfig, values: dict[str, Any]) -> TrainConfig:
     return with_overrides(config, run=values)
 
 
+def resume(out: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer,
+           ema: Optional[dict[str, torch.Tensor]], config: TrainConfig,
+           processes: Processes) -> tuple[Optional[Path], int, int]:
+    """Restore the newest checkpoint of ``out`` that passes its check; every rank calls.
+
+    Rank 0 picks it: a newer one that fails is skipped with one warning naming the file and why, and
+    moved aside when its bytes are bad (``.damaged``); a /1 checkpoint (before checksums) resumes
+    unverified, with a warning. When checkpoints exist but none passes, CheckpointError: starting
+    afresh silently would throw the run away.
+
+    Args:
+        out: the run folder.
+        model: the trained module, built and wrapped as when the checkpoints were written.
+        optimizer: its optimizer.
+        ema: the EMA dict to fill in place, or None.
+        config: the run's config (must match the checkpoint's).
+        processes: from distributed.setup().
+
+    Returns:
+        (checkpoint or None, step, samples consumed); (None, 0, 0) for a fresh run.
+    """
+    chosen, check, refusal = None, None, None
+    if processes.main:
+        try:
+            chosen, check = _newest_good(Path(out))
+        except CheckpointError as error:
+            refusal = str(error)  # raised on every rank, not only here
+    chosen, refusal = gather_objects((None if chosen is None else str(chosen), refusal), processes)[0]
+    if refusal:
+        raise CheckpointError(refusal)
+    if chosen is None:
+        return None, 0, 0
+    chosen = Path(chosen)
+    if check is None:
+        check = inspect_checkpoint(chosen)
+        if check.problem:
+            raise CheckpointError(f"checkpoint {chosen} passed its check on rank 0 but not on rank {processes.rank} "
+                                  f"({check.problem}): check this machine's disk and memory, then run again")
+    step, samples = _restore(check, chosen, model, optimizer, ema, config, processes)
+    return chosen, step, samples
+
+
+def _newest_good(out: Path) -> tuple[Optional[Path], Optional[CheckpointCheck]]:
+    """The newest checkpoint that passes its check and that check; bad ones newer than it set aside."""
+    skipped = []
+    for path in reversed(checkpoints(out)):
+        check = inspect_checkpoint(path)
+        if not check.problem:
+            break
+        skipped.append((path, check))
+    else:
+        if skipped:
+            path, check = skipped[0]
+            raise CheckpointError(f"no checkpoint in {path.parent} can be resumed (the newest, {path.name}: "
+                                  f"{check.problem}): put back a good copy, or move them away to start the run afresh")
+        return None, None
+    for bad, bad_check in skipped:
+        aside = f"; moved to {move_aside(bad).name}" if bad_check.damaged else ""
+        log.warning("skipped checkpoint %s: %s%s; resuming from %s", bad, bad_check.problem, aside, path.name)
+    if not check.verified:
+        log.warning("checkpoint %s was written before checkpoints carried a checksum: resuming from it unverified",
+                    path)
+    return path, check
+
+
 def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
                     ema: Optional[dict[str, torch.Tensor]], config: TrainConfig, processes: Processes) -> tuple[int, int]:
     """Restore model, optimizer, EMA and generators from ``path``; returns (step, samples consumed).
 
     Args:
-        path: the checkpoint.
+        path: the checkpoint (it must pass its check: read_checkpoint).
         model: the trained module, built and wrapped as when the checkpoint was written.
         optimizer: its optimizer.
         ema: the EMA dict to fill in place, or None.
@@ -217,6 +361,12 @@ def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimiz
         processes: from distributed.setup().
     """
     tensors, state = read_checkpoint(path)
+    return _restore(CheckpointCheck(tensors, state, True, "", False), path, model, optimizer, ema, config, processes)
+
+
+def _restore(check: CheckpointCheck, path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
+             ema: Optional[dict[str, torch.Tensor]], config: TrainConfig, processes: Processes) -> tuple[int, int]:
+    tensors, state = check.tensors, check.state
     check_resumable(state, config, path, processes)
     model_state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
     set_model_state_dict(model, model_state, options=StateDictOptions(full_state_dict=True, strict=False))

@@ -20,9 +20,10 @@ log = logging.getLogger(__name__)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", nargs="?", help="training config, .json (or .toml on Python 3.11+)")
-    parser.add_argument("--prepare-only", action="store_true", help="build the clip cache and stop")
+    parser.add_argument("--prepare-only", action="store_true",
+                        help="build the clip cache, verify every entry's checksum (rebuilding damaged ones) and stop")
     parser.add_argument("--verify-cache", action="store_true",
-                        help="with --prepare-only: recompute every entry's checksum and rebuild damaged ones")
+                        help="kept for old scripts: the preparation step always verifies every entry now")
     parser.add_argument("--no-prepare", action="store_true", help="skip the preparation step (the cache must be complete)")
     parser.add_argument("--stop-after", type=int, default=None, metavar="N",
                         help="stop after N optimizer steps; run again to resume")
@@ -52,10 +53,10 @@ def run(args: argparse.Namespace) -> int:
 
         processes = setup(config.run.device)
         try:
-            names = prepare(config, processes, verify=args.verify_cache)
+            names = prepare(config, processes, verify=True)
         finally:
             teardown(processes)
-        print(f"cache ready: {len(names)} clips in {config.data.cache}")
+        print(f"cache ready: {len(names)} clips in {config.data.cache}, every entry verified")
         return 0
     from .loop import train
 

@@ -1,8 +1,10 @@
 """The training loop, readable top to bottom (DiT / nanoGPT ``train.py`` shape), in functions so tests can
 call ``train(config)``: prepare the cache, build the models, resume, step, log, checkpoint, export.
 
-Resume is automatic: a run folder with checkpoints continues from the newest one, and ends exactly
-where an uninterrupted run would (same samples, same noise, same optimizer and EMA state).
+Resume is automatic: a run folder with checkpoints continues from the newest one that passes its
+checksum (checkpoint.resume), and ends exactly where an uninterrupted run would (same samples, same
+noise, same optimizer and EMA state). Each start first removes what writes a kill interrupted left in
+the run folder, its checkpoints folder and the cache (cache.remove_interrupted_writes).
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ from torch import nn
 
 from ..cues.config import CueConfig
 from ..errors import InputError
-from .cache import file_identity, fingerprint, list_clips, prepare_cache
-from .checkpoint import _canonical, export_weights, latest_checkpoint, load_checkpoint, save_checkpoint
+from .cache import file_identity, fingerprint, list_clips, prepare_cache, remove_interrupted_writes, scratch_path
+from .checkpoint import _canonical, export_weights, resume, save_checkpoint
 from .config import OptimConfig, TrainConfig
 from .data import ClipDataset, SampleStream, read_manifest
 from .distributed import Processes, barrier, mean_over_processes, setup, teardown, wrap
@@ -58,9 +60,9 @@ def vae_identity(config: TrainConfig) -> str:
 
 
 def prepare(config: TrainConfig, processes: Processes, cue_config: CueConfig = CueConfig(),
-            verify: bool = False) -> dict[str, str]:
-    """Build missing or stale cache entries (each process a share; with ``verify`` also those whose
-    checksum fails), then return the fingerprint of every clip the run reads."""
+            verify: bool = True) -> dict[str, str]:
+    """Build missing, stale or damaged cache entries (each process a share; ``verify`` False judges
+    entries by their header only), then return the fingerprint of every clip the run reads."""
     names, _ = needed_clips(config)
     identity = vae_identity(config)
 
@@ -141,11 +143,11 @@ class LossLog:
         if self.path.is_file() and resumed_step > 0:
             with open(self.path, newline="", encoding="utf-8") as handle:
                 rows = [r for r in csv.DictReader(handle) if int(r["step"]) <= resumed_step]
-        out.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, LOG_COLUMNS)
-            writer.writeheader()
-            writer.writerows(rows)
+        with scratch_path(self.path) as tmp:  # a kill mid-rewrite must not lose the rows kept
+            with open(tmp, "w", newline="", encoding="utf-8") as handle:
+                writer = csv.DictWriter(handle, LOG_COLUMNS)
+                writer.writeheader()
+                writer.writerows(rows)
 
     def write(self, row: dict) -> None:
         if self.enabled:
@@ -175,8 +177,16 @@ def train(config: TrainConfig, stop_after: Optional[int] = None, prepare_data: b
 def _train(config: TrainConfig, processes: Processes, stop_after: Optional[int], prepare_data: bool,
            cue_config: CueConfig) -> TrainResult:
     run, out, device = config.run, Path(config.run.out), processes.device
-    # 1. data
-    fingerprints = prepare(config, processes, cue_config) if prepare_data else clip_fingerprints(config, cue_config)
+    # 0. what writes a kill interrupted left behind (only rank 0 writes the run folder)
+    if processes.main:
+        remove_interrupted_writes(out)
+        remove_interrupted_writes(out / "checkpoints")
+    # 1. data (the preparation step verifies the cache and clears its leftovers itself)
+    if prepare_data:
+        fingerprints = prepare(config, processes, cue_config)
+    else:
+        remove_interrupted_writes(config.data.cache)
+        fingerprints = clip_fingerprints(config, cue_config)
     _, pairs = needed_clips(config)
     # 2. models (every generator seeded, so even code that draws from the global ones repeats)
     seed_everything(run.seed, processes.rank)
@@ -188,11 +198,9 @@ def _train(config: TrainConfig, processes: Processes, stop_after: Optional[int],
     optimizer = build_optimizer(model, config.optim)
     ema = init_ema(model, run.ema)
     # 3. resume
-    start = 0
-    latest = latest_checkpoint(out)
-    if latest is not None:
-        start, _samples = load_checkpoint(latest, model, optimizer, ema, config, processes)
-        log.info("resumed %s at step %d", latest, start)
+    resumed, start, _samples = resume(out, model, optimizer, ema, config, processes)
+    if resumed is not None:
+        log.info("resumed %s at step %d", resumed, start)
     loss_log = LossLog(out, start, processes.main)
     # 4. steps (the next batch is read and checked on a worker thread while this one computes; a
     # batch is a pure function of its step, so the overlap changes nothing)
