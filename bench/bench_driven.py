@@ -11,6 +11,7 @@ Prints one table row per method (mean over pairs) and the figure-PSNR margins; -
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 import json
 import sys
 import time
@@ -37,7 +38,6 @@ def main() -> int:
     from directanimator_core.default_model.drivenness import heldout_drivenness
     from directanimator_core.default_model.recipe import Recipe
     from directanimator_core.demo import load_default
-    from directanimator_core.sampling import SamplerConfig
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pairs", type=int, default=8, help="held-out cross-ID pairs (the README's set: 8)")
@@ -45,6 +45,7 @@ def main() -> int:
     parser.add_argument("--model", default=str(MODEL_FILE))
     parser.add_argument("--vae", default=str(VAE_FILE))
     parser.add_argument("--recipe", default=None, help="recipe.json of the run (default: the bundled record's)")
+    parser.add_argument("--cue-cfg", type=float, default=None, help="cue guidance (default: the recipe's)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", default=None, help="write the full result here")
     args = parser.parse_args()
@@ -52,11 +53,13 @@ def main() -> int:
     model, vae, recipe = load_default(Path(args.model), Path(args.vae))
     if args.recipe:
         recipe = Recipe(**json.loads(Path(args.recipe).read_text()))
-    sampler = SamplerConfig(steps=args.steps, cfg_text=1.0, cfg_cues=1.0, shift=recipe.timestep_shift, solver="euler")
+    if args.cue_cfg is not None:
+        recipe = replace(recipe, cue_cfg=args.cue_cfg)
+    sampler = recipe.sampler(args.steps)
     start = time.time()
     result = heldout_drivenness(model, vae, recipe, args.pairs, sampler)
     print(table(result))
-    print(f"{args.pairs} pairs, {args.steps} steps, {time.time() - start:.0f} s")
+    print(f"{args.pairs} pairs, {args.steps} steps, cue_cfg {recipe.cue_cfg}, {time.time() - start:.0f} s")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1))
     return 0

@@ -125,7 +125,6 @@ def main() -> int:
     from directanimator_core.default_model.same2x_run import stage_train, write_base
     from directanimator_core.models.adapter_checkpoint import load_model
     from directanimator_core.models.vae_checkpoint import load_wan_vae
-    from directanimator_core.sampling import SamplerConfig
 
     recipe = replace(DEFAULT, **parse_overrides(args.set))
     torch.set_num_threads(recipe.threads)
@@ -144,7 +143,7 @@ def main() -> int:
     model = load_model(run / f"stage{stages[-1]}" / "model.safetensors", compute_dtype=torch.float32,
                        num_heads=recipe.num_heads).eval()
     vae = load_wan_vae(run / "vae.safetensors")[0]
-    sampler = SamplerConfig(steps=args.steps, cfg_text=1.0, cfg_cues=1.0, shift=recipe.timestep_shift, solver="euler")
+    sampler = recipe.sampler(args.steps)
     from directanimator_core.default_model.drivenness import DIAGNOSTIC, VARIANTS
 
     variants = VARIANTS + (DIAGNOSTIC if args.self_cues else ())

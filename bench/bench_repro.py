@@ -41,7 +41,6 @@ from directanimator_core.default_model.recipe import Recipe  # noqa: E402
 from directanimator_core.default_model.same2x_run import run_same2x, train_config  # noqa: E402
 from directanimator_core.models.adapter_checkpoint import load_model  # noqa: E402
 from directanimator_core.models.vae_checkpoint import load_wan_vae  # noqa: E402
-from directanimator_core.sampling import SamplerConfig  # noqa: E402
 from directanimator_core.train.loop import train  # noqa: E402
 
 log = logging.getLogger("bench_repro")
@@ -112,7 +111,7 @@ def evaluate(model_file: Path, vae_file: Path, recipe: Recipe, pairs: int, steps
     """Mean scores over the held-out pairs for one model (and the baselines)."""
     model = load_model(model_file, compute_dtype=torch.float32).eval()
     vae = load_wan_vae(vae_file)[0]
-    sampler = SamplerConfig(steps=steps, cfg_text=1.0, cfg_cues=1.0, shift=recipe.timestep_shift, solver="euler", seed=0)
+    sampler = recipe.sampler(steps, seed=0)
     return mean_scores([run_pair(model, vae, recipe, heldout_pair(recipe, i), sampler).scores for i in range(pairs)])
 
 

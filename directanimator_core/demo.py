@@ -29,7 +29,6 @@ import numpy as np
 import torch
 
 from .errors import CheckpointError
-from .sampling import SamplerConfig
 
 log = logging.getLogger(__name__)
 
@@ -125,8 +124,7 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(max(1, min(torch.get_num_threads(), 2)))
     model, vae, recipe = load_default(Path(args.model or MODEL_FILE), Path(args.vae or VAE_FILE))
     pair = heldout_pair(recipe, args.pair, args.frames)
-    sampler = SamplerConfig(steps=args.steps, cfg_text=1.0, cfg_cues=1.0, shift=recipe.timestep_shift,
-                            solver="euler", seed=args.seed)
+    sampler = recipe.sampler(args.steps, seed=args.seed)
     variants = ("own", "other", "blank") if args.driven else ("own",)
     driven = run_driven_pair(model, vae, recipe, pair, heldout_pair(recipe, args.pair + 1, args.frames), sampler, variants)
     result = driven.videos["own"]

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, replace
 
 from ..models.config import BackboneConfig, CueFusionConfig
 from ..models.vae import VAEConfig
+from ..sampling import SamplerConfig
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,8 @@ class Recipe:
     figure_weight: float = 0.0  # the figure's extra weight in the denoising loss (train.config.RunConfig)
     gate_init: float = 0.0  # CueFusion's injection gates at the start (0: the adapter starts as a no-op)
     adapter_lr_scale: float = 1.0  # the adapter's learning rate over the backbone's
+    cue_dropout: float = 0.0  # share of training steps shown no cues (train.config.RunConfig), so cue_cfg works
+    cue_cfg: float = 1.0  # the cue guidance every sampler of this recipe (bench, demo, evaluation) uses
     # cues
     pose_cue: str = "pixels"  # "pixels" (the paper's low-passed cut-out) or "skeleton" (ablation)
     face_cue: bool = True
@@ -68,6 +71,12 @@ class Recipe:
     # cue, which another person's cue cannot give (docs/driven.md)
     pose_cutoff: float = 0.08
     pose_greyscale: bool = True
+
+    def sampler(self, steps: int, seed: int = 0) -> SamplerConfig:
+        """The sampler the recipe's model is scored and shown with: Euler on Wan's shifted schedule, no text
+        guidance, the recipe's cue guidance."""
+        return SamplerConfig(steps=steps, cfg_text=1.0, cfg_cues=self.cue_cfg, shift=self.timestep_shift,
+                             solver="euler", seed=seed)
 
     def vae_config(self) -> VAEConfig:
         return VAEConfig(dim=self.vae_dim, z_dim=16)

@@ -45,7 +45,8 @@ def train_config(recipe: Recipe, out: Path, stage: int) -> TrainConfig:
         optim=OptimConfig(lr=recipe.lr, warmup_steps=min(50, steps), grad_clip=1.0, decay="cosine",
                           adapter_lr_scale=recipe.adapter_lr_scale),
         run=RunConfig(out=str(out / f"stage{stage}"), seed=recipe.seed, steps=steps, batch_size=recipe.batch_size,
-                      timestep_shift=recipe.timestep_shift, figure_weight=recipe.figure_weight, precision="fp32", checkpoint_every=max(steps // 2, 1),
+                      timestep_shift=recipe.timestep_shift, figure_weight=recipe.figure_weight,
+                      cue_dropout=recipe.cue_dropout, precision="fp32", checkpoint_every=max(steps // 2, 1),
                       keep_checkpoints=1, log_every=10, device="cpu", ema=ema_decay(recipe.ema, steps)))
 
 

@@ -129,13 +129,12 @@ def evaluate_heldout(recipe: Recipe, model_file: Path, vae_file: Path, pairs: in
     the driven-ness check (drivenness.py: own, another driver's and blank cues, whole frame and figure)."""
     from ..models.adapter_checkpoint import load_model
     from ..models.vae_checkpoint import load_wan_vae
-    from ..sampling import SamplerConfig
     from .drivenness import heldout_drivenness
     from .evaluate import heldout_pair, vae_ceiling
 
     model = load_model(model_file, compute_dtype=torch.float32).eval()
     vae = load_wan_vae(vae_file)[0]
-    sampler = SamplerConfig(steps=steps, cfg_text=1.0, cfg_cues=1.0, shift=recipe.timestep_shift, solver="euler")
+    sampler = recipe.sampler(steps)
     driven = heldout_drivenness(model, vae, recipe, pairs, sampler)
     ceilings = [vae_ceiling(vae, heldout_pair(recipe, i).truth.render.frames) for i in range(pairs)]
     mean = {("ours" if m == "own" else m): {k: driven["mean"][m][k] for k in ("psnr", "ssim")}

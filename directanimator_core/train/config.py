@@ -172,6 +172,9 @@ class RunConfig:
     figure_weight: the denoising loss weighs the latent pixels the target's person covers (the cache's
     ``figure`` mask) 1 + figure_weight times the rest (0 = plain mean), so a small figure is not
     outweighed by the background the reference already gives (losses.figure_weights).
+    cue_dropout: probability that a training step shows the model no cues at all (the cue-free
+    prediction, CueFusion off), as text-to-image training drops its caption: cue guidance (the
+    sampler's cue_cfg above 1) extrapolates from that prediction, which is otherwise never trained.
     """
 
     out: str = "runs/train"
@@ -180,6 +183,7 @@ class RunConfig:
     batch_size: int = 1
     timestep_shift: float = 5.0
     figure_weight: float = 0.0
+    cue_dropout: float = 0.0
     precision: str = "bf16"
     grad_checkpointing: bool = False
     ema: float = 0.0
@@ -197,6 +201,8 @@ class RunConfig:
             raise InputError(f"run.strategy={self.strategy!r}: choose one of {list(STRATEGIES)}")
         if not 0.0 <= self.ema < 1.0:
             raise InputError(f"run.ema={self.ema}: an EMA decay in [0, 1), e.g. 0.999 (0 = off)")
+        if not 0.0 <= self.cue_dropout < 1.0:
+            raise InputError(f"run.cue_dropout={self.cue_dropout}: a probability in [0, 1) (0 = off, e.g. 0.1)")
         if not 0.0 <= self.figure_weight <= 1000.0:
             raise InputError(f"run.figure_weight={self.figure_weight}: a weight in [0, 1000] (0 = off, e.g. 4)")
         if self.batch_size < 1 or self.steps < 0 or self.checkpoint_every < 1:

@@ -18,7 +18,7 @@ import functools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Protocol
+from typing import Optional, Protocol, Sequence
 
 import torch
 from torch import nn
@@ -196,6 +196,15 @@ def autocast(device: torch.device, precision: str):
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
+def drops_cues(seeds: Sequence[int], probability: float) -> bool:
+    """Whether this step trains the cue-free prediction: one draw from the batch's first sample seed, so a
+    resumed run drops the same steps."""
+    if probability <= 0.0:
+        return False
+    generator = torch.Generator().manual_seed(int(seeds[0]) + 2)  # +2: neither the data's nor the noise's stream
+    return bool(torch.rand((), generator=generator) < probability)
+
+
 def compute_losses(student: VelocityModel, teacher: Optional[VelocityModel], batch: Batch, config: TrainConfig,
                    device: torch.device) -> StepLosses:
     """Stage 1: the denoising loss on same-ID cues. Stage 2: the student on cross-ID cues, plus λ·L_S2X
@@ -212,9 +221,11 @@ def compute_losses(student: VelocityModel, teacher: Optional[VelocityModel], bat
     noise, sigma = draw_noise(batch.latent, batch.seeds, config.run.timestep_shift)
     x = noisy_latent(batch.latent, noise, sigma)
     timestep = sigma * WAN_TIMESTEP_SCALE
-    aligned = s2x.stage == 2 and teacher is not None
-    reader = BlockReader([s2x.depth]) if aligned else None
     cues = batch.cross if s2x.stage == 2 else batch.cues
+    if drops_cues(batch.seeds, config.run.cue_dropout):
+        cues = None  # the cue-free prediction: nothing to align with the teacher's cue-driven features
+    aligned = s2x.stage == 2 and teacher is not None and cues is not None
+    reader = BlockReader([s2x.depth]) if aligned else None
     with autocast(device, config.run.precision):
         velocity = student(x, timestep, batch.context, batch.condition(cues), reader)
     weight = None

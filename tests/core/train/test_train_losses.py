@@ -148,3 +148,25 @@ def test_figure_weight_changes_the_step_loss_only_when_set(config_for, prepared_
     assert compute_losses(student, None, batch, off, CPU).denoise.item() == a
     with pytest.raises(InputError, match="delete the cache folder"):  # a cache from before the masks
         compute_losses(student, None, replace(batch, figure=None), weighted, CPU)
+
+
+def test_cue_dropout_trains_the_cue_free_prediction_on_a_share_of_steps(stage2) -> None:
+    from directanimator_core.train.same2x import drops_cues
+
+    draws = [drops_cues((seed,), 0.2) for seed in range(2000)]
+    assert 0.17 < sum(draws) / len(draws) < 0.23 and draws == [drops_cues((s,), 0.2) for s in range(2000)]
+    assert not any(drops_cues((seed,), 0.0) for seed in range(200))
+    config, batch = stage2
+    dropped = next(seed for seed in range(100) if drops_cues((seed,), 0.5))
+    batch = replace(batch, seeds=(dropped, *batch.seeds[1:]))
+    student, teacher = build_student(config, CPU), build_teacher(config, CPU)
+    on = replace(config, run=replace(config.run, cue_dropout=0.5))
+    free = compute_losses(student, teacher, batch, on, CPU)
+    cued = compute_losses(student, teacher, batch, config, CPU)
+    assert torch.isnan(free.same2x) and not torch.isnan(cued.same2x)  # no teacher alignment without cues
+    assert free.denoise.item() != cued.denoise.item()
+    with torch.no_grad():  # the cue-free step is the model called with no cues at all
+        empty = compute_losses(student, teacher, replace(batch, cross=None), config, CPU)
+    assert free.denoise.item() == pytest.approx(empty.denoise.item(), rel=1e-6)
+    with pytest.raises(InputError, match="cue_dropout"):
+        replace(config.run, cue_dropout=1.0)
