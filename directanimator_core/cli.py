@@ -2,7 +2,8 @@
 
 Each command lives in the module that does its work; that module exposes
 ``add_arguments(parser)`` and ``run(args) -> int``. A command whose module is ``None`` is not built
-yet and answers with a one-line message and exit status 2, never a traceback.
+yet and answers with a one-line message and exit status 2, never a traceback. Only the module of the
+command asked for is imported, so one command's heavy imports (torch) never delay another's checks.
 """
 
 from __future__ import annotations
@@ -49,7 +50,9 @@ COMMANDS: dict[str, Command] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: Optional[str] = None) -> argparse.ArgumentParser:
+    """The parser of every command, or with ``only`` given, of that command's options alone (the others
+    are listed, so ``--help`` still names them; "" lists all and imports none)."""
     parser = argparse.ArgumentParser(
         prog="python -m directanimator_core",
         description="DirectAnimator: animate a reference image with a driving video's motion.",
@@ -59,13 +62,19 @@ def build_parser() -> argparse.ArgumentParser:
     for name, command in COMMANDS.items():
         help_text = command.help if command.module else f"{command.help} (not built yet)"
         sub_parser = sub.add_parser(name, help=help_text, description=command.help)
-        if command.module:
+        if command.module and (only is None or name == only):
             importlib.import_module(command.module).add_arguments(sub_parser)
     return parser
 
 
+def _command_in(argv: Sequence[str]) -> str:
+    """The command named in ``argv``: its first word that is not an option ("" if none)."""
+    return next((word for word in argv if not word.startswith("-")), "")
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(only=_command_in(argv))
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,

@@ -13,13 +13,15 @@ class SegmentConfig:
     """How the driver is found and cut out when no external mask is given.
 
     ``person_index`` picks whom to follow when several people are in view: 0 is the largest person in
-    the first frame where anyone is found, 1 the next largest, and so on. ``onnx_path`` is an optional
-    person segmenter (any ONNX model with one image input and a one- or two-channel mask output),
-    run through ``cv2.dnn`` in place of GrabCut.
+    the first frame where anyone is found, 1 the next largest, and so on; an index past the people
+    that most sampled frames show is refused before the frames are analysed (segment.survey).
+    ``onnx_path`` is an optional person segmenter (any ONNX model with one image input and one- or
+    two-channel mask outputs), run through ``cv2.dnn`` in place of GrabCut.
     """
 
     person_index: int = 0
     background_samples: int = 25  # frames sampled across the clip for the median background
+    survey_samples: int = 12  # of those, spread over the clip, searched for anyone before the frame pass
     motion_threshold: int = 28  # per-channel grey-level difference that counts as motion
     min_person_fraction: float = 0.002  # smallest person box, as a fraction of the frame area
     hog_threshold: float = 0.5  # SVM score a HOG detection needs
@@ -82,3 +84,8 @@ class CueConfig:
     face: FaceConfig = field(default_factory=FaceConfig)
     location: LocationConfig = field(default_factory=LocationConfig)
     chunk_frames: int = 16  # frames held in float at once; bounds memory on long videos
+
+    def __post_init__(self) -> None:
+        if self.chunk_frames < 1:
+            raise InputError(f"chunk_frames={self.chunk_frames} is below 1; it is how many frames are processed at "
+                             "once (16 is the default)")

@@ -6,10 +6,11 @@ run by OpenCV. Each is built lazily, on first use, and cached per process.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import Callable, Iterator, TypeVar
 
 import cv2
 import numpy as np
@@ -24,6 +25,7 @@ HOG_WINDOW_HEIGHT = 128  # the default people detector's window is 64x128 pixels
 HAAR_FACE = "haarcascade_frontalface_default.xml"
 FACE_MODELS = "a CenterFace or YuNet face detector .onnx"
 SEGMENTER_MODELS = "an ONNX person segmenter"
+SEGMENTER_SHAPE = "one (1, 3, S, S) RGB input and 1- or 2-channel mask outputs (1, C, h, w)"
 
 
 def _read_onnx(onnx_path: str, role: str, read: Callable[[str], T]) -> T:
@@ -185,3 +187,66 @@ def run_segmenter(net: cv2.dnn.Net, image: np.ndarray, size: int) -> np.ndarray:
     if out.min() < 0 or out.max() > 1:
         out = 1 / (1 + np.exp(-out))  # logits
     return cv2.resize(out, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR)
+
+
+# -- checks before use: a wrong or broken model file is refused before any frame is read ------------
+def check_segmenter(onnx_path: str, size: int) -> None:
+    """Load an ONNX person segmenter and run it once on a grey image at ``size``, as ``run_segmenter``
+    will: a file that is not ONNX, does not run at that size, or is another kind of model (a face
+    detector's heatmaps and landmarks) is refused here in one line, not mid-clip or silently.
+
+    Args:
+        onnx_path: the .onnx file.
+        size: the square input side it runs at (SegmentConfig.onnx_size).
+    """
+    net = onnx_segmenter(onnx_path)
+    name = Path(onnx_path).name
+    grey = np.full((size, size, 3), 128, np.uint8)
+    try:
+        with _opencv_quiet():  # cv2.dnn logs several [ERROR] lines before it raises
+            net.setInput(cv2.dnn.blobFromImage(grey, 1 / 255.0, (size, size), swapRB=False))
+            outputs = net.forward(net.getUnconnectedOutLayersNames())
+    except cv2.error as error:
+        raise CheckpointError(f"{name} does not run in cv2.dnn on a {size}x{size} image ({_reason(error)}); "
+                              f"a person segmenter needs {SEGMENTER_SHAPE}: pick one in models/directanimator, "
+                              "or the built-in one") from None
+    shapes = [tuple(np.asarray(output).shape) for output in outputs]
+    if not all(len(shape) == 4 and shape[0] == 1 and shape[1] in (1, 2) for shape in shapes):
+        raise CheckpointError(f"{name} is not a person segmenter: its outputs are {', '.join(map(str, shapes))}, "
+                              f"a segmenter has {SEGMENTER_SHAPE}: pick one in models/directanimator, or the "
+                              "built-in one")
+
+
+def check_face_detector(onnx_path: str) -> None:
+    """Load a CenterFace or YuNet face detector and run it once on a grey image, as ``detect_faces``
+    will: a file that is missing, not ONNX, or another kind of model is refused here in one line.
+
+    Args:
+        onnx_path: the .onnx file.
+    """
+    if not Path(onnx_path).is_file():
+        raise InputError(f"face detector {onnx_path} does not exist; put a CenterFace or YuNet .onnx in "
+                         "models/directanimator")
+    try:
+        with _opencv_quiet():
+            _onnx_faces(np.full((64, 64, 3), 128, np.uint8), onnx_path)
+    except cv2.error as error:
+        raise CheckpointError(f"{Path(onnx_path).name} does not run as {FACE_MODELS} in OpenCV "
+                              f"({_reason(error)}): pick one in models/directanimator, or the built-in one") from None
+
+
+@contextlib.contextmanager
+def _opencv_quiet() -> Iterator[None]:
+    """OpenCV's own log silenced: its error comes back as the one-line reason of our message."""
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    try:
+        yield
+    finally:
+        cv2.utils.logging.setLogLevel(level)
+
+
+def _reason(error: cv2.error) -> str:
+    """The gist of an OpenCV error: its message without the source file and the function name."""
+    text = getattr(error, "err", "") or str(error).strip().splitlines()[-1]
+    return text.strip().rstrip(".") or "OpenCV gave no reason"

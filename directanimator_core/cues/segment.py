@@ -27,17 +27,29 @@ GRABCUT_HEIGHT = 160  # person height GrabCut works at; finer gains little and c
 HOG_TRACK_HEIGHT = 150  # person height the tracker rescales its search window to
 
 
-def sample_background(source: FrameSource, samples: int, chunk: int) -> Optional[np.ndarray]:
-    """Per-pixel median of up to ``samples`` frames spread over the clip (H, W, 3) uint8, or None
-    for clips too short to tell a still person from the background."""
-    if source.num_frames < 3 or samples < 3:
-        return None
-    wanted = set(np.linspace(0, source.num_frames - 1, min(samples, source.num_frames)).round().astype(int))
-    picked, start = [], 0
+def sample_frames(source: FrameSource, samples: int, chunk: int) -> dict[int, np.ndarray]:
+    """Up to ``samples`` frames spread evenly over the clip, by frame index, in one read: the frames
+    the background is the median of, and the frames ``survey`` looks for people in."""
+    if samples < 1 or source.num_frames < 1:
+        return {}
+    wanted = sorted(set(np.linspace(0, source.num_frames - 1, min(samples, source.num_frames)).round().astype(int)))
+    picked: dict[int, np.ndarray] = {}
+    start = 0
     for frames in source.chunks(chunk):
-        picked += [frames[i - start] for i in sorted(wanted) if start <= i < start + len(frames)]
+        # copies, so a kept frame does not hold its whole chunk in memory
+        picked.update({i: frames[i - start].copy() for i in wanted if start <= i < start + len(frames)})
         start += len(frames)
-    return np.median(np.stack(picked), axis=0).astype(np.uint8)
+        if start > wanted[-1]:
+            break
+    return picked
+
+
+def background_of(sample: dict[int, np.ndarray], num_frames: int) -> Optional[np.ndarray]:
+    """Per-pixel median of the sampled frames (H, W, 3) uint8, or None for clips too short (or samples too
+    few) to tell a still person from the background."""
+    if num_frames < 3 or len(sample) < 3:
+        return None
+    return np.median(np.stack([sample[i] for i in sorted(sample)]), axis=0).astype(np.uint8)
 
 
 def motion_mask(frame: np.ndarray, background: Optional[np.ndarray], threshold: int) -> Optional[np.ndarray]:
@@ -70,24 +82,35 @@ class PersonTracker:
     velocity: np.ndarray = field(default_factory=lambda: np.zeros(4))
     lost: int = 0
     best_count: int = 0  # most people seen in one frame before the target was chosen
+    surveyed: dict[int, list[Box]] = field(default_factory=dict)  # frame index -> candidates (survey)
 
     @property
     def min_area(self) -> float:
         return self.config.min_person_fraction * self.height * self.width
 
-    def step(self, frame: np.ndarray, moving: Optional[np.ndarray]) -> tuple[Optional[Box], bool]:
+    def step(self, frame: np.ndarray, moving: Optional[np.ndarray],
+             index: Optional[int] = None) -> tuple[Optional[Box], bool]:
+        """(box, found) for frame number ``index`` (given, the survey's candidates for it are reused)."""
         if self.box is None:
-            return self._acquire(frame, moving)
+            return self._acquire(frame, moving, index)
         return self._follow(frame, moving)
 
-    def _acquire(self, frame: np.ndarray, moving: Optional[np.ndarray]) -> tuple[Optional[Box], bool]:
-        people = self._people_anywhere(frame, moving)
+    def candidates(self, frame: np.ndarray, moving: Optional[np.ndarray], index: Optional[int] = None) -> list[Box]:
+        """Everyone a frame shows before anyone is followed; what the survey found for ``index`` if it looked."""
+        if index is not None and index in self.surveyed:
+            return self.surveyed[index]
+        return self._people_anywhere(frame, moving)
+
+    def _acquire(self, frame: np.ndarray, moving: Optional[np.ndarray],
+                 index: Optional[int]) -> tuple[Optional[Box], bool]:
+        people = self.candidates(frame, moving, index)
         self.best_count = max(self.best_count, len(people))
         if len(people) <= self.config.person_index:
             return None, False
         if len(people) > 1:  # rank by the cut-out person, not by the detector's loose window
             people = sorted(people, key=lambda b: area(_tight(frame, b, moving, self.config)), reverse=True)
         self.box = people[self.config.person_index]
+        self.surveyed.clear()  # only acquisition reads them
         log.info("following person %d of %d at %s", self.config.person_index, len(people), self.box.round())
         return self.box, True
 
@@ -263,9 +286,84 @@ def dropout(scores: np.ndarray, threshold: float, rate: float, generator: np.ran
     return ~(poor & (generator.random(len(scores)) < rate))
 
 
-def no_person_error(frames: int, best_count: int, person_index: int) -> CueError:
-    if best_count == 0:
-        return CueError(f"no person was found in any of the {frames} driving frames; connect a person mask "
-                        "(e.g. from a SAM or BiRefNet node) to the mask input")
-    return CueError(f"person_index={person_index} but at most {best_count} people were found in one frame; "
-                    f"use an index below {best_count} or connect a person mask")
+# -- nobody to follow -------------------------------------------------------------------------------
+SURVEY_VOTES = 3  # sampled frames with anyone in view that decide how many people a clip shows
+
+
+def survey(sample: dict[int, np.ndarray], background: Optional[np.ndarray], tracker: PersonTracker,
+           num_frames: int) -> None:
+    """Before the per-frame pass, check on the sampled frames that there is someone to follow, and raise
+    NoPersonError now rather than after every frame went through the detectors.
+
+    ``config.survey_samples`` of the sampled frames, spread over the clip, are searched in order. A
+    frame shows as many people as it has candidates (the tracker's own detectors) that cut out to a
+    non-empty mask. Nobody in any of them: no person. ``person_index`` k > 0 needs more than k people
+    in most of the first SURVEY_VOTES searched frames that show anyone (one stray detection is not a
+    second person). The candidates are kept in the tracker, so no frame is searched twice. A person
+    in view only between the searched frames (fewer than about num_frames / survey_samples frames in
+    a row) is missed: the clip is refused.
+
+    Args:
+        sample: frames by index (sample_frames).
+        background: their median (motion), or None.
+        tracker: the tracker of the pass to come; its config gives person_index.
+        num_frames: frames in the clip, for the message.
+    """
+    config = tracker.config
+    if not sample or config.survey_samples < 1:  # nothing to tell from, or no survey asked for
+        return
+    indices = sorted(sample)
+    chosen = np.linspace(0, len(indices) - 1, min(config.survey_samples, len(indices))).round().astype(int)
+    counts: list[int] = []
+    for index in [indices[i] for i in sorted(set(chosen))]:
+        frame = sample[index]
+        moving = motion_mask(frame, background, config.motion_threshold)
+        people = tracker.surveyed[index] = tracker.candidates(frame, moving)
+        found = sum(mask_box(cut_person(frame, box, moving, config)) is not None for box in people)
+        if found:
+            counts.append(found)
+        if (counts and config.person_index == 0) or len(counts) == SURVEY_VOTES:
+            break
+    if not counts:
+        raise NoPersonError(_nobody(num_frames, len(set(chosen))), 0, config.person_index)
+    # the most people that most of those frames show
+    typical = max(n for n in range(1, max(counts) + 1) if 2 * sum(count >= n for count in counts) > len(counts))
+    if typical <= config.person_index:
+        raise NoPersonError(f"person_index={config.person_index} but at most {_people(typical)} "
+                            f"{'is' if typical == 1 else 'are'} in view in most sampled frames",
+                            typical, config.person_index)
+
+
+class NoPersonError(CueError):
+    """Nobody to follow: no person in view (``people`` 0), or ``people`` <= ``person_index``.
+
+    ``finding`` says what was found, without advice; the message adds the advice for a node's user
+    (a caller with other means, such as the command line, words its own from the fields).
+    """
+
+    def __init__(self, finding: str, people: int, person_index: int) -> None:
+        self.finding, self.people, self.person_index = finding, people, person_index
+        if people == 0:
+            advice = "connect a person mask (e.g. from a SAM or BiRefNet node) to the mask input"
+        else:
+            advice = f"use an index below {people} or connect a person mask"
+        super().__init__(f"{finding}; {advice}")
+
+
+def no_person_error(frames: int, best_count: int, person_index: int) -> NoPersonError:
+    """After the per-frame pass found no one: too few people for ``person_index``, or none at all
+    (candidates that never cut out to a person count as none)."""
+    if 0 < best_count <= person_index:
+        return NoPersonError(f"person_index={person_index} but at most {_people(best_count)} were found in "
+                             "one frame", best_count, person_index)
+    return NoPersonError(_nobody(frames, frames), 0, person_index)
+
+
+def _nobody(frames: int, checked: int) -> str:
+    if checked >= frames:
+        return f"no person was found in any of the {frames} driving frames"
+    return f"no person was found in any of the {checked} frames sampled across the {frames} driving frames"
+
+
+def _people(count: int) -> str:
+    return f"{count} {'person' if count == 1 else 'people'}"

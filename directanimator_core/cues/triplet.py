@@ -135,18 +135,24 @@ def analyse(source: FrameSource, config: CueConfig, masks: Optional[np.ndarray] 
         progress: called with (frames done, frames in all); the total covers both passes.
         should_stop: polled once per frame; True stops with CueStopped.
     """
+    tracker = segment.PersonTracker(config.segment, source.height, source.width)
+    background = None
     if masks is not None:
         masks = check_masks(masks, source.num_frames, source.height, source.width)
-    background = None if masks is not None else segment.sample_background(
-        source, config.segment.background_samples, config.chunk_frames)
-    tracker = segment.PersonTracker(config.segment, source.height, source.width)
+    else:
+        # Frames sampled across the clip give the background and, before any frame is analysed, tell
+        # whether anyone is there to follow (a clip without a person fails here, not at its end).
+        sample = segment.sample_frames(source, config.segment.background_samples, config.chunk_frames)
+        background = segment.background_of(sample, source.num_frames)
+        segment.survey(sample, background, tracker, source.num_frames)
     rows: list[FrameRow] = []
     face_box: Optional[Box] = None
     for frames in source.chunks(config.chunk_frames):
         for frame in frames:
             _check_stop(should_stop, len(rows))
             given = None if masks is None else masks[len(rows)]
-            row = _analyse_frame(frame, given, background, tracker, config, face_box, rows[-1].pixels if rows else 0.0)
+            row = _analyse_frame(frame, len(rows), given, background, tracker, config, face_box,
+                                 rows[-1].pixels if rows else 0.0)
             face_box = row.face if row.face is not None else face_box
             rows.append(row)
             if progress:
@@ -158,7 +164,7 @@ def analyse(source: FrameSource, config: CueConfig, masks: Optional[np.ndarray] 
     return _track(rows, source, config)
 
 
-def _analyse_frame(frame: np.ndarray, given: Optional[np.ndarray], background: Optional[np.ndarray],
+def _analyse_frame(frame: np.ndarray, index: int, given: Optional[np.ndarray], background: Optional[np.ndarray],
                    tracker: segment.PersonTracker, config: CueConfig, last_face: Optional[Box],
                    last_area: float) -> FrameRow:
     if given is not None:
@@ -166,7 +172,7 @@ def _analyse_frame(frame: np.ndarray, given: Optional[np.ndarray], background: O
         found = box is not None
     else:
         moving = segment.motion_mask(frame, background, config.segment.motion_threshold)
-        box, found = tracker.step(frame, moving)
+        box, found = tracker.step(frame, moving, index)
         mask = segment.cut_person(frame, box, moving, config.segment) if box is not None else None
         mask = mask if mask is not None else np.zeros(frame.shape[:2], np.uint8)
         tight = mask_box(mask)

@@ -131,5 +131,5 @@ def test_extract_answers_bad_input_in_one_line(tmp_path) -> None:
          "--out", str(tmp_path / "o")], cwd=REPO, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert result.stderr.strip().splitlines() == [f"error: driving video {tmp_path / 'none.mp4'} does not exist; "
+    assert result.stderr.strip().splitlines() == [f"error: --driving {tmp_path / 'none.mp4'} does not exist; "
                                                   "give the path of a video file"]
