@@ -47,9 +47,9 @@ class Recipe:
     text_dim: int = 32
     same2x_depth: int = 2
     same_id_clips: int = 192
-    cross_id_pairs: int = 48
+    cross_id_pairs: int = 128
     stage1_steps: int = 5000
-    stage2_steps: int = 1500
+    stage2_steps: int = 2000
     batch_size: int = 4
     lr: float = 5e-4  # warm-up, then cosine to a tenth (train.config.OptimConfig)
     ema: float = 0.999  # the exported weights are this EMA of the trained ones
