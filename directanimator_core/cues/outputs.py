@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from ..errors import InputError
+from ..processes import alive as _alive
 
 log = logging.getLogger(__name__)
 
@@ -115,16 +116,3 @@ def _fsync_dir(folder: Path) -> None:
         os.fsync(handle)
     finally:
         os.close(handle)
-
-
-def _alive(pid: int) -> bool:
-    """Is process ``pid`` of this host running (or might it be)? This process counts as running."""
-    if pid == os.getpid() or os.name == "nt":  # no cheap, safe probe on Windows: keep its folders
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's process
-    return True

@@ -48,6 +48,7 @@ from ..cues.config import CueConfig
 from ..cues.frames import ArraySource
 from ..cues.triplet import alignment_for, analyse, concatenate, render
 from ..errors import InputError
+from ..processes import alive as _alive
 from ..models.cue_embed import pack_uint8_mask
 from ..models.vae import WanVAE, normalize_latents
 from .config import DataConfig
@@ -276,28 +277,6 @@ def _starts_like_safetensors(path: Path) -> bool:
     with open(path, "rb") as handle:
         head = handle.read(9)
     return len(head) < 9 or (head[8:] == b"{" and 0 < int.from_bytes(head[:8], "little") < 100_000_000)
-
-
-def _alive(pid: int) -> bool:
-    """Is process ``pid`` of this host running (or might it be)? This process counts as running."""
-    if pid == os.getpid():
-        return True
-    if os.name == "nt":  # os.kill(pid, 0) would terminate the process on Windows
-        import ctypes
-
-        kernel32 = ctypes.windll.kernel32
-        handle = kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
-        if handle:
-            kernel32.CloseHandle(handle)
-            return True
-        return kernel32.GetLastError() != 87  # ERROR_INVALID_PARAMETER: no such process
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's process
-    return True
 
 
 def _size(path: Path) -> int:
