@@ -232,6 +232,16 @@ def test_triplet_of_another_size_says_to_connect_the_reference(server: ComfyServ
         "Triplet node, or set width and height")
 
 
+def test_the_samplers_largest_size_is_refused_by_admission_and_the_server_lives(server: ComfyServer) -> None:
+    # width = height = 4096, the sampler's own maximum: once the OOM killer ended ComfyUI (issue 15)
+    error = execution_error(server, graph({"width": 4096, "height": 4096, "steps": 1, "seed": 10}))
+    assert error["node_type"] == "DirectAnimatorSampler" and error["exception_type"].endswith("InputError")
+    message = error["exception_message"].strip()
+    assert message.startswith("a window of 5 frames at 4096x4096 needs about ") and "GiB of host memory" in message
+    assert message.endswith("lower width and height (or window_frames), or free memory")
+    assert server.process.poll() is None and "DirectAnimatorSampler" in server.object_info()
+
+
 def test_interrupt_during_sampling_ends_the_prompt_and_the_next_runs(server: ComfyServer) -> None:
     server.run(graph({"seed": 7}, prefix="da_warm"))  # cues, model and VAE now come from the cache
     prompt_id = server.queue(graph({"seed": 8, "steps": 1000}, prefix="da_cancelled"))
