@@ -20,7 +20,7 @@ from ..directanimator_core.admission import WAN_VAE_ENCODE_BYTES_PER_PIXEL, admi
 from ..directanimator_core.animate_windows import (
     WindowConfig, check_run, encode_windows, output_size, sample_windows, usable_frames)
 from ..directanimator_core.errors import InputError
-from ..directanimator_core.sampling import SOLVERS, SamplerConfig
+from ..directanimator_core.sampling import RENAMED_SOLVERS, SCHEDULERS, SOLVERS, SamplerConfig
 from . import _convert, _progress
 from .types import DACues, DAModel
 
@@ -83,6 +83,13 @@ def admit_run(model: DAModel, vae, window: int, size: tuple[int, int]) -> None:
     admit(need, f"a window of {window} frames at {size[1]}x{size[0]}")
 
 
+SOLVER_TOOLTIP = ("ODE solver. unipc_wan: the UniPC Wan samples with (flow form; was 'unipc'). dpmpp_2m_flow: "
+                  "DPM++ 2M in the flow's log-SNR (ComfyUI's dpmpp_2m_sde at eta 0). euler, dpmpp_2m, uni_pc, "
+                  "uni_pc_bh2: ComfyUI's samplers of those names, with KSampler's numbers.")
+SCHEDULER_TOOLTIP = ("linear_shifted: Wan's shifted schedule, exact at any step count. simple: ComfyUI's simple "
+                     "(the same times rounded to its 1000-step table; equal when steps divides 1000).")
+
+
 def window_input(name: str, default: int, minimum: int, tooltip: str) -> io.Int.Input:
     return io.Int.Input(name, default=default, min=minimum, max=100001, step=4, tooltip=tooltip)
 
@@ -120,13 +127,16 @@ class DirectAnimatorSampler(io.ComfyNode):
                                tooltip="Guidance on the driving cues (1 = off; above 1 follows the driver more)."),
                 io.Float.Input("shift", default=5.0, min=0.1, max=100.0, step=0.1, round=0.01,
                                tooltip="Wan's noise schedule shift (5 for 480p, higher for larger videos)."),
-                io.Combo.Input("solver", options=sorted(SOLVERS), default="unipc", tooltip="ODE solver."),
+                io.Combo.Input("solver", options=list(SOLVERS), default="unipc_wan", tooltip=SOLVER_TOOLTIP),
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
                              tooltip="Noise seed; the same seed gives the same video."),
                 io.Float.Input("denoise", default=1.0, min=0.01, max=1.0, step=0.01,
                                tooltip="1 starts from noise; lower keeps more of init_latent."),
                 window_input("window_frames", 81, 9, "Frames per window for long clips (4n + 1; Wan: 81)."),
                 window_input("window_overlap", 16, 4, "Frames neighbouring windows share and blend (multiple of 4)."),
+                # last, so the widget values of workflows saved before it still line up
+                io.Combo.Input("scheduler", options=list(SCHEDULERS), default="linear_shifted",
+                               tooltip=SCHEDULER_TOOLTIP),
             ],
             outputs=[io.Latent.Output("latent", display_name="latent",
                                       tooltip="The animation as a Wan latent: connect VAE Decode or "
@@ -134,12 +144,19 @@ class DirectAnimatorSampler(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, solver: str) -> bool | str:
+        """The solver list, plus the old names a saved workflow may hold (read as their new ones)."""
+        if solver in SOLVERS or solver in RENAMED_SOLVERS:
+            return True
+        return f"solver {solver!r} is unknown: choose one of {list(SOLVERS)}"
+
+    @classmethod
     def execute(cls, model, vae, reference, cues, width, height, steps, cfg, cue_cfg, shift, solver, seed, denoise,
-                window_frames, window_overlap, positive=None, negative=None, clip_vision_output=None,
-                init_latent=None) -> io.NodeOutput:
+                window_frames, window_overlap, scheduler="linear_shifted", positive=None, negative=None,
+                clip_vision_output=None, init_latent=None) -> io.NodeOutput:
         # convert and check everything before any encoding
         config = SamplerConfig(steps=steps, cfg_text=cfg, cfg_cues=cue_cfg, shift=shift, solver=solver, seed=seed,
-                               denoise=denoise)
+                               denoise=denoise, scheduler=scheduler)
         windows = WindowConfig(frames=window_frames, overlap=window_overlap)
         encode = comfy_encoder(vae)
         text, negative_text = _convert.conditioning_tensor(positive), _convert.conditioning_tensor(negative, "negative")

@@ -7,11 +7,16 @@
 from .config import SamplerConfig
 from .denoiser import GuidanceConds, build_denoiser, guided_velocity
 from .loop import StepInfo, initial_noise, sample, sampling_sigmas
-from .schedules import shift_sigmas, sigmas_linear, sigmas_shifted
-from .solvers import SOLVERS, sample_dpmpp_2m, sample_euler, sample_unipc
+from .config import SCHEDULERS
+from .schedules import shift_sigmas, sigmas_linear, sigmas_shifted, sigmas_simple
+from .solvers import (
+    RENAMED_SOLVERS, SOLVERS, resolve_solver, sample_dpmpp_2m, sample_dpmpp_2m_flow, sample_euler, sample_uni_pc,
+    sample_uni_pc_bh2, sample_unipc_wan)
 
 __all__ = [
     "GuidanceConds",
+    "RENAMED_SOLVERS",
+    "SCHEDULERS",
     "SOLVERS",
     "SamplerConfig",
     "StepInfo",
@@ -19,11 +24,16 @@ __all__ = [
     "guided_velocity",
     "initial_noise",
     "sample",
+    "resolve_solver",
     "sample_dpmpp_2m",
+    "sample_dpmpp_2m_flow",
     "sample_euler",
-    "sample_unipc",
+    "sample_uni_pc",
+    "sample_uni_pc_bh2",
+    "sample_unipc_wan",
     "sampling_sigmas",
     "shift_sigmas",
     "sigmas_linear",
     "sigmas_shifted",
+    "sigmas_simple",
 ]

@@ -16,8 +16,8 @@ import torch
 from ..errors import InputError, Interrupted
 from .config import SamplerConfig
 from .denoiser import GuidanceConds, VelocityModel, build_denoiser
-from .schedules import sigmas_shifted
-from .solvers import SOLVERS
+from .schedules import sigmas_shifted, sigmas_simple
+from .solvers import DISCARD_PENULTIMATE_SIGMA, SOLVERS
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +32,26 @@ class StepInfo:
     denoised: torch.Tensor  # [B, C, T, H, W] latent preview: the model's estimate of the clean video
 
 
+FULL_DENOISE = 0.9999  # ComfyUI's KSampler treats a denoise above this as 1
+
+
 def sampling_sigmas(config: SamplerConfig) -> torch.Tensor:
-    """The schedule of a run: ``config.steps`` shifted steps from ``shift_sigmas(config.denoise)`` to 0."""
-    return sigmas_shifted(config.steps, config.shift, start=config.denoise)
+    """The ``config.steps + 1`` sigmas of a run, as ComfyUI's KSampler lays them out for the same names.
+
+    linear_shifted: shifted evenly spaced times from ``shift_sigmas(config.denoise)`` to 0. simple: ComfyUI's
+    rule for denoise below 1, the last ``steps + 1`` sigmas of ``int(steps / denoise)`` steps. uni_pc and
+    uni_pc_bh2 take the schedule of one step more, less its penultimate sigma (KSampler's
+    DISCARD_PENULTIMATE_SIGMA_SAMPLERS), with either scheduler.
+    """
+    extra = int(config.solver in DISCARD_PENULTIMATE_SIGMA)
+    if config.scheduler == "simple":
+        full = config.denoise > FULL_DENOISE
+        sigmas = sigmas_simple((config.steps if full else int(config.steps / config.denoise)) + extra, config.shift)
+    else:
+        sigmas = sigmas_shifted(config.steps + extra, config.shift, start=config.denoise)
+    if extra:
+        sigmas = torch.cat([sigmas[:-2], sigmas[-1:]])
+    return sigmas[-(config.steps + 1):]
 
 
 def initial_noise(shape: Sequence[int], seed: int) -> torch.Tensor:
