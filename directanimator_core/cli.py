@@ -35,9 +35,8 @@ COMMANDS: dict[str, Command] = {
         "directanimator_core.cues.cli",
     ),
     "animate": Command(
-        "animate a reference image with a driving video and a model",
-        None,
-        "needs the generative core (issue 4)",
+        "animate a reference image with a driving video (or extract's cue folder) and a model; writes an mp4",
+        "directanimator_core.animate_cli",
     ),
     "train": Command(
         "train a DirectAnimator model with Same2X from a config file",

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from directanimator_core.cli import COMMANDS
+from directanimator_core.cli import COMMANDS, Command, main
 from harness.paths import REPO
 
 
@@ -30,13 +30,16 @@ def test_every_command_has_help(name: str) -> None:
     assert "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize("name", sorted(n for n, c in COMMANDS.items() if c.module is None))
-def test_unbuilt_command_says_so_in_one_line(name: str) -> None:
-    result = _run(name)
-    assert result.returncode == 2
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "not built yet" in lines[0]
+def test_every_command_is_built() -> None:
+    assert [name for name, command in COMMANDS.items() if command.module is None] == []
+
+
+def test_an_unbuilt_command_says_so_in_one_line(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    """The path a command takes while it is not built (none is now): one line, exit 2."""
+    monkeypatch.setitem(COMMANDS, "later", Command("a command to come", None, "needs its module"))
+    assert main(["later"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == ["error: 'later' is not built yet: it needs its module."]
 
 
 def test_no_command_prints_help_and_fails() -> None:
