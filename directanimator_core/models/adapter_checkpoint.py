@@ -142,16 +142,21 @@ def read_adapter_part(path: Union[str, Path], device: Optional[torch.device] = N
     return tensors, header.metadata, others[:2]
 
 
-def load_adapter(path: Union[str, Path], backbone: BackboneConfig, device: Optional[torch.device] = None) -> CueFusion:
+def load_adapter(path: Union[str, Path], backbone: Optional[BackboneConfig] = None,
+                 device: Optional[torch.device] = None) -> CueFusion:
     """Load a CueFusion adapter file (or the adapter part of a merged file) for ``backbone``.
 
     Args:
         path: the .safetensors file.
-        backbone: the config of the backbone it will run on.
+        backbone: the config of the backbone it will run on; None = the one it was trained on (its metadata),
+            when the backbone comes later (ComfyUI's MODEL, checked by cuefusion_patch.check_backbone).
         device: where the weights go (default CPU).
     """
     tensors, metadata, others = read_adapter_part(path, device)
-    return adapter_from_tensors(tensors, metadata, backbone, Path(path).name, others)[0]
+    source = Path(path).name
+    if backbone is None:
+        backbone = _configs_from(metadata, f"{len(tensors)} adapter tensors and keys like {list(others)}", source)[0]
+    return adapter_from_tensors(tensors, metadata, backbone, source, others)[0]
 
 
 def load_model(path: Union[str, Path], adapter_path: Optional[Union[str, Path]] = None,

@@ -22,6 +22,7 @@ from pathlib import Path
 COMFY_DIR, BASE_DIR, EXAMPLES, REPORT = sys.argv[1], sys.argv[2], int(sys.argv[3]), Path(sys.argv[4])
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, COMFY_DIR)
+sys.path.extend([str(REPO / "tests"), str(REPO)])  # after ComfyUI: its nodes.py, not our nodes/
 sys.argv = [sys.argv[0], "--cpu", "--base-directory", BASE_DIR]
 
 import comfy.options  # noqa: E402
@@ -29,10 +30,13 @@ import comfy.options  # noqa: E402
 comfy.options.enable_args_parsing()
 import comfy.sd  # noqa: E402
 import comfy.utils  # noqa: E402
+import nodes as core_nodes  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
+
+from harness.models import ADAPTER, BASE, NATIVE_BASE  # noqa: E402
 
 torch.set_num_threads(1)
 SPEC = importlib.util.spec_from_file_location("DirectAnimatorPack", REPO / "__init__.py",
@@ -95,8 +99,9 @@ def shared_objects() -> dict:
     vae_file = next(Path(BASE_DIR, "models", "vae").glob("*.safetensors"))
     vae = comfy.sd.VAE(sd=comfy.utils.load_torch_file(str(vae_file)))
     loader = NODES["DirectAnimatorModelLoader"]
-    base = sorted(p.name for p in Path(BASE_DIR, "models", "diffusion_models").glob("*.safetensors"))[0]
-    model = loader.execute(base, adapter_names()[0], "auto", "auto", 0.0, 1, "sdpa").args[0]
+    model = loader.execute(BASE, ADAPTER, "auto", "auto", 0.0, 1, "sdpa").args[0]
+    wan = core_nodes.UNETLoader().load_unet(NATIVE_BASE, "default")[0]  # core's own MODEL, for the native path
+    patch = NODES["DirectAnimatorAdapterLoader"].execute(ADAPTER).args[0]
     frames = np.load(Path(BASE_DIR, "fuzz_frames.npy"))  # (F, 64, 64, 3) uint8 of real footage
     masks = torch.from_numpy(np.load(Path(BASE_DIR, "fuzz_masks.npy"))).float() / 255  # (F, 64, 64): the walker
     reference = torch.from_numpy(np.load(Path(BASE_DIR, "fuzz_reference.npy"))).float()[None] / 255
@@ -107,7 +112,8 @@ def shared_objects() -> dict:
         "opencv haar (built-in)", 64, mask=masks, reference_mask=body).args[0]
     media = {"frames": torch.from_numpy(frames).float() / 255, "mask": masks, "reference": reference,
              "reference_mask": body, "samples": {"samples": torch.randn(1, 16, 2, 8, 8)}}
-    return {"vae": vae, "model": model, "cues": triplet, "reference": reference, "media": media}
+    return {"vae": vae, "model": model, "cues": triplet, "reference": reference, "media": media, "wan": wan,
+            "patch": patch}
 
 
 def valid_value(node: str, item, objects: dict):
@@ -120,8 +126,10 @@ def valid_value(node: str, item, objects: dict):
         return None
     if item.get_io_type() == "COMBO":
         return item.default if item.default is not None else list(item.options)[0]
-    if item.get_io_type() in ("VAE", "DA_MODEL", "DA_CUES"):
-        return {"VAE": objects["vae"], "DA_MODEL": objects["model"], "DA_CUES": objects["cues"]}[item.get_io_type()]
+    objects_by_type = {"VAE": objects["vae"], "DA_MODEL": objects["model"], "DA_CUES": objects["cues"],
+                       "MODEL": objects["wan"], "MODEL_PATCH": objects["patch"]}
+    if item.get_io_type() in objects_by_type:
+        return objects_by_type[item.get_io_type()]
     return item.default if item.default is not None else item.min
 
 
@@ -142,7 +150,8 @@ def strategy_for(node: str, item, objects: dict) -> st.SearchStrategy:
         return st.sampled_from(list(item.options))
     fixed = {"IMAGE": st.one_of(IMAGES, st.just(objects["reference"])), "MASK": MASKS, "LATENT": LATENTS,
              "CONDITIONING": CONDITIONING, "CLIP_VISION_OUTPUT": VISION, "VAE": st.just(objects["vae"]),
-             "DA_MODEL": st.just(objects["model"]), "DA_CUES": st.just(objects["cues"])}
+             "DA_MODEL": st.just(objects["model"]), "DA_CUES": st.just(objects["cues"]),
+             "MODEL": st.just(objects["wan"]), "MODEL_PATCH": st.just(objects["patch"])}
     if kind in fixed:
         return fixed[kind]
     raise AssertionError(f"{node}.{item.id}: no strategy for input type {kind}")

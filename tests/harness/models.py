@@ -41,3 +41,44 @@ def write_models(models: Path) -> None:
     save_adapter(adapter, models / "directanimator" / ADAPTER)
     torch.manual_seed(0)
     save_file({k: v.contiguous() for k, v in build_vae(TINY_VAE).state_dict().items()}, str(models / "vae" / VAE))
+
+
+# -- the native path: a base that core's Load Diffusion Model reads ------------------------------------------
+
+NATIVE_BASE = "da_native_i2v_tiny.safetensors"  # core's layout: head dim 128, patch (1, 2, 2), umT5 width 4096
+NATIVE_MERGED = "da_native_i2v_tiny_lora_merged.safetensors"  # NATIVE_BASE with NATIVE_LORA merged in
+NATIVE_LORA = "da_native_lora.safetensors"  # ComfyUI's Wan LoRA keys (diffusion_model.<module>.lora_up/down)
+NATIVE = BackboneConfig(dim=128, ffn_dim=256, num_layers=2, num_heads=1, in_dim=36, out_dim=16, text_dim=4096)
+LORA_MODULES = ("blocks.0.self_attn.q", "blocks.1.ffn.0", "blocks.1.cross_attn.o")
+LORA_RANK = 4
+
+
+def native_lora(state: dict[str, torch.Tensor], generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """A rank-4 LoRA on a few of ``state``'s Linears, alpha = rank (scale 1), in ComfyUI's Wan key format."""
+    lora = {}
+    for module in LORA_MODULES:
+        out_features, in_features = state[f"{module}.weight"].shape
+        lora[f"diffusion_model.{module}.lora_down.weight"] = torch.randn(LORA_RANK, in_features, generator=generator) * 0.1
+        lora[f"diffusion_model.{module}.lora_up.weight"] = torch.randn(out_features, LORA_RANK, generator=generator) * 0.1
+        lora[f"diffusion_model.{module}.alpha"] = torch.tensor(float(LORA_RANK))
+    return lora
+
+
+def write_native_models(models: Path) -> None:
+    """NATIVE_BASE, NATIVE_MERGED (diffusion_models), NATIVE_LORA (loras), beside write_models' adapter and VAE
+    (the adapter fits: width 128, 2 blocks, patch 2)."""
+    write_models(models)
+    generator = torch.Generator().manual_seed(1)
+    backbone = init_weights(build_backbone(NATIVE, device=torch.device("cpu")), generator)
+    torch.nn.init.normal_(backbone.head.head.weight, std=0.02, generator=generator)
+    state = {k: v.contiguous() for k, v in backbone.state_dict().items()}
+    lora = native_lora(state, generator)
+    merged = dict(state)
+    for module in LORA_MODULES:
+        up, down = lora[f"diffusion_model.{module}.lora_up.weight"], lora[f"diffusion_model.{module}.lora_down.weight"]
+        merged[f"{module}.weight"] = (state[f"{module}.weight"].double() + up.double() @ down.double()).float()
+    (models / "loras").mkdir(parents=True, exist_ok=True)
+    save_file({f"model.diffusion_model.{k}": v for k, v in state.items()}, str(models / "diffusion_models" / NATIVE_BASE))
+    save_file({f"model.diffusion_model.{k}": v.contiguous() for k, v in merged.items()},
+              str(models / "diffusion_models" / NATIVE_MERGED))
+    save_file(lora, str(models / "loras" / NATIVE_LORA))

@@ -19,7 +19,7 @@ import pytest
 
 from harness import media
 from harness.comfyui import comfyui_dir
-from harness.models import write_models
+from harness.models import write_native_models
 from harness.paths import REPO
 
 pytestmark = [pytest.mark.comfy, pytest.mark.slow]
@@ -38,7 +38,7 @@ def write_inputs(base) -> None:
 
 
 def test_no_node_input_within_its_declared_types_raises_a_raw_error(tmp_path) -> None:
-    write_models(tmp_path / "models")
+    write_native_models(tmp_path / "models")
     for sub in ("input", "output", "temp", "user", "custom_nodes"):
         (tmp_path / sub).mkdir(exist_ok=True)
     write_inputs(tmp_path)
@@ -56,7 +56,9 @@ def test_no_node_input_within_its_declared_types_raises_a_raw_error(tmp_path) ->
     assert process.returncode == 0, f"the fuzz process ended with {process.returncode}:\n{output.decode()[-4000:]}"
     results = json.loads(report.read_text())
     nodes = {k: v for k, v in results.items() if not k.startswith("_")}
-    assert len(nodes) == 7 and all(v["examples"] >= 10 for v in nodes.values()), results
+    # the adapter loader's one input is a combo of the adapter files: a run or two covers it
+    assert len(nodes) == 9 and all(v["examples"] >= 10 for k, v in nodes.items() if k != "DirectAnimatorAdapterLoader") \
+        and nodes["DirectAnimatorAdapterLoader"]["examples"] >= 1, results
     findings = {node: v["findings"] for node, v in nodes.items() if v["findings"]}
     assert not findings, json.dumps(findings, indent=1)
     assert results["_admission"].startswith("InputError: a window of 5 frames at 4096x4096 needs about"), results

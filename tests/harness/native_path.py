@@ -1,0 +1,152 @@
+"""The native path against our own engine, on the same weights, inside ComfyUI's Python (run as a script).
+
+    python native_path.py COMFY_DIR BASE_DIR REPORT.json
+
+ComfyUI is imported with ``--cpu --base-directory BASE_DIR`` (models written by harness.models.write_native_models,
+inputs as .npy files); the pack is imported as ComfyUI imports a custom node package. Core's own nodes
+(UNETLoader, LoraLoaderModelOnly, ModelSamplingSD3, VAELoader, KSampler's common_ksampler) run the native
+path; the engine runs animate_latents (ComfyUI's VAE as encoder, what our sampler node runs) and animate()
+(our own VAE on the same file). The report holds the measured figures; the test asserts on them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+COMFY_DIR, BASE_DIR, REPORT = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, COMFY_DIR)
+sys.path.extend([str(REPO / "tests"), str(REPO)])  # after ComfyUI: its nodes.py, not our nodes/
+sys.argv = [sys.argv[0], "--cpu", "--base-directory", str(BASE_DIR)]
+
+import comfy.options  # noqa: E402
+
+comfy.options.enable_args_parsing()
+import comfy.model_management as mm  # noqa: E402
+import comfy.patcher_extension  # noqa: E402
+import nodes as core_nodes  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from comfy_extras.nodes_model_advanced import ModelSamplingSD3  # noqa: E402
+
+from harness.models import ADAPTER, NATIVE_BASE, NATIVE_LORA, NATIVE_MERGED, VAE  # noqa: E402
+
+torch.set_num_threads(1)
+SPEC = importlib.util.spec_from_file_location("DirectAnimatorPack", REPO / "__init__.py",
+                                              submodule_search_locations=[str(REPO)])
+PACK = importlib.util.module_from_spec(SPEC)
+sys.modules["DirectAnimatorPack"] = PACK
+SPEC.loader.exec_module(PACK)
+pack_nodes = importlib.import_module("DirectAnimatorPack.nodes")
+pack_nodes.register_model_folder()
+NODES = {cls.define_schema().node_id: cls for cls in pack_nodes.node_list()}
+core = importlib.import_module("DirectAnimatorPack.directanimator_core")
+animate = importlib.import_module("DirectAnimatorPack.directanimator_core.animate")
+windows = importlib.import_module("DirectAnimatorPack.directanimator_core.animate_windows")
+checkpoints = importlib.import_module("DirectAnimatorPack.directanimator_core.models.adapter_checkpoint")
+vae_keys = importlib.import_module("DirectAnimatorPack.directanimator_core.models.vae_checkpoint")
+sampling = importlib.import_module("DirectAnimatorPack.directanimator_core.sampling")
+sample_node = importlib.import_module("DirectAnimatorPack.nodes.sample")
+convert = importlib.import_module("DirectAnimatorPack.nodes._convert")
+
+STEPS, SHIFT, SEED = 4, 5.0, 3  # 4 divides 1000: ComfyUI's "simple" schedule is then our shifted one
+
+
+def inputs() -> dict:
+    frames = torch.from_numpy(np.load(BASE_DIR / "native_frames.npy")).float() / 255  # (F, 64, 64, 3)
+    masks = torch.from_numpy(np.load(BASE_DIR / "native_masks.npy")).float() / 255  # (F, 64, 64)
+    reference = torch.from_numpy(np.load(BASE_DIR / "native_reference.npy")).float()[None] / 255  # (1, 64, 64, 3)
+    body = torch.zeros(1, 64, 64)
+    body[:, 8:64, 16:48] = 1.0  # the astronaut's figure
+    cues = NODES["DirectAnimatorCueTriplet"].execute(
+        frames, reference, 0.04, False, 8.0, 16, 1.3, 0, "opencv (built-in)", "opencv haar (built-in)", 64,
+        mask=masks, reference_mask=body).args[0]
+    generator = torch.Generator().manual_seed(11)
+    text = [[torch.randn(1, 4, 4096, generator=generator), {}]]
+    negative = [[torch.randn(1, 2, 4096, generator=generator), {}]]
+    return {"reference": reference, "cues": cues, "text": text, "negative": negative}
+
+
+class LoadedModelsProbe:
+    """DIFFUSION_MODEL wrapper recording, at each model call, what ComfyUI's model manager holds loaded."""
+
+    def __init__(self) -> None:
+        self.seen: list[list[str]] = []
+
+    def __call__(self, executor, *args, **kwargs):
+        self.seen.append(sorted(type(m.model.model).__name__ for m in mm.current_loaded_models if m.model is not None))
+        return executor(*args, **kwargs)
+
+
+def native(data: dict, base: str = NATIVE_BASE, lora: bool = False, cfg: float = 1.0, weight_dtype: str = "default",
+           probe: LoadedModelsProbe | None = None, text: bool = False, patched: bool = True) -> torch.Tensor:
+    """Load Diffusion Model -> (LoRA) -> ModelSamplingSD3 -> DirectAnimator Apply -> KSampler: raw latents
+    (``patched=False`` samples the MODEL that went into Apply, with Apply's conditioning: no cues)."""
+    model = core_nodes.UNETLoader().load_unet(base, weight_dtype)[0]
+    if lora:
+        model = core_nodes.LoraLoaderModelOnly().load_lora_model_only(model, NATIVE_LORA, 1.0)[0]
+    model = ModelSamplingSD3().patch(model, SHIFT)[0]
+    patch = NODES["DirectAnimatorAdapterLoader"].execute(ADAPTER).args[0]
+    vae = core_nodes.VAELoader().load_vae(VAE)[0]
+    conds = {"positive": data["text"], "negative": data["negative"]} if text else {}
+    plain = model
+    model, positive, negative, latent = NODES["DirectAnimatorApply"].execute(
+        model, patch, vae, data["reference"], data["cues"], 0, 0, 0, **conds).args
+    model = model if patched else plain
+    if probe is not None:
+        model = model.clone()
+        model.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, "probe", probe)
+    out = core_nodes.common_ksampler(model, SEED, STEPS, cfg, "euler", "simple", positive, negative, latent)[0]
+    return out["samples"].float().cpu()
+
+
+def engine(data: dict, cfg: float = 1.0, own_vae: bool = False) -> torch.Tensor:
+    """Our own path on the same files: animate_latents with ComfyUI's VAE, or animate() with ours."""
+    models = BASE_DIR / "models"
+    model = checkpoints.load_model(models / "diffusion_models" / NATIVE_BASE, models / "directanimator" / ADAPTER,
+                                   compute_dtype=torch.float32)
+    config = sampling.SamplerConfig(steps=STEPS, shift=SHIFT, solver="euler", seed=SEED, cfg_text=cfg, cfg_cues=1.0)
+    reference = convert.reference_tensor(data["reference"])
+    text = convert.conditioning_tensor(data["text"]) if cfg != 1.0 else None
+    negative = convert.conditioning_tensor(data["negative"]) if cfg != 1.0 else None
+    if own_vae:
+        vae = vae_keys.load_wan_vae(models / "vae" / VAE)[0]
+        return animate.animate(reference, data["cues"], model, vae, config, text=text, negative_text=negative,
+                               decode=False).latents.float()
+    encode = sample_node.comfy_encoder(core_nodes.VAELoader().load_vae(VAE)[0])
+    return windows.animate_latents(reference, data["cues"], model, encode, config, text=text,
+                                   negative_text=negative).float()
+
+
+def diff(a: torch.Tensor, b: torch.Tensor) -> dict:
+    return {"max_abs": float((a - b).abs().max()), "scale": float(b.abs().max()),
+            "shape_a": list(a.shape), "shape_b": list(b.shape)}
+
+
+def main() -> None:
+    data = inputs()
+    report = {}
+    probe = LoadedModelsProbe()
+    ours = engine(data)
+    report["cfg1"] = diff(native(data, probe=probe), ours)
+    report["cfg1_without_patch"] = diff(native(data, patched=False), ours)
+    report["cfg1_own_vae"] = diff(ours, engine(data, own_vae=True))
+    report["loaded_while_sampling"] = probe.seen
+    mm.unload_all_models()
+    report["loaded_after_unload"] = sorted(type(m.model.model).__name__ for m in mm.current_loaded_models
+                                           if m.model is not None)
+    report["cfg3_text"] = diff(native(data, cfg=3.0, text=True), engine(data, cfg=3.0))
+    report["cfg3_vs_cfg1"] = diff(native(data, cfg=3.0, text=True), ours)
+    with_lora = native(data, lora=True)
+    report["lora_vs_merged"] = diff(with_lora, native(data, base=NATIVE_MERGED))
+    report["lora_vs_base"] = diff(with_lora, ours)
+    report["fp8"] = diff(native(data, weight_dtype="fp8_e4m3fn"), ours)
+    REPORT.write_text(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
