@@ -48,6 +48,7 @@ def write_models(models: Path) -> None:
 NATIVE_BASE = "da_native_i2v_tiny.safetensors"  # core's layout: head dim 128, patch (1, 2, 2), umT5 width 4096
 NATIVE_MERGED = "da_native_i2v_tiny_lora_merged.safetensors"  # NATIVE_BASE with NATIVE_LORA merged in
 NATIVE_LORA = "da_native_lora.safetensors"  # ComfyUI's Wan LoRA keys (diffusion_model.<module>.lora_up/down)
+NATIVE_ADAPTER = "da_native_adapter.safetensors"  # every adapter weight random: Eq. 1-3 all act, e included
 NATIVE = BackboneConfig(dim=128, ffn_dim=256, num_layers=2, num_heads=1, in_dim=36, out_dim=16, text_dim=4096)
 LORA_MODULES = ("blocks.0.self_attn.q", "blocks.1.ffn.0", "blocks.1.cross_attn.o")
 LORA_RANK = 4
@@ -65,8 +66,8 @@ def native_lora(state: dict[str, torch.Tensor], generator: torch.Generator) -> d
 
 
 def write_native_models(models: Path) -> None:
-    """NATIVE_BASE, NATIVE_MERGED (diffusion_models), NATIVE_LORA (loras), beside write_models' adapter and VAE
-    (the adapter fits: width 128, 2 blocks, patch 2)."""
+    """NATIVE_BASE, NATIVE_MERGED (diffusion_models), NATIVE_LORA (loras), NATIVE_ADAPTER (directanimator), beside
+    write_models' files (its adapter fits too: width 128, 2 blocks, patch 2)."""
     write_models(models)
     generator = torch.Generator().manual_seed(1)
     backbone = init_weights(build_backbone(NATIVE, device=torch.device("cpu")), generator)
@@ -82,3 +83,9 @@ def write_native_models(models: Path) -> None:
     save_file({f"model.diffusion_model.{k}": v.contiguous() for k, v in merged.items()},
               str(models / "diffusion_models" / NATIVE_MERGED))
     save_file(lora, str(models / "loras" / NATIVE_LORA))
+    adapter = CueFusion(NATIVE, CueFusionConfig(same2x_depth=1)).init_weights(generator)
+    with torch.no_grad():  # the timestep modulation (Eq. 1) and the cue stream (Eq. 3) open, not only the gates
+        for name, param in adapter.named_parameters():
+            if not name.endswith("embedding.proj.weight"):
+                param.copy_(torch.randn(param.shape, generator=generator) * (0.5 if name.endswith("gate") else 0.05))
+    save_adapter(adapter, models / "directanimator" / NATIVE_ADAPTER)

@@ -31,9 +31,10 @@ import comfy.patcher_extension  # noqa: E402
 import nodes as core_nodes  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from comfy_extras import nodes_custom_sampler as custom  # noqa: E402
 from comfy_extras.nodes_model_advanced import ModelSamplingSD3  # noqa: E402
 
-from harness.models import ADAPTER, NATIVE_BASE, NATIVE_LORA, NATIVE_MERGED, VAE  # noqa: E402
+from harness.models import NATIVE_ADAPTER, NATIVE_BASE, NATIVE_LORA, NATIVE_MERGED, VAE  # noqa: E402
 
 torch.set_num_threads(1)
 SPEC = importlib.util.spec_from_file_location("DirectAnimatorPack", REPO / "__init__.py",
@@ -83,14 +84,15 @@ class LoadedModelsProbe:
 
 
 def native(data: dict, base: str = NATIVE_BASE, lora: bool = False, cfg: float = 1.0, weight_dtype: str = "default",
-           probe: LoadedModelsProbe | None = None, text: bool = False, patched: bool = True) -> torch.Tensor:
+           probe: LoadedModelsProbe | None = None, text: bool = False, patched: bool = True,
+           advanced: bool = False) -> torch.Tensor:
     """Load Diffusion Model -> (LoRA) -> ModelSamplingSD3 -> DirectAnimator Apply -> KSampler: raw latents
     (``patched=False`` samples the MODEL that went into Apply, with Apply's conditioning: no cues)."""
     model = core_nodes.UNETLoader().load_unet(base, weight_dtype)[0]
     if lora:
         model = core_nodes.LoraLoaderModelOnly().load_lora_model_only(model, NATIVE_LORA, 1.0)[0]
     model = ModelSamplingSD3().patch(model, SHIFT)[0]
-    patch = NODES["DirectAnimatorAdapterLoader"].execute(ADAPTER).args[0]
+    patch = NODES["DirectAnimatorAdapterLoader"].execute(NATIVE_ADAPTER).args[0]
     vae = core_nodes.VAELoader().load_vae(VAE)[0]
     conds = {"positive": data["text"], "negative": data["negative"]} if text else {}
     plain = model
@@ -100,14 +102,20 @@ def native(data: dict, base: str = NATIVE_BASE, lora: bool = False, cfg: float =
     if probe is not None:
         model = model.clone()
         model.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, "probe", probe)
-    out = core_nodes.common_ksampler(model, SEED, STEPS, cfg, "euler", "simple", positive, negative, latent)[0]
+    if advanced:  # SamplerCustomAdvanced: RandomNoise, CFGGuider, KSamplerSelect, BasicScheduler
+        sigmas = custom.BasicScheduler.execute(model, "simple", STEPS, 1.0).args[0]
+        guider = custom.CFGGuider.execute(model, positive, negative, cfg).args[0]
+        out = custom.SamplerCustomAdvanced.execute(custom.RandomNoise.execute(SEED).args[0], guider,
+                                                   custom.KSamplerSelect.execute("euler").args[0], sigmas, latent).args[0]
+    else:
+        out = core_nodes.common_ksampler(model, SEED, STEPS, cfg, "euler", "simple", positive, negative, latent)[0]
     return out["samples"].float().cpu()
 
 
 def engine(data: dict, cfg: float = 1.0, own_vae: bool = False) -> torch.Tensor:
     """Our own path on the same files: animate_latents with ComfyUI's VAE, or animate() with ours."""
     models = BASE_DIR / "models"
-    model = checkpoints.load_model(models / "diffusion_models" / NATIVE_BASE, models / "directanimator" / ADAPTER,
+    model = checkpoints.load_model(models / "diffusion_models" / NATIVE_BASE, models / "directanimator" / NATIVE_ADAPTER,
                                    compute_dtype=torch.float32)
     config = sampling.SamplerConfig(steps=STEPS, shift=SHIFT, solver="euler", seed=SEED, cfg_text=cfg, cfg_cues=1.0)
     reference = convert.reference_tensor(data["reference"])
@@ -139,7 +147,9 @@ def main() -> None:
     mm.unload_all_models()
     report["loaded_after_unload"] = sorted(type(m.model.model).__name__ for m in mm.current_loaded_models
                                            if m.model is not None)
-    report["cfg3_text"] = diff(native(data, cfg=3.0, text=True), engine(data, cfg=3.0))
+    ours_cfg3 = engine(data, cfg=3.0)
+    report["cfg3_text"] = diff(native(data, cfg=3.0, text=True), ours_cfg3)
+    report["advanced_cfg3_text"] = diff(native(data, cfg=3.0, text=True, advanced=True), ours_cfg3)
     report["cfg3_vs_cfg1"] = diff(native(data, cfg=3.0, text=True), ours)
     with_lora = native(data, lora=True)
     report["lora_vs_merged"] = diff(with_lora, native(data, base=NATIVE_MERGED))

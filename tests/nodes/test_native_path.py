@@ -74,6 +74,8 @@ def test_ksampler_on_core_wan_with_the_patch_gives_our_engines_latent(report: di
 def test_cfg_batches_cond_and_uncond_and_still_matches(report: dict) -> None:
     # KSampler runs cond and uncond in one batch of 2; the cues are shared by both, as in our sampler
     assert report["cfg3_text"]["max_abs"] < TOLERANCE, report
+    # SamplerCustomAdvanced (RandomNoise, CFGGuider, KSamplerSelect euler, BasicScheduler simple) likewise
+    assert report["advanced_cfg3_text"]["max_abs"] < TOLERANCE, report
     assert report["cfg3_vs_cfg1"]["max_abs"] > 100 * TOLERANCE, report  # the prompt and cfg did act
 
 
