@@ -54,6 +54,7 @@ sampling = importlib.import_module("DirectAnimatorPack.directanimator_core.sampl
 sample_node = importlib.import_module("DirectAnimatorPack.nodes.sample")
 convert = importlib.import_module("DirectAnimatorPack.nodes._convert")
 
+BUNDLED, BUNDLED_VAE = "directanimator_default.safetensors", "directanimator_default_vae.safetensors"  # as the demo names them
 STEPS, SHIFT, SEED = 4, 5.0, 3  # 4 divides 1000: ComfyUI's "simple" schedule is then our shifted one
 
 
@@ -85,15 +86,15 @@ class LoadedModelsProbe:
 
 def native(data: dict, base: str = NATIVE_BASE, lora: bool = False, cfg: float = 1.0, weight_dtype: str = "default",
            probe: LoadedModelsProbe | None = None, text: bool = False, patched: bool = True,
-           advanced: bool = False) -> torch.Tensor:
+           advanced: bool = False, adapter: str = NATIVE_ADAPTER, vae_name: str = VAE) -> torch.Tensor:
     """Load Diffusion Model -> (LoRA) -> ModelSamplingSD3 -> DirectAnimator Apply -> KSampler: raw latents
     (``patched=False`` samples the MODEL that went into Apply, with Apply's conditioning: no cues)."""
     model = core_nodes.UNETLoader().load_unet(base, weight_dtype)[0]
     if lora:
         model = core_nodes.LoraLoaderModelOnly().load_lora_model_only(model, NATIVE_LORA, 1.0)[0]
     model = ModelSamplingSD3().patch(model, SHIFT)[0]
-    patch = NODES["DirectAnimatorAdapterLoader"].execute(NATIVE_ADAPTER).args[0]
-    vae = core_nodes.VAELoader().load_vae(VAE)[0]
+    patch = NODES["DirectAnimatorAdapterLoader"].execute(adapter).args[0]
+    vae = core_nodes.VAELoader().load_vae(vae_name)[0]
     conds = {"positive": data["text"], "negative": data["negative"]} if text else {}
     plain = model
     model, positive, negative, latent = NODES["DirectAnimatorApply"].execute(
@@ -112,22 +113,45 @@ def native(data: dict, base: str = NATIVE_BASE, lora: bool = False, cfg: float =
     return out["samples"].float().cpu()
 
 
-def engine(data: dict, cfg: float = 1.0, own_vae: bool = False) -> torch.Tensor:
-    """Our own path on the same files: animate_latents with ComfyUI's VAE, or animate() with ours."""
+def engine(data: dict, cfg: float = 1.0, own_vae: bool = False, base: str = NATIVE_BASE,
+           adapter: str | None = NATIVE_ADAPTER, vae_name: str = VAE) -> torch.Tensor:
+    """Our own path on the same files: animate_latents with ComfyUI's VAE, or animate() with ours
+    (``adapter=None``: the adapter in the base file, a merged model)."""
     models = BASE_DIR / "models"
-    model = checkpoints.load_model(models / "diffusion_models" / NATIVE_BASE, models / "directanimator" / NATIVE_ADAPTER,
+    model = checkpoints.load_model(models / "diffusion_models" / base,
+                                   None if adapter is None else models / "directanimator" / adapter,
                                    compute_dtype=torch.float32)
     config = sampling.SamplerConfig(steps=STEPS, shift=SHIFT, solver="euler", seed=SEED, cfg_text=cfg, cfg_cues=1.0)
     reference = convert.reference_tensor(data["reference"])
     text = convert.conditioning_tensor(data["text"]) if cfg != 1.0 else None
     negative = convert.conditioning_tensor(data["negative"]) if cfg != 1.0 else None
     if own_vae:
-        vae = vae_keys.load_wan_vae(models / "vae" / VAE)[0]
+        vae = vae_keys.load_wan_vae(models / "vae" / vae_name)[0]
         return animate.animate(reference, data["cues"], model, vae, config, text=text, negative_text=negative,
                                decode=False).latents.float()
-    encode = sample_node.comfy_encoder(core_nodes.VAELoader().load_vae(VAE)[0])
+    encode = sample_node.comfy_encoder(core_nodes.VAELoader().load_vae(vae_name)[0])
     return windows.animate_latents(reference, data["cues"], model, encode, config, text=text,
                                    negative_text=negative).float()
+
+
+def bundled(data: dict) -> dict:
+    """The bundled default model (merged file) on the native path, when the test copied it in: its adapter part as
+    a MODEL_PATCH, the whole file through core's Load Diffusion Model, and, when core loads it, native vs engine."""
+    if not (BASE_DIR / "models" / "diffusion_models" / BUNDLED).is_file():
+        return {}
+    out = {"adapter_blocks": len(NODES["DirectAnimatorAdapterLoader"].execute(BUNDLED).args[0].model.blocks)}
+    try:
+        core_nodes.UNETLoader().load_unet(BUNDLED, "default")
+    except RuntimeError as error:  # a refusal by core's loader is the figure this reports
+        out["core_loader"] = " ".join(str(error).split())[-300:]
+        return out
+    out["core_loader"] = "loaded"
+    try:
+        out["native_vs_engine"] = diff(native(data, base=BUNDLED, adapter=BUNDLED, vae_name=BUNDLED_VAE),
+                                       engine(data, base=BUNDLED, adapter=None, vae_name=BUNDLED_VAE))
+    except Exception as error:  # noqa: BLE001 - reported for the test's message, not hidden
+        out["error"] = f"{type(error).__name__}: {' '.join(str(error).split())[:300]}"
+    return out
 
 
 def diff(a: torch.Tensor, b: torch.Tensor) -> dict:
@@ -155,6 +179,7 @@ def main() -> None:
     report["lora_vs_merged"] = diff(with_lora, native(data, base=NATIVE_MERGED))
     report["lora_vs_base"] = diff(with_lora, ours)
     report["fp8"] = diff(native(data, weight_dtype="fp8_e4m3fn"), ours)
+    report["bundled"] = bundled(data)
     REPORT.write_text(json.dumps(report, indent=1))
 
 
