@@ -52,6 +52,19 @@ PATCHER = getattr(comfy.model_patcher, "CoreModelPatcher", comfy.model_patcher.M
 WAN_IMAGE_CHANNELS = 4 + WAN21_LATENT_CHANNELS  # mask + reference latent, Wan's image-to-video input
 
 
+class AdapterPatcher(PATCHER):
+    """The adapter's ModelPatcher, always loaded whole: its layers are the core's cast-per-call layers, not
+    ComfyUI's ops, so a partial (low-VRAM) load would leave the layers that did not fit on the offload device
+    while the rest computes on the GPU. The adapter is small beside its backbone (2 % of Wan 14B)."""
+
+    def load(self, *args, **kwargs):
+        if len(args) >= 4:  # load(device_to, lowvram_model_memory, force_patch_weights, full_load)
+            args = (*args[:3], True, *args[4:])
+        else:
+            kwargs["full_load"] = True
+        return super().load(*args, **kwargs)
+
+
 class DirectAnimatorAdapterLoader(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -81,7 +94,7 @@ class DirectAnimatorAdapterLoader(io.ComfyNode):
         if path is None:
             raise InputError(missing_file_message(MODEL_FOLDER, adapter))
         module = load_adapter(path)  # fp32 on the CPU; the model manager places it
-        return io.NodeOutput(PATCHER(module, load_device=comfy.model_management.get_torch_device(),
+        return io.NodeOutput(AdapterPatcher(module, load_device=comfy.model_management.get_torch_device(),
                                      offload_device=comfy.model_management.unet_offload_device()))
 
 

@@ -27,6 +27,7 @@ import comfy.options  # noqa: E402
 
 comfy.options.enable_args_parsing()
 import comfy.model_management as mm  # noqa: E402
+import comfy.model_patcher  # noqa: E402
 import comfy.patcher_extension  # noqa: E402
 import nodes as core_nodes  # noqa: E402
 import numpy as np  # noqa: E402
@@ -134,6 +135,18 @@ def engine(data: dict, cfg: float = 1.0, own_vae: bool = False, base: str = NATI
                                    negative_text=negative).float()
 
 
+def low_vram_load() -> dict:
+    """Bytes of the adapter a low-VRAM load (1 byte of budget) puts on the load device: ours, and a plain ModelPatcher's."""
+    ours = NODES["DirectAnimatorAdapterLoader"].execute(NATIVE_ADAPTER).args[0]
+    plain = comfy.model_patcher.ModelPatcher(ours.model, load_device=ours.load_device, offload_device=ours.offload_device)
+    out = {"size": ours.model_size()}
+    for name, patcher in (("ours", ours), ("plain", plain)):
+        patcher.load(torch.device("cpu"), lowvram_model_memory=1)
+        out[name] = patcher.model.model_loaded_weight_memory
+        patcher.detach()
+    return out
+
+
 def bundled(data: dict) -> dict:
     """The bundled default model (merged file) on the native path, when the test copied it in: its adapter part as
     a MODEL_PATCH, the whole file through core's Load Diffusion Model, and, when core loads it, native vs engine."""
@@ -180,6 +193,7 @@ def main() -> None:
     report["lora_vs_base"] = diff(with_lora, ours)
     report["fp8"] = diff(native(data, weight_dtype="fp8_e4m3fn"), ours)
     report["bundled"] = bundled(data)
+    report["low_vram_load"] = low_vram_load()
     REPORT.write_text(json.dumps(report, indent=1))
 
 

@@ -95,6 +95,12 @@ def test_the_adapter_is_a_loaded_model_while_sampling_and_freed_after(report: di
     assert "CueFusion" not in report["loaded_after_unload"], report
 
 
+def test_a_low_vram_load_places_the_whole_adapter(report: dict) -> None:
+    # its layers are not ComfyUI's cast-per-call ops: what a partial load left behind would sit on the wrong device
+    low = report["low_vram_load"]
+    assert low["ours"] == low["size"] > low["plain"], low
+
+
 def test_an_fp8_base_from_core_loader_runs_the_patch(report: dict) -> None:
     fp8 = report["fp8"]
     assert fp8["shape_a"] == [1, 16, 2, 8, 8] and np.isfinite(fp8["max_abs"])
