@@ -10,8 +10,9 @@ well. So each held-out cross-ID pair is animated three times, with
     self    (diagnostic, not in VARIANTS) the truth's own cues: the person performing it, in its own frame;
             the same-ID case. Own well below self means the cross-ID cues, not the model, lose the motion
 
-and every video (and the copy / warp baselines) is scored against the exact truth on the whole frame
-and inside the figure (the truth's person mask, dilated by ``figure_radius`` pixels), plus the IoU of
+and every video (and the copy / warp baselines, and the truth passed through the VAE: the ceiling of
+any latent model, whose figure region tells how many dB a driven model can gain over blank cues at
+all) is scored against the exact truth on the whole frame and inside the figure (the truth's person mask, dilated by ``figure_radius`` pixels), plus the IoU of
 the figure it shows with the truth's figure. A driven model has own >> blank and own >> other in the
 figure region; a cue-blind one has them equal.
 
@@ -48,7 +49,8 @@ from .world import exact_triplet
 
 VARIANTS = ("own", "other", "blank")
 DIAGNOSTIC = ("self",)
-METHODS = VARIANTS + ("copy", "warp")
+CEILING = "vae"  # the truth encoded and decoded: no latent model can score above it
+METHODS = VARIANTS + ("copy", "warp", CEILING)
 FIGURE_THRESHOLD = 24.0  # 8-bit levels; the VAE's background error is ~10 (26 dB)
 
 
@@ -189,8 +191,16 @@ def run_driven_pair(model: nn.Module, vae: WanVAE, recipe: Recipe, pair: CrossPa
     masks = align.warp(pair.driving.render.person.astype(np.uint8) * 255, triplets["own"].alignment, nearest=True)
     videos["copy"] = copy_reference(pair.reference, len(truth.frames))
     videos["warp"] = warp_reference(pair.reference, masks)
+    videos[CEILING] = through_vae(vae, truth.frames)
     return DrivenPair(pair.reference, pair.driving.render.frames, truth.frames, videos,
                       {name: truth.score(video) for name, video in videos.items()})
+
+
+def through_vae(vae: WanVAE, frames: np.ndarray) -> np.ndarray:
+    """(F, H, W, 3) uint8 video encoded and decoded by ``vae``: what a perfect latent prediction decodes to."""
+    video = torch.from_numpy(frames).permute(3, 0, 1, 2)[None].float() / 127.5 - 1
+    with torch.no_grad():
+        return to_uint8(vae.decode(vae.encode(video)))
 
 
 def heldout_drivenness(model: nn.Module, vae: WanVAE, recipe: Recipe, pairs: int, sampler: SamplerConfig,
@@ -209,9 +219,13 @@ def heldout_drivenness(model: nn.Module, vae: WanVAE, recipe: Recipe, pairs: int
 
 
 def summarise(rows: list[dict[str, dict[str, float]]]) -> dict:
-    """Means over pairs per method and score, and the figure-PSNR margins of own cues over the rest."""
+    """Means over pairs per method and score, the figure-PSNR margins of own cues over the rest, and the
+    headroom: the VAE ceiling's figure PSNR over blank cues' (the most own cues could gain over blank)."""
     methods = list(rows[0])
     mean = {m: {k: float(np.nanmean([r[m][k] for r in rows])) for k in rows[0][m]} for m in methods}
     margins = {f"own_minus_{m}": float(np.mean([r["own"]["fig_psnr"] - r[m]["fig_psnr"] for r in rows]))
                for m in methods if m != "own" and "own" in rows[0]}
-    return {"pairs": rows, "mean": mean, "margins": margins}
+    out = {"pairs": rows, "mean": mean, "margins": margins}
+    if CEILING in methods and "blank" in methods:
+        out["headroom_over_blank"] = float(np.mean([r[CEILING]["fig_psnr"] - r["blank"]["fig_psnr"] for r in rows]))
+    return out

@@ -53,8 +53,10 @@ def test_demo_writes_videos_and_finite_scores(tmp_path) -> None:
     assert metrics["pair"]["split"] == "heldout" and metrics["pair"]["seed"] % 2 == 1
     assert metrics["pair"]["identity_reference"] != metrics["pair"]["identity_driver"]
     driven = metrics["driven"]
-    assert set(driven["mean"]) == {"own", "other", "blank", "copy", "warp"}
-    assert set(driven["margins"]) == {f"own_minus_{m}" for m in ("other", "blank", "copy", "warp")}
+    assert set(driven["mean"]) == {"own", "other", "blank", "copy", "warp", "vae"}
+    assert set(driven["margins"]) == {f"own_minus_{m}" for m in ("other", "blank", "copy", "warp", "vae")}
+    assert driven["headroom_over_blank"] == driven["mean"]["vae"]["fig_psnr"] - driven["mean"]["blank"]["fig_psnr"]
+    assert metrics["vae_ceiling"]["psnr"] == driven["mean"]["vae"]["psnr"]
     assert driven["mean"]["own"]["psnr"] == metrics["scores"]["ours"]["psnr"]
     assert all(np.isfinite([v for s in driven["mean"].values() for v in s.values()]))
 

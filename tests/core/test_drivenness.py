@@ -66,3 +66,22 @@ def test_variant_cues_differ_where_they_should(pairs) -> None:
     assert (blank.pose == 128).all() and not blank.face.any() and not blank.body_mask.any()
     assert not blank.face_mask.any() and not blank.person.any()
     assert blank_triplet(cues["own"]).pose.shape == cues["own"].pose.shape
+
+
+def test_the_vae_ceiling_row_is_the_truth_through_the_bundled_vae(pairs) -> None:
+    """The ceiling is below the exact truth (the VAE loses detail), above an empty scene in the figure, and
+    summarise turns it into the headroom over blank cues."""
+    from directanimator_core.default_model import VAE_FILE
+    from directanimator_core.default_model.drivenness import CEILING, summarise, through_vae
+    from directanimator_core.models.vae_checkpoint import load_wan_vae
+
+    pair = pairs[0]
+    truth = FigureTruth.of(pair)
+    vae = load_wan_vae(VAE_FILE)[0]
+    decoded = through_vae(vae, truth.frames)
+    assert decoded.shape == truth.frames.shape and decoded.dtype == np.uint8
+    ceiling, empty = truth.score(decoded), truth.score(truth.background)
+    assert 15 < ceiling["fig_psnr"] < 60 and ceiling["psnr"] > ceiling["fig_psnr"]
+    assert ceiling["fig_psnr"] > empty["fig_psnr"] + 1 and ceiling["iou"] > empty["iou"] + 0.1
+    row = {"own": empty, "blank": empty, CEILING: ceiling}
+    assert summarise([row])["headroom_over_blank"] == pytest.approx(ceiling["fig_psnr"] - empty["fig_psnr"])
