@@ -8,6 +8,7 @@ a Wan 2.1 VAE at 1/12 width in the real key names (ComfyUI's VAELoader reads the
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -49,6 +50,8 @@ NATIVE_BASE = "da_native_i2v_tiny.safetensors"  # core's layout: head dim 128, p
 NATIVE_MERGED = "da_native_i2v_tiny_lora_merged.safetensors"  # NATIVE_BASE with NATIVE_LORA merged in
 NATIVE_LORA = "da_native_lora.safetensors"  # ComfyUI's Wan LoRA keys (diffusion_model.<module>.lora_up/down)
 NATIVE_ADAPTER = "da_native_adapter.safetensors"  # every adapter weight random: Eq. 1-3 all act, e included
+NATIVE_CLIP_BASE = "da_native_i2v_clip_tiny.safetensors"  # with Wan 2.1 I2V's CLIP image branch (img_emb, k_img)
+NATIVE_T2V = "da_native_t2v_tiny.safetensors"  # text-to-video layout (in_dim 16): no way in for the reference
 NATIVE = BackboneConfig(dim=128, ffn_dim=256, num_layers=2, num_heads=1, in_dim=36, out_dim=16, text_dim=4096)
 LORA_MODULES = ("blocks.0.self_attn.q", "blocks.1.ffn.0", "blocks.1.cross_attn.o")
 LORA_RANK = 4
@@ -89,3 +92,8 @@ def write_native_models(models: Path) -> None:
             if not name.endswith("embedding.proj.weight"):
                 param.copy_(torch.randn(param.shape, generator=generator) * (0.5 if name.endswith("gate") else 0.05))
     save_adapter(adapter, models / "directanimator" / NATIVE_ADAPTER)
+    for name, config in ((NATIVE_CLIP_BASE, replace(NATIVE, image_dim=1280)), (NATIVE_T2V, replace(NATIVE, in_dim=16))):
+        other = init_weights(build_backbone(config, device=torch.device("cpu")), generator)
+        torch.nn.init.normal_(other.head.head.weight, std=0.02, generator=generator)
+        save_file({f"model.diffusion_model.{k}": v.contiguous() for k, v in other.state_dict().items()},
+                  str(models / "diffusion_models" / name))

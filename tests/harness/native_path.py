@@ -35,7 +35,8 @@ import torch  # noqa: E402
 from comfy_extras import nodes_custom_sampler as custom  # noqa: E402
 from comfy_extras.nodes_model_advanced import ModelSamplingSD3  # noqa: E402
 
-from harness.models import NATIVE_ADAPTER, NATIVE_BASE, NATIVE_LORA, NATIVE_MERGED, VAE  # noqa: E402
+from harness.models import (  # noqa: E402
+    NATIVE_ADAPTER, NATIVE_BASE, NATIVE_CLIP_BASE, NATIVE_LORA, NATIVE_MERGED, NATIVE_T2V, VAE)
 
 torch.set_num_threads(1)
 SPEC = importlib.util.spec_from_file_location("DirectAnimatorPack", REPO / "__init__.py",
@@ -71,7 +72,15 @@ def inputs() -> dict:
     generator = torch.Generator().manual_seed(11)
     text = [[torch.randn(1, 4, 4096, generator=generator), {}]]
     negative = [[torch.randn(1, 2, 4096, generator=generator), {}]]
-    return {"reference": reference, "cues": cues, "text": text, "negative": negative}
+    vision = VisionOutput(torch.randn(1, 257, 1280, generator=generator))
+    return {"reference": reference, "cues": cues, "text": text, "negative": negative, "vision": vision}
+
+
+class VisionOutput:
+    """What CLIP Vision Encode returns, as far as Wan reads it."""
+
+    def __init__(self, states: torch.Tensor) -> None:
+        self.penultimate_hidden_states = states
 
 
 class LoadedModelsProbe:
@@ -87,7 +96,8 @@ class LoadedModelsProbe:
 
 def native(data: dict, base: str = NATIVE_BASE, lora: bool = False, cfg: float = 1.0, weight_dtype: str = "default",
            probe: LoadedModelsProbe | None = None, text: bool = False, patched: bool = True,
-           advanced: bool = False, adapter: str = NATIVE_ADAPTER, vae_name: str = VAE) -> torch.Tensor:
+           advanced: bool = False, adapter: str = NATIVE_ADAPTER, vae_name: str = VAE,
+           vision: bool = False) -> torch.Tensor:
     """Load Diffusion Model -> (LoRA) -> ModelSamplingSD3 -> DirectAnimator Apply -> KSampler: raw latents
     (``patched=False`` samples the MODEL that went into Apply, with Apply's conditioning: no cues)."""
     model = core_nodes.UNETLoader().load_unet(base, weight_dtype)[0]
@@ -97,6 +107,8 @@ def native(data: dict, base: str = NATIVE_BASE, lora: bool = False, cfg: float =
     patch = NODES["DirectAnimatorAdapterLoader"].execute(adapter).args[0]
     vae = core_nodes.VAELoader().load_vae(vae_name)[0]
     conds = {"positive": data["text"], "negative": data["negative"]} if text else {}
+    if vision:
+        conds["clip_vision_output"] = data["vision"]
     plain = model
     model, positive, negative, latent = NODES["DirectAnimatorApply"].execute(
         model, patch, vae, data["reference"], data["cues"], 0, 0, 0, **conds).args
@@ -115,7 +127,7 @@ def native(data: dict, base: str = NATIVE_BASE, lora: bool = False, cfg: float =
 
 
 def engine(data: dict, cfg: float = 1.0, own_vae: bool = False, base: str = NATIVE_BASE,
-           adapter: str | None = NATIVE_ADAPTER, vae_name: str = VAE) -> torch.Tensor:
+           adapter: str | None = NATIVE_ADAPTER, vae_name: str = VAE, vision: bool = False) -> torch.Tensor:
     """Our own path on the same files: animate_latents with ComfyUI's VAE, or animate() with ours
     (``adapter=None``: the adapter in the base file, a merged model)."""
     models = BASE_DIR / "models"
@@ -126,13 +138,23 @@ def engine(data: dict, cfg: float = 1.0, own_vae: bool = False, base: str = NATI
     reference = convert.reference_tensor(data["reference"])
     text = convert.conditioning_tensor(data["text"]) if cfg != 1.0 else None
     negative = convert.conditioning_tensor(data["negative"]) if cfg != 1.0 else None
+    clip_fea = convert.clip_vision_tensor(data["vision"]) if vision else None
     if own_vae:
         vae = vae_keys.load_wan_vae(models / "vae" / vae_name)[0]
         return animate.animate(reference, data["cues"], model, vae, config, text=text, negative_text=negative,
-                               decode=False).latents.float()
+                               clip_fea=clip_fea, decode=False).latents.float()
     encode = sample_node.comfy_encoder(core_nodes.VAELoader().load_vae(vae_name)[0])
     return windows.animate_latents(reference, data["cues"], model, encode, config, text=text,
-                                   negative_text=negative).float()
+                                   negative_text=negative, clip_fea=clip_fea).float()
+
+
+def refusal(function, *args, **kwargs) -> str:
+    """The one-line message of the pack's error a call raises ("" when it runs)."""
+    try:
+        function(*args, **kwargs)
+    except Exception as error:  # noqa: BLE001 - the report names the type; the test checks it is ours
+        return f"{type(error).__name__}: {error}"
+    return ""
 
 
 def low_vram_load() -> dict:
@@ -192,6 +214,11 @@ def main() -> None:
     report["lora_vs_merged"] = diff(with_lora, native(data, base=NATIVE_MERGED))
     report["lora_vs_base"] = diff(with_lora, ours)
     report["fp8"] = diff(native(data, weight_dtype="fp8_e4m3fn"), ours)
+    report["clip_branch_cfg3"] = diff(native(data, base=NATIVE_CLIP_BASE, cfg=3.0, text=True, vision=True),
+                                      engine(data, base=NATIVE_CLIP_BASE, cfg=3.0, vision=True))
+    report["clip_branch_missing"] = refusal(native, data, base=NATIVE_CLIP_BASE)
+    report["t2v"] = {"native": refusal(native, data, base=NATIVE_T2V),
+                     "engine": refusal(engine, data, base=NATIVE_T2V)}
     report["bundled"] = bundled(data)
     report["low_vram_load"] = low_vram_load()
     REPORT.write_text(json.dumps(report, indent=1))

@@ -84,6 +84,22 @@ def test_cfg_batches_cond_and_uncond_and_still_matches(report: dict) -> None:
     assert report["cfg3_vs_cfg1"]["max_abs"] > 100 * TOLERANCE, report  # the prompt and cfg did act
 
 
+def test_wan21_i2v_with_its_clip_image_branch_matches_too(report: dict) -> None:
+    # Wan 2.1 I2V 14B's layout: img_emb and k_img / v_img, fed by CLIP Vision Encode through the conditioning
+    assert report["clip_branch_cfg3"]["max_abs"] < TOLERANCE, report
+    assert report["clip_branch_missing"] == (
+        "InputError: this Wan 2.1 image-to-video model needs the reference's CLIP vision features: connect CLIP "
+        "Vision Encode (clip_vision_h) to clip_vision_output"), report
+
+
+def test_a_text_to_video_base_is_refused_on_both_paths(report: dict) -> None:
+    # the reference enters as Wan's image-to-video channels; a t2v base (in_dim 16) has none, on either path
+    t2v = report["t2v"]
+    assert t2v["native"] == ("InputError: this Wan MODEL takes 16 input channels; the reference enters as 20 image "
+                             "channels beside the 16 noise channels: load an image-to-video Wan checkpoint (in_dim 36)")
+    assert t2v["engine"].startswith("InputError: this backbone (in_dim 16) has no image input"), t2v
+
+
 def test_lora_before_the_patch_acts_as_merging_it_into_the_base(report: dict) -> None:
     assert report["lora_vs_merged"]["max_abs"] < TOLERANCE, report
     assert report["lora_vs_base"]["max_abs"] > 10 * TOLERANCE, report  # the LoRA changed the result
