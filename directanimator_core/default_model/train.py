@@ -145,13 +145,24 @@ def evaluate_heldout(recipe: Recipe, model_file: Path, vae_file: Path, pairs: in
 
 def install(out: Path) -> None:
     """Copy the run's VAE and stage-2 model into default_model/weights/, stored in fp16 (half the bytes;
-    the loaders upcast to the compute dtype), metadata kept."""
+    the loaders upcast to the compute dtype), metadata kept; the model's text input is written umT5-wide
+    and zero (adapter_checkpoint.text_free: it was trained without text), so core ComfyUI's Wan loader
+    reads the file too."""
     VAE_FILE.parent.mkdir(parents=True, exist_ok=True)
     for source, target in ((out / "vae.safetensors", VAE_FILE), (out / "stage2" / "model.safetensors", MODEL_FILE)):
-        with safe_open(str(source), framework="pt") as handle:
-            metadata = handle.metadata()
-            tensors = {k: handle.get_tensor(k).to(torch.float16) for k in handle.keys()}
-        save_file(tensors, str(target), metadata=metadata)
+        write_fp16(source, target, text_free_model=target == MODEL_FILE)
+
+
+def write_fp16(source: Path, target: Path, text_free_model: bool = False) -> None:
+    """``source`` -> ``target`` in fp16, metadata kept; ``text_free_model``: through adapter_checkpoint.text_free."""
+    from ..models.adapter_checkpoint import text_free
+
+    with safe_open(str(source), framework="pt") as handle:
+        metadata = handle.metadata()
+        tensors = {k: handle.get_tensor(k).to(torch.float16) for k in handle.keys()}
+    if text_free_model:
+        tensors, metadata = text_free(tensors, metadata)
+    save_file(tensors, str(target), metadata=metadata)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

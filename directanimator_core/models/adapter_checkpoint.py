@@ -14,6 +14,7 @@ file may also hold a whole model: a Wan backbone in any layout checkpoint.py rea
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
@@ -67,6 +68,31 @@ def save_merged(model: CueFusionDiT, path: Union[str, Path]) -> Path:
     tensors |= {ADAPTER_PREFIX + k: v.detach().contiguous() for k, v in model.adapter.state_dict().items()}
     save_file(tensors, str(path), metadata=adapter_metadata(model.adapter))
     return Path(path)
+
+
+UMT5_WIDTH = 4096  # the text states core ComfyUI's Wan loader assumes (umT5-XXL)
+TEXT_INPUT = "text_embedding.0.weight"  # (dim, text_dim): the first layer of Wan's text embedding
+
+
+def text_free(tensors: dict[str, torch.Tensor], metadata: dict[str, str],
+              width: int = UMT5_WIDTH) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """A merged model trained on an all-zero text context, with its text input ``width`` wide and zero.
+
+    Such a model only ever saw the text embedding's bias path (W · 0 + b), so a zero weight of any width
+    gives the very same output for the zero context, and for any other context the same output too: the
+    model says plainly that it takes no text. At umT5's width core ComfyUI's Wan loader reads the file
+    (its detection assumes text states 4096 wide).
+
+    Args:
+        tensors: the merged file's tensors (Wan names, adapter under ``cuefusion.``).
+        metadata: its metadata (the backbone config JSON is updated to the new width).
+        width: the text width to write.
+    """
+    weight = tensors[TEXT_INPUT]
+    backbone = BackboneConfig.from_json(metadata[BACKBONE_METADATA])
+    widened = replace(backbone, text_dim=width)
+    return ({**tensors, TEXT_INPUT: torch.zeros(weight.shape[0], width, dtype=weight.dtype)},
+            {**metadata, BACKBONE_METADATA: widened.to_json()})
 
 
 def _configs_from(metadata: dict[str, str], found: str, source: str) -> tuple[BackboneConfig, CueFusionConfig]:

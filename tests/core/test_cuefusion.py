@@ -17,7 +17,8 @@ from harness.comfyui import comfyui_dir
 from harness.wan_dit import max_diff, randomise, run_comfy_wan, run_ours, tiny_inputs
 
 from directanimator_core.errors import CheckpointError, InputError
-from directanimator_core.models.adapter_checkpoint import load_adapter, load_model, save_adapter, save_merged
+from directanimator_core.models.adapter_checkpoint import (UMT5_WIDTH, load_adapter, load_model, save_adapter,
+                                                            save_merged, text_free)
 from directanimator_core.models.conditioning import Conditioning, CueLatents
 from directanimator_core.models.config import BackboneConfig, CueFusionConfig
 from directanimator_core.models.cue_embed import pack_mask
@@ -169,6 +170,29 @@ def test_base_plus_adapter_and_merged_file_load_the_same_model(tmp_path: Path) -
     together = load_model(merged, compute_dtype=torch.float32)  # the head count comes from its metadata
     assert max_diff(run_ours(apart, case, cues=cues), expected) < 1e-5
     assert max_diff(run_ours(together, case, cues=cues), expected) < 1e-5
+
+
+def test_a_text_free_model_gives_the_zero_context_output_for_any_text(tmp_path: Path) -> None:
+    """A model trained on a zero text context, widened to umT5's width with a zero text input: the same
+    velocity as before on the zero context, exactly, and that same velocity for any other text."""
+    model = make_model("tiny-i2v")
+    randomise_adapter(model.adapter)
+    merged = save_merged(model, tmp_path / "merged.safetensors")
+    with safe_open(str(merged), framework="pt") as handle:
+        tensors, metadata = {k: handle.get_tensor(k) for k in handle.keys()}, handle.metadata()
+    wide, wide_metadata = text_free(tensors, metadata)
+    save_file(wide, str(tmp_path / "wide.safetensors"), metadata=wide_metadata)
+    widened = load_model(tmp_path / "wide.safetensors", compute_dtype=torch.float32)
+    assert widened.backbone.config.text_dim == UMT5_WIDTH
+    assert tensors["text_embedding.0.weight"].shape[1] == model.backbone.config.text_dim != UMT5_WIDTH
+    case = tiny_inputs(model.backbone.config)
+    cues = make_cues(case)
+    zero = {**case, "context": torch.zeros(1, 7, model.backbone.config.text_dim)}
+    expected = run_ours(model, zero, cues=cues)
+    assert torch.equal(run_ours(widened, {**case, "context": torch.zeros(1, 7, UMT5_WIDTH)}, cues=cues), expected)
+    texted = run_ours(widened, {**case, "context": torch.randn(1, 7, UMT5_WIDTH)}, cues=cues)
+    assert torch.equal(texted, expected)
+    assert max_diff(run_ours(model, case, cues=cues), expected) > 1e-4  # the original did read its text
 
 
 def test_wrong_files_are_refused_naming_expected_and_found(tmp_path: Path) -> None:
