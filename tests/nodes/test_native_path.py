@@ -133,8 +133,6 @@ def test_the_bundled_models_adapter_part_loads_as_a_model_patch(report: dict) ->
 
 
 @BUNDLED
-@pytest.mark.xfail(strict=True, reason="the bundled model's text width is 32 and core's Wan loader assumes umT5's "
-                   "4096 (size mismatch for text_embedding.0.weight); it loads once retrained in Wan's layout")
 def test_the_bundled_model_runs_the_native_path_and_matches_our_engine(report: dict) -> None:
     bundled = report["bundled"]
     assert bundled["core_loader"] == "loaded", bundled
