@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from pathlib import Path
 from typing import Any, Optional
 
 import comfy.ldm.wan.model as wan_model
@@ -33,7 +32,7 @@ from comfy_api.latest import io
 
 from ..directanimator_core.admission import admit, sampler_need
 from ..directanimator_core.animate_windows import (
-    output_size, reference_condition, resized, usable_frames, window_cues)
+    check_finite, output_size, reference_condition, resized, usable_frames, window_cues)
 from ..directanimator_core.errors import InputError
 from ..directanimator_core.models.adapter_checkpoint import load_adapter
 from ..directanimator_core.models.cuefusion_patch import CueFusionPatch, check_host
@@ -189,7 +188,7 @@ def wan_of(model) -> Any:
     return diffusion
 
 
-def patched_model(model, state: CueState, diffusion) -> Any:
+def patched_model(model, state: CueState) -> Any:
     """A clone of ``model`` with the wrapper and one block patch per fused block."""
     model = model.clone()
     model.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, state.key, CueFusionWrapper(state))
@@ -260,44 +259,64 @@ class DirectAnimatorApply(io.ComfyNode):
                 clip_vision_output=None) -> io.NodeOutput:
         # 1. checks, before the VAE runs
         diffusion = wan_of(model)
-        adapter = getattr(model_patch, "model", None)
-        if not hasattr(adapter, "bind") or not hasattr(adapter, "backbone_config"):
-            raise InputError("model_patch is not a DirectAnimator adapter: connect DirectAnimator Adapter Loader")
-        if bool(width) != bool(height):
-            raise InputError(f"width={width} and height={height}: set both (multiples of 16) or leave both at 0 "
-                             "for the reference's size")
-        text_dim = diffusion.text_embedding[0].weight.shape[1]
-        text = _convert.conditioning_tensor(positive)
-        negative_text = _convert.conditioning_tensor(negative, "negative")
-        for name, tensor in (("positive", text), ("negative", negative_text)):
-            if tensor is not None and tensor.shape[-1] != text_dim:
-                raise InputError(f"{name} conditioning has width {tensor.shape[-1]}; this Wan model takes {text_dim}: "
-                                 "encode the prompt with the Wan text encoder (umt5-xxl)")
-        if getattr(diffusion, "img_emb", None) is not None and clip_vision_output is None:
-            raise InputError("this Wan 2.1 image-to-video model needs the reference's CLIP vision features: connect "
-                             "CLIP Vision Encode (clip_vision_h) to clip_vision_output")
+        adapter = check_apply_inputs(diffusion, model_patch, width, height, positive, negative, clip_vision_output)
         picture = _convert.reference_tensor(reference)
         size = output_size(picture, cues, (height, width) if width and height else None, adapter.backbone_config)
         frames = clip_length(cues, length)
-        grid = (1, diffusion.patch_embedding.weight.shape[1], latent_frames(frames), *(s // SPACE_STRIDE for s in size))
-        check_host(adapter, diffusion.dim, len(diffusion.blocks), diffusion.patch_size)
         encode = comfy_encoder(vae)  # checks it is the Wan 2.1 VAE
-        vae_on_host = torch.device(getattr(vae, "device", "cpu")).type == "cpu"
-        admit(sampler_need(frames, *size, vae_encode_bytes(vae, frames, *size) if vae_on_host else 0, 0, False),
-              f"{frames} frames at {size[1]}x{size[0]}")
+        admit_encoding(vae, frames, size)
         # 2. the VAE: cue latents (normalised, as our sampler makes them) and the reference's image condition
         state = CueState(CueFusionPatch(adapter, window_cues(encode, cues, slice(0, frames), size)), model_patch)
-        state.patch.check_latent(grid)
-        image = reference_condition(encode, resized(picture, size), frames)
-        values = {"concat_latent_image": denormalize_latents(image[:, 4:]),  # ComfyUI normalises it again
-                  "concat_mask": 1.0 - image[:, :1]}  # 0 where a frame is given, as WanImageToVideo writes it
-        if clip_vision_output is not None:
-            values["clip_vision_output"] = clip_vision_output
-        latent = torch.zeros(1, diffusion.out_dim, *grid[2:], device=comfy.model_management.intermediate_device())
+        grid = (latent_frames(frames), size[0] // SPACE_STRIDE, size[1] // SPACE_STRIDE)
+        state.patch.check_latent(torch.Size((1, diffusion.patch_embedding.weight.shape[1], *grid)))
+        values = image_values(encode, resized(picture, size), frames, clip_vision_output)
+        latent = torch.zeros(1, diffusion.out_dim, *grid, device=comfy.model_management.intermediate_device())
         log.info("DirectAnimator on %s: %d frames at %dx%d, cues fused into %d blocks", type(diffusion).__name__,
                  frames, size[1], size[0], len(state.patch.blocks))
-        return io.NodeOutput(patched_model(model, state, diffusion), with_image(positive, text_dim, values),
+        text_dim = diffusion.text_embedding[0].weight.shape[1]
+        return io.NodeOutput(patched_model(model, state), with_image(positive, text_dim, values),
                              with_image(negative, text_dim, values), {"samples": latent})
+
+
+def check_apply_inputs(diffusion, model_patch, width: int, height: int, positive: Optional[list],
+                       negative: Optional[list], clip_vision_output: Optional[Any]) -> Any:
+    """InputError for inputs Apply cannot use with this Wan model; returns the adapter (CueFusion)."""
+    adapter = getattr(model_patch, "model", None)
+    if not hasattr(adapter, "bind") or not hasattr(adapter, "backbone_config"):
+        raise InputError("model_patch is not a DirectAnimator adapter: connect DirectAnimator Adapter Loader")
+    check_host(adapter, diffusion.dim, len(diffusion.blocks), diffusion.patch_size)
+    if bool(width) != bool(height):
+        raise InputError(f"width={width} and height={height}: set both (multiples of 16) or leave both at 0 "
+                         "for the reference's size")
+    text_dim = diffusion.text_embedding[0].weight.shape[1]
+    for name, conditioning in (("positive", positive), ("negative", negative)):
+        tensor = _convert.conditioning_tensor(conditioning, name)
+        if tensor is not None and tensor.shape[-1] != text_dim:
+            raise InputError(f"{name} conditioning has width {tensor.shape[-1]}; this Wan model takes {text_dim}: "
+                             "encode the prompt with the Wan text encoder (umt5-xxl)")
+        check_finite(tensor, name)
+    if getattr(diffusion, "img_emb", None) is not None and clip_vision_output is None:
+        raise InputError("this Wan 2.1 image-to-video model needs the reference's CLIP vision features: connect "
+                         "CLIP Vision Encode (clip_vision_h) to clip_vision_output")
+    check_finite(_convert.clip_vision_tensor(clip_vision_output), "clip_vision_output")
+    return adapter
+
+
+def admit_encoding(vae, frames: int, size: tuple[int, int]) -> None:
+    """Refuse, before the VAE runs, an encoding the host memory cannot hold (admission.py, as our sampler does)."""
+    on_host = torch.device(getattr(vae, "device", "cpu")).type == "cpu"
+    vae_bytes = vae_encode_bytes(vae, frames, *size) if on_host else 0
+    admit(sampler_need(frames, *size, vae_bytes, 0, False), f"{frames} frames at {size[1]}x{size[0]}")
+
+
+def image_values(encode, reference: torch.Tensor, frames: int, clip_vision_output: Optional[Any]) -> dict:
+    """The conditioning values WanImageToVideo sets, from our own image condition (animate_windows)."""
+    image = reference_condition(encode, reference, frames)  # (1, 4 + 16, T, h, w): "given" mask, normalised latent
+    values = {"concat_latent_image": denormalize_latents(image[:, 4:]),  # ComfyUI normalises it again
+              "concat_mask": 1.0 - image[:, :1]}  # 0 where a frame is given, as WanImageToVideo writes it
+    if clip_vision_output is not None:
+        values["clip_vision_output"] = clip_vision_output
+    return values
 
 
 NODES: list[type[io.ComfyNode]] = [DirectAnimatorAdapterLoader, DirectAnimatorApply]
