@@ -1,12 +1,17 @@
 """Speed and memory of the Driving Cue Triplet on this machine's CPU (printed, never asserted).
 
-    python bench/bench_cues.py [--frames 48] [--rss-frames 1000] [--onnx SEGMENTER.onnx]
+    python bench/bench_cues.py [--frames 48] [--rss-frames 1000] [--onnx SEGMENTER.onnx] [--pan-frames 40]
 
 Speed: frames per second of the whole triplet (segmentation, tracking, face, alignment, low-pass,
 location masks) on real footage (vtest.avi, cropped and resized) at 512x512 and 832x480, aligned to
 scikit-image's astronaut, for each backend: the built-in segmenter, external masks, CenterFace
 faces, and an ONNX segmenter when one is given. Memory: peak RSS of the streaming ``extract``
 command on a 1,000-frame video, against a 100-frame one (bounded memory means about equal).
+Segmentation: slow pans over two real portraits (scikit-image's astronaut, matplotlib's Grace Hopper)
+cut by each segmenter; the truth is MediaPipe's selfie segmenter run once on the whole still and moved
+by the pan's known crop (so its own row measures how well it holds on moving crops of the same
+picture, and the built-in rows how far they are from it): IoU, recall, background leak (the mask's
+share outside the truth).
 The paper (DirectAnimator, Table 7) reports about 31 ms per frame of preprocessing on a GPU.
 """
 
@@ -70,6 +75,7 @@ def speed(count: int, onnx: str | None) -> None:
         centerface = CueConfig(face=FaceConfig(onnx_path=str(media.centerface_onnx())))
         runs = {"opencv (HOG+motion+GrabCut)": (base, None), "external MASK": (base, masks),
                 "opencv + CenterFace faces": (centerface, None)}
+        runs["selfie segmenter (tflite)"] = (CueConfig(segment=SegmentConfig(onnx_path=str(media.selfie_segmenter()))), None)
         if onnx:
             runs["onnx segmenter"] = (CueConfig(segment=SegmentConfig(onnx_path=onnx)), None)
         for backend, (config, given) in runs.items():
@@ -77,6 +83,37 @@ def speed(count: int, onnx: str | None) -> None:
             print(f"  {label:8s} {backend:28s} {rate:6.1f} frames/s  {1000 / rate:6.1f} ms/frame")
         if not onnx:
             print(f"  {label:8s} {'onnx segmenter':28s} not measured: no model given (--onnx)")
+
+
+def pan_truth(image: np.ndarray, count: int, side: int = 400, size: int = 320, drop: int = 20) -> np.ndarray:
+    """(F, size, size) bool: the selfie segmenter's mask of the whole still, cropped as media.pan_clip crops."""
+    from directanimator_core.cues import detectors
+
+    path = str(media.selfie_segmenter())
+    whole = detectors.run_segmenter(detectors.onnx_segmenter(path), image, 256) > 0.5
+    out = []
+    for index in range(count):
+        t = index / max(count - 1, 1)
+        x, y = int(round(t * (image.shape[1] - side))), int(round(t * drop))
+        crop = whole[y:y + side, x:x + side].astype(np.uint8)
+        out.append(cv2.resize(crop, (size, size), interpolation=cv2.INTER_NEAREST) > 0)
+    return np.stack(out)
+
+
+def segmentation(count: int) -> None:
+    print(f"segmentation on {count}-frame pans over real portraits (truth: the selfie segmenter on the whole still, moved)")
+    backends = {"opencv (HOG+motion+GrabCut)": SegmentConfig(),
+                "selfie segmenter (tflite)": SegmentConfig(onnx_path=str(media.selfie_segmenter()))}
+    for name, image in (("astronaut", media.astronaut()), ("grace hopper", media.grace_hopper())):
+        clip, truth = media.pan_clip(image, count), pan_truth(image, count)
+        for backend, config in backends.items():
+            track = analyse(ArraySource(clip), CueConfig(segment=config))
+            masks = np.stack([track.mask(i) > 0 for i in range(count)])
+            inter, union = (masks & truth).sum((1, 2)), (masks | truth).sum((1, 2))
+            recall = inter / np.maximum(truth.sum((1, 2)), 1)
+            leak = (masks & ~truth).sum((1, 2)) / np.maximum(masks.sum((1, 2)), 1)
+            print(f"  {name:12s} {backend:28s} person {int(track.person.sum()):3d}/{count}  IoU {np.mean(inter / np.maximum(union, 1)):.2f}  "
+                  f"recall {recall.mean():.2f} (min {recall.min():.2f})  leak {leak.mean():.2f} (max {leak.max():.2f})")
 
 
 def peak_rss(count: int, workdir: Path) -> None:
@@ -111,9 +148,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=48)
     parser.add_argument("--rss-frames", type=int, default=1000, help="0 skips the memory measurement")
-    parser.add_argument("--onnx", help="an ONNX person segmenter to time as a third backend")
+    parser.add_argument("--onnx", help="another ONNX or TFLite person segmenter to time")
+    parser.add_argument("--pan-frames", type=int, default=40, help="frames of each portrait pan (0 skips)")
     args = parser.parse_args()
     speed(args.frames, args.onnx)
+    if args.pan_frames:
+        segmentation(args.pan_frames)
     if args.rss_frames:
         print("peak memory of the streaming extract command (uint8 frames, chunks of 16, PNG masks)")
         with tempfile.TemporaryDirectory() as tmp:

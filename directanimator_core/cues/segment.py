@@ -214,7 +214,8 @@ def cut_person(frame: np.ndarray, box: Box, moving: Optional[np.ndarray], config
     crop = frame[y0:y1, x0:x1]
     scale = min(1.0, GRABCUT_HEIGHT / (box[3] - box[1]))
     if config.onnx_path:
-        person = detectors.run_segmenter(detectors.onnx_segmenter(config.onnx_path), crop, config.onnx_size) > 0.5
+        side = detectors.segmenter_side(config.onnx_path, config.onnx_size)
+        person = detectors.run_segmenter(detectors.onnx_segmenter(config.onnx_path), crop, side) > 0.5
     else:
         local = box - np.array([x0, y0, x0, y0])
         local_motion = None if moving is None else moving[y0:y1, x0:x1]

@@ -159,5 +159,48 @@ def test_onnx_backend_follows_the_walker(tmp_path) -> None:
 
 def test_missing_onnx_file_is_named(tmp_path) -> None:
     config = CueConfig(segment=SegmentConfig(onnx_path=str(tmp_path / "nope.onnx")))
-    with pytest.raises(InputError, match="nope.onnx does not exist; put the .onnx in models/directanimator"):
+    with pytest.raises(InputError, match="nope.onnx does not exist; put the .onnx or .tflite in models/directanimator"):
         analyse(ArraySource(media.vtest_frames(2)), config)
+
+
+def test_the_selfie_segmenter_runs_from_its_wheel_at_its_own_input_side() -> None:
+    """MediaPipe's .tflite (taken out of its PyPI wheel by scripts/fetch_detectors.py) is read by cv2.dnn,
+    its fixed 256 input is found by probing (the config's 320 does not run), and the check passes."""
+    from directanimator_core.cues import detectors
+
+    path = str(media.selfie_segmenter())
+    assert detectors.segmenter_side(path, 320) == 256
+    detectors.check_segmenter(path, 320)
+    portrait = media.astronaut()
+    probability = detectors.run_segmenter(detectors.onnx_segmenter(path), portrait, 256)
+    assert probability.shape == portrait.shape[:2]
+    assert probability[150:420, 150:330].mean() > 0.9  # her face and suit
+    assert probability[:250, :40].mean() < 0.05 and probability[:180, 380:450].mean() < 0.05  # the flag, the shuttle
+
+
+def test_the_selfie_segmenter_cuts_a_panned_portrait_without_its_background() -> None:
+    """A slow pan over a real portrait: every frame's cut agrees with the segmenter's mask of the whole
+    still moved by the pan's known crop, and takes in almost no background."""
+    import cv2
+    from directanimator_core.cues import detectors
+
+    image, count = media.astronaut(), 8
+    path = str(media.selfie_segmenter())
+    whole = detectors.run_segmenter(detectors.onnx_segmenter(path), image, 256) > 0.5
+    track = analyse(ArraySource(media.pan_clip(image, count)), CueConfig(segment=SegmentConfig(onnx_path=path)))
+    assert track.person.all()
+    for index in range(count):
+        x, y = int(round(index / (count - 1) * (image.shape[1] - 400))), int(round(index / (count - 1) * 20))
+        truth = cv2.resize(whole[y:y + 400, x:x + 400].astype(np.uint8), (320, 320), interpolation=cv2.INTER_NEAREST) > 0
+        mask = track.mask(index) > 0
+        assert (mask & truth).sum() / (mask | truth).sum() > 0.8, index
+        assert (mask & ~truth).sum() / mask.sum() < 0.05, index
+
+
+def test_a_segmenter_of_another_format_is_refused_by_name(tmp_path) -> None:
+    from directanimator_core.cues import detectors
+
+    other = tmp_path / "person.pb"
+    other.write_bytes(b"\0" * 16)
+    with pytest.raises(InputError, match="person.pb is neither .onnx nor .tflite"):
+        detectors.onnx_segmenter(str(other))

