@@ -63,3 +63,23 @@ def test_response_is_one_at_dc() -> None:
 def test_cutoff_out_of_range_is_named(cutoff: float) -> None:
     with pytest.raises(InputError, match=f"cutoff={cutoff} is outside"):
         PoseConfig(cutoff=cutoff)
+
+
+@pytest.mark.parametrize("cutoff", [0.03, 0.04, 0.08, 0.15])
+@pytest.mark.parametrize("greyscale", [False, True])
+def test_the_fast_spatial_blur_equals_the_frequency_domain_filter(cutoff: float, greyscale: bool) -> None:
+    """lowpass runs a separable blur for these cut-offs; the FFT filter (the definition, H(f) on the
+    reflect-padded frame) is the reference: equal to the 8-bit rounding, borders included."""
+    from directanimator_core.cues.lowpass import _lowpass
+
+    frames = np.ascontiguousarray(media.pan_clip(media.astronaut(), 2, size=200))
+    fast, reference = lowpass(frames, cutoff, greyscale), _lowpass(frames, cutoff, greyscale)
+    difference = np.abs(fast.astype(int) - reference.astype(int))
+    assert difference.max() <= 1 and difference.mean() < 0.01
+
+
+def test_a_wide_cutoff_keeps_the_frequency_filter() -> None:
+    from directanimator_core.cues.lowpass import _lowpass
+
+    frames = np.ascontiguousarray(media.astronaut()[None, :96, :96])
+    assert np.array_equal(lowpass(frames, 0.3), _lowpass(frames, 0.3, False))
