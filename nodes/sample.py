@@ -134,8 +134,8 @@ class DirectAnimatorSampler(io.ComfyNode):
                                tooltip="1 starts from noise; lower keeps more of init_latent."),
                 window_input("window_frames", 81, 9, "Frames per window for long clips (4n + 1; Wan: 81)."),
                 window_input("window_overlap", 16, 4, "Frames neighbouring windows share and blend (multiple of 4)."),
-                # last, so the widget values of workflows saved before it still line up
-                io.Combo.Input("scheduler", options=list(SCHEDULERS), default="linear_shifted",
+                # last and optional, so workflows and API prompts saved before it still line up and run
+                io.Combo.Input("scheduler", options=list(SCHEDULERS), default="linear_shifted", optional=True,
                                tooltip=SCHEDULER_TOOLTIP),
             ],
             outputs=[io.Latent.Output("latent", display_name="latent",

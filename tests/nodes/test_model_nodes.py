@@ -266,3 +266,13 @@ def test_decode_in_tiles(server: ComfyServer) -> None:
     tiled = saved_images(server, server.run(prompt))
     assert tiled.shape == (5, SIZE, SIZE, 3)
     assert "decode: tiles of (32, 32) px, overlap 8" in server.log()
+
+
+def test_an_old_solver_name_still_runs_and_an_unknown_one_is_refused_by_name(server: ComfyServer) -> None:
+    """"unipc" (Wan's UniPC before it was called unipc_wan) is in saved workflows: it runs as unipc_wan."""
+    old = saved_images(server, server.run(graph({"solver": "unipc"}, prefix="da_old_name")))
+    new = saved_images(server, server.run(graph({"solver": "unipc_wan", "scheduler": "linear_shifted"},
+                                                prefix="da_new_name")))
+    assert np.array_equal(old, new)
+    with pytest.raises(PromptRejected, match="solver 'heun' is unknown: choose one of .*unipc_wan"):
+        server.queue(graph({"solver": "heun"}))
