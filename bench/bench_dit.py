@@ -1,13 +1,19 @@
 """Wan DiT figures on this machine: our forward against ComfyUI's WanModel, and the RAM an fp8 load takes.
 
     python bench/bench_dit.py [--dim 1536 --ffn 8960 --heads 12 --layers 2] [--frames 3 --height 32 --width 48]
-                              [--text-tokens 512] [--repeats 3] [--load-preset wan2.1-t2v-1.3b | --no-load]
+                              [--text-tokens 512] [--repeats 3] [--dtypes fp32,bf16,bf16-file] [--load-preset wan2.1-t2v-1.3b | --no-load]
                               [--no-forward]
 
 1. Forward time (best of --repeats, runs alternated) of our WanDiT and of ComfyUI's ``comfy/ldm/wan/model.py``
-   WanModel on the same configuration and random weights (every weight random, the head too), fp32 on the
-   CPU, as a ratio ours / ComfyUI's, and the largest absolute difference of their outputs. ComfyUI comes
-   from $COMFYUI_PATH (imported in this process with ``--cpu``).
+   WanModel on the same configuration and random weights (every weight random, the head too), on the CPU,
+   in each of --dtypes (MODES), as a ratio ours / ComfyUI's, and the largest absolute difference of their
+   outputs. fp32: both in fp32. bf16: the weights stored in bf16 and both forced to compute in bf16 (ours
+   keeps Wan's fp32 islands: embeddings, modulation, head, residual stream, norms; ComfyUI runs all but its
+   patch embedding in bf16, on the ops it picks for a bf16 model). bf16-file: a bf16 checkpoint as each
+   runs it on a CPU by default (ours: bf16 weights, fp32 matmuls; ComfyUI: weights converted to fp32 at
+   load). For the 16-bit rows, each output's relative distance from the fp32 output (the accuracy each pays
+   for the speed) and the weights' memory. ComfyUI comes from $COMFYUI_PATH (imported
+   in this process with ``--cpu``).
 2. Peak host RAM of ``load_backbone`` on a synthetic checkpoint with the real key names and shapes of
    --load-preset, stored as ComfyUI scaled fp8, relative to the file's size (run in a fresh subprocess so
    its peak RSS is its own).
@@ -29,6 +35,7 @@ sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
 
+from directanimator_core.models.checkpoint import convert_for_load  # noqa: E402
 from directanimator_core.models.conditioning import Conditioning  # noqa: E402
 from directanimator_core.models.config import BackboneConfig  # noqa: E402
 from directanimator_core.models.wan_dit import build_backbone, init_weights  # noqa: E402
@@ -65,35 +72,80 @@ def best_time(run, repeats: int) -> float:
     return min(times)
 
 
+# name -> (dtype the weights are stored in, dtype ours computes in, dtype ComfyUI holds and computes in)
+MODES = {
+    "fp32": (torch.float32, torch.float32, torch.float32),
+    "bf16": (torch.bfloat16, torch.bfloat16, torch.bfloat16),  # both forced to compute in bf16
+    # a bf16 file as each runs it on a CPU by default: ours keeps the bf16 weights and computes in fp32
+    # (offload/policy.matmul_dtype); ComfyUI converts the weights to fp32 at load (should_use_bf16 is False)
+    "bf16-file": (torch.bfloat16, torch.float32, torch.float32),
+}
+
+
+def ours_in(reference: torch.nn.Module, storage: torch.dtype, compute: torch.dtype) -> torch.nn.Module:
+    """Our backbone with ``reference``'s weights stored as the loader stores a checkpoint of ``storage``."""
+    if storage == torch.float32:
+        return reference
+    model = build_backbone(reference.config, torch.device("meta"))
+    stored = {k: v.to(storage) for k, v in reference.state_dict().items()}  # what a file of ``storage`` holds
+    model.load_state_dict(convert_for_load(model, stored, storage, torch.device("cpu")), assign=True)
+    model.compute_dtype = compute
+    return model.eval().requires_grad_(False)
+
+
+def comfy_in(reference: torch.nn.Module, storage: torch.dtype, dtype: torch.dtype) -> torch.nn.Module:
+    """ComfyUI's WanModel with ``reference``'s weights rounded to ``storage``, held in ``dtype``, on the ops
+    ComfyUI picks when the weight dtype is the compute dtype (comfy.ops.pick_operations:
+    disable_weight_init); its patch embedding is fp32."""
+    WanModel, ops = import_comfy_wan(Path(os.environ["COMFYUI_PATH"]))
+    c = reference.config
+    theirs = WanModel(model_type="t2v", patch_size=c.patch_size, in_dim=c.in_dim, dim=c.dim, ffn_dim=c.ffn_dim,
+                      freq_dim=c.freq_dim, text_dim=c.text_dim, out_dim=c.out_dim, num_heads=c.num_heads,
+                      num_layers=c.num_layers, eps=c.eps, dtype=dtype, operations=ops)
+    theirs.load_state_dict({k: v.to(storage) for k, v in reference.state_dict().items()}, strict=True)
+    return theirs.eval().requires_grad_(False)
+
+
+def weight_mib(model: torch.nn.Module) -> float:
+    return sum(p.numel() * p.element_size() for p in model.parameters()) / 2**20
+
+
 def compare_forward(args: argparse.Namespace) -> None:
     config = BackboneConfig(dim=args.dim, ffn_dim=args.ffn, num_layers=args.layers, num_heads=args.heads)
-    ours = random_backbone(config)
-    WanModel, ops = import_comfy_wan(Path(os.environ["COMFYUI_PATH"]))
-    theirs = WanModel(model_type="t2v", patch_size=config.patch_size, in_dim=config.in_dim, dim=config.dim,
-                      ffn_dim=config.ffn_dim, freq_dim=config.freq_dim, text_dim=config.text_dim,
-                      out_dim=config.out_dim, num_heads=config.num_heads, num_layers=config.num_layers,
-                      eps=config.eps, operations=ops)
-    theirs.load_state_dict(ours.state_dict(), strict=True)
-    theirs.eval().requires_grad_(False)
+    reference = random_backbone(config)
     g = torch.Generator().manual_seed(1)
     x = torch.randn((1, 16, args.frames, args.height, args.width), generator=g)
     t = torch.tensor([500.0])
     context = torch.randn((1, args.text_tokens, config.text_dim), generator=g)
-    with torch.no_grad():
-        out_ours = ours(x, t, context, Conditioning())
-        out_theirs = theirs(x, t, context)
-        ours_s, theirs_s = [], []
-        for _ in range(args.repeats):  # alternate, so both see the same machine load
-            ours_s.append(best_time(lambda: ours(x, t, context, Conditioning()), 1))
-            theirs_s.append(best_time(lambda: theirs(x, t, context), 1))
     tokens = args.frames * (args.height // 2) * (args.width // 2)
     print(f"config: dim {config.dim}, ffn {config.ffn_dim}, {config.num_heads} heads, {config.num_layers} blocks; "
           f"latent 16x{args.frames}x{args.height}x{args.width} ({tokens} tokens), text {args.text_tokens} tokens; "
-          f"fp32, CPU, {torch.get_num_threads()} threads")
-    print(f"forward, best of {args.repeats}: ours {min(ours_s):.3f} s, ComfyUI WanModel {min(theirs_s):.3f} s, "
-          f"ratio ours/ComfyUI {min(ours_s) / min(theirs_s):.3f}")
-    diff = (out_ours - out_theirs).abs().max().item()
-    print(f"largest |ours - ComfyUI|: {diff:.3e} (output max |v| {out_theirs.abs().max().item():.3f})")
+          f"CPU, {torch.get_num_threads()} threads")
+    with torch.no_grad():
+        exact = reference(x, t, context, Conditioning())
+        for name in args.dtypes.split(","):
+            storage, compute, comfy_dtype = MODES[name]
+            ours, theirs = ours_in(reference, storage, compute), comfy_in(reference, storage, comfy_dtype)
+            xo, co = x.to(compute), context.to(compute)
+            xc, cc = x.to(comfy_dtype), context.to(comfy_dtype)
+            out_ours = ours(xo, t, co, Conditioning()).float()
+            out_theirs = theirs(xc, t, cc).float()
+            ours_s, theirs_s = [], []
+            for _ in range(args.repeats):  # alternate, so both see the same machine load
+                ours_s.append(best_time(lambda: ours(xo, t, co, Conditioning()), 1))
+                theirs_s.append(best_time(lambda: theirs(xc, t, cc), 1))
+            print(f"{name} forward, best of {args.repeats}: ours {min(ours_s):.3f} s, ComfyUI WanModel "
+                  f"{min(theirs_s):.3f} s, ratio ours/ComfyUI {min(ours_s) / min(theirs_s):.3f}")
+            diff = (out_ours - out_theirs).abs().max().item()
+            print(f"{name} largest |ours - ComfyUI|: {diff:.3e} (output max |v| {out_theirs.abs().max().item():.3f})")
+            if storage != torch.float32:
+                print(f"{name} relative distance from the fp32 output: ours {relative(out_ours, exact):.2e}, "
+                      f"ComfyUI {relative(out_theirs, exact):.2e}; weights ours {weight_mib(ours):.0f} MiB, "
+                      f"ComfyUI {weight_mib(theirs):.0f} MiB")
+
+
+def relative(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a - b).norm() / b.norm()).item()
 
 
 MAKE_FP8 = """
@@ -181,6 +233,7 @@ def main() -> int:
     parser.add_argument("--width", type=int, default=48, help="latent width")
     parser.add_argument("--text-tokens", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--dtypes", default="fp32,bf16,bf16-file", help="comma-separated: " + ", ".join(MODES))
     parser.add_argument("--load-preset", default="wan2.1-t2v-1.3b", help="registry preset for the load measurement")
     parser.add_argument("--no-load", action="store_true", help="skip the load measurement")
     parser.add_argument("--no-forward", action="store_true", help="skip the comparison with ComfyUI")

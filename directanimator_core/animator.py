@@ -117,12 +117,14 @@ def load_animator(base: Path, adapter: Optional[Path] = None, weight_dtype: Opti
     check_model_files(base, adapter)
     compute = compute_dtype_for(weight_dtype, stored_dtype(base))
     fp8 = weight_dtype in policy.fp8_dtypes()
-    model = load_model(base, adapter, compute_dtype=compute, device=policy.host_device())
+    model = load_model(base, adapter, compute_dtype=compute, device=policy.host_device())  # weights in ``compute``
     check_finite_weights(model, base, adapter)
     if fp8:
         store_low_bit(model.backbone, weight_dtype, keep=keep_fp32_names(model))
     name = base.name if adapter is None else f"{base.name} + {adapter.name}"
-    return Animator(model=model, name=name, compute_dtype=compute, device=policy.compute_device(device),
+    device = policy.compute_device(device)
+    model.backbone.compute_dtype = policy.matmul_dtype(device, compute)  # fp32 on a CPU; weights stay as stored
+    return Animator(model=model, name=name, compute_dtype=model.backbone.compute_dtype, device=device,
                     offload=offload)
 
 

@@ -25,8 +25,9 @@ class Target:
 
 
 TARGETS: dict[str, Target] = {
-    "dit": Target("our Wan DiT against ComfyUI's WanModel: forward time ratio, largest output difference; "
-                  "peak RAM of an fp8 checkpoint load", "bench_dit.py", needs_comfyui=True),
+    "dit": Target("our Wan DiT against ComfyUI's WanModel in fp32, bf16 and as each runs a bf16 file on the CPU: "
+                  "forward time ratio, output difference, distance from fp32; peak RAM of an fp8 checkpoint load",
+                  "bench_dit.py", needs_comfyui=True),
     "offload": Target("Wan 1.3B/5B/14B placement, predicted peak VRAM and PCIe bytes per step for 8-80 GB "
                       "budgets; on CUDA, streamed vs resident step time", "bench_offload.py"),
     "vae": Target("Wan 2.1 VAE: load RAM, encode/decode time against ComfyUI's WanVAE, chunked vs one-pass "

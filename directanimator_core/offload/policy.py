@@ -103,6 +103,19 @@ def fp8_dtypes() -> tuple[torch.dtype, ...]:
     return tuple(getattr(torch, name) for name in names if hasattr(torch, name))
 
 
+def matmul_dtype(device: torch.device, dtype: torch.dtype) -> torch.dtype:
+    """The dtype a model whose chosen compute dtype is ``dtype`` computes in on ``device``.
+
+    A CPU computes 16-bit models in fp32: without native bf16 (AVX2 parts, as on this project's machines)
+    a bf16 matmul is ~6x slower than fp32 one, and the result is less accurate. ComfyUI does the same
+    (model_management.should_use_bf16 is False on a CPU). The weights keep their stored dtype (half the
+    memory of fp32) and are upcast per layer (models/layers.py). Accelerators compute in ``dtype``.
+    """
+    if device.type == "cpu" and dtype in (torch.bfloat16, torch.float16):
+        return torch.float32
+    return dtype
+
+
 def can_store(device: torch.device, dtype: torch.dtype) -> bool:
     """Whether tensors of ``dtype`` can live on ``device`` (MPS has no 8-bit float types)."""
     return not (device.type == "mps" and dtype in fp8_dtypes())

@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from directanimator_core.animator import check_model_files, load_animator, placement, placement_line
+from directanimator_core.animator import check_model_files, compute_dtype_for, load_animator, placement, placement_line
 from directanimator_core.errors import CheckpointError
 from directanimator_core.models.adapter_checkpoint import save_adapter, save_merged
 from directanimator_core.models.config import BackboneConfig, CueFusionConfig
@@ -43,10 +43,15 @@ def test_base_and_adapter_or_merged_load_the_same_model(files) -> None:
 
 
 def test_weight_dtypes(files) -> None:
-    assert load_animator(files["bf16"], files["adapter"], device=torch.device("cpu")).compute_dtype == torch.bfloat16
+    """The weights keep the file's (or the chosen) dtype; a CPU computes them in fp32 (policy.matmul_dtype)."""
+    bf16 = load_animator(files["bf16"], files["adapter"], device=torch.device("cpu"))
+    assert bf16.model.backbone.blocks[0].ffn[0].weight.dtype == torch.bfloat16
+    assert bf16.compute_dtype == bf16.model.backbone.compute_dtype == torch.float32
     fp8 = load_animator(files["base"], files["adapter"], torch.float8_e4m3fn, device=torch.device("cpu"))
-    assert fp8.compute_dtype == torch.bfloat16
+    assert fp8.compute_dtype == torch.float32
     assert fp8.model.backbone.blocks[0].ffn[0].weight.dtype == torch.float8_e4m3fn
+    assert compute_dtype_for(None, torch.bfloat16) == torch.bfloat16  # what an accelerator computes it in
+    assert compute_dtype_for(torch.float8_e4m3fn, torch.float32) == torch.bfloat16
     half = load_animator(files["base"], files["adapter"], torch.float16, device=torch.device("cpu"))
     assert half.model.backbone.blocks[0].ffn[0].weight.dtype == torch.float16
 
@@ -80,3 +85,27 @@ def test_nan_weights_are_refused_at_load_naming_the_file_and_tensor(files, tmp_p
     with pytest.raises(NumericError, match=r"^diverged.safetensors holds NaN or infinite values \(first in "
                                            r"'backbone.blocks.1.ffn.2.weight'\)"):
         load_animator(bad, files["adapter"], device=torch.device("cpu"))
+
+
+def test_a_bf16_file_on_the_cpu_computes_in_fp32_on_its_bf16_weights(files) -> None:
+    """Same output as the fp32 model holding the bf16-rounded weights: only the storage is 16-bit."""
+    from directanimator_core.models.conditioning import Conditioning
+
+    bf16 = load_animator(files["bf16"], files["adapter"], device=torch.device("cpu")).model.backbone
+    rounded = load_animator(files["base"], files["adapter"], device=torch.device("cpu")).model.backbone
+    g = torch.Generator().manual_seed(3)
+    head = torch.randn(bf16.head.head.weight.shape, generator=g) / TINY.dim ** 0.5  # Wan zero-inits it
+    with torch.no_grad():
+        for name, param in rounded.named_parameters():
+            param.copy_(bf16.get_parameter(name).float())  # the file's bf16 values (kept fp32 where Wan keeps it)
+        bf16.head.head.weight.copy_(head)
+        rounded.head.head.weight.copy_(head)
+    x = torch.randn(1, TINY.out_dim, 2, 4, 4, generator=g)
+    context = torch.randn(1, 3, TINY.text_dim, generator=g)
+    image = torch.randn(1, TINY.in_dim - TINY.out_dim, 2, 4, 4, generator=g)
+    clip = torch.randn(1, 4, TINY.image_dim, generator=g) if TINY.has_image_branch else None
+    cond = Conditioning(image=image, clip_fea=clip)
+    with torch.no_grad():
+        expected = rounded(x, torch.tensor([400.0]), context, cond)
+        assert expected.abs().max() > 0.1
+        torch.testing.assert_close(bf16(x, torch.tensor([400.0]), context, cond), expected, atol=1e-5, rtol=1e-5)
