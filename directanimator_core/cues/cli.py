@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Iterator, Optional
 
 from ..errors import CueError, DirectAnimatorError, InputError
-from .config import CueConfig, FaceConfig, LocationConfig, PoseConfig, SegmentConfig
+from .config import ALIGN_HELP, ALIGN_MODES, AlignConfig, CueConfig, FaceConfig, LocationConfig, PoseConfig, SegmentConfig
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reference", help="reference image; the cues are aligned to it and rendered at its size")
     parser.add_argument("--reference-mask", help="mask image of the person in the reference (white = person)")
     parser.add_argument("--out", required=True, help="folder for the cue videos and report.json")
+    parser.add_argument("--align", choices=ALIGN_MODES, default=AlignConfig.mode, help=f"how the driver is "
+                        f"mapped onto the reference; {ALIGN_HELP}")
     parser.add_argument("--max-frames", type=int, help="use only the first N frames")
     parser.add_argument("--person-index", type=int, default=0, help="whom to follow: 0 = largest person, 1 = next...")
     parser.add_argument("--cutoff", type=float, default=PoseConfig.cutoff, help="pose low-pass sigma, cycles/pixel")
@@ -59,6 +61,7 @@ def config_from(args: argparse.Namespace) -> CueConfig:
         pose=PoseConfig(cutoff=args.cutoff, greyscale=args.greyscale),
         face=FaceConfig(size=size, onnx_path=args.face_onnx),
         location=LocationConfig(softness=args.softness, grid=args.grid),
+        align=AlignConfig(mode=args.align),
         chunk_frames=args.chunk_frames,
     )
 
@@ -81,6 +84,9 @@ def check_args(args: argparse.Namespace) -> CueConfig:
     for option, path in (("--segmenter-onnx", args.segmenter_onnx), ("--face-onnx", args.face_onnx)):
         if path is not None:
             _check_file(option, path, "an .onnx file (or leave the option out for the built-in one)")
+    if args.reference is None and args.align != AlignConfig.mode:
+        raise InputError(f"--align {args.align} is given without --reference; give the reference image to align "
+                         "the driver to, or leave --align out")
     _check_out(args.out)
     _check_least("--max-frames", args.max_frames, 1, "how many frames to use from the start, or leave it out")
     _check_least("--chunk-frames", args.chunk_frames, 1, f"how many frames to process at once "
@@ -145,16 +151,18 @@ def run(args: argparse.Namespace) -> int:
             track = triplet.analyse(source, config, progress=_log_progress)
         except segment.NoPersonError as error:
             raise CueError(_no_person(args.driving, error)) from None
-        alignment = triplet.alignment_for(track, reference)
+        alignment = triplet.alignment_for(track, reference, config.align)
         with outputs.scratch_folder(out) as scratch:
-            _write_videos(scratch, source, track, alignment, config)
-            report = triplet.summary(track.person, track.face_found, track.quality, alignment)
+            quality, flags = _write_videos(scratch, source, track, alignment, config)
+            report = triplet.summary(track.person, track.face_found, quality, alignment, flags)
             report["outputs"] = {name: f"{name}.mp4" for name in OUTPUTS}
-            report["quality"] = [round(float(q), 3) for q in track.quality]
+            report["quality"] = [round(float(q), 3) for q in quality]
             (scratch / REPORT).write_text(json.dumps(report, indent=1))
             outputs.commit(scratch, out, [f"{name}.mp4" for name in OUTPUTS] + [REPORT])
     log.info("wrote %s: %d frames, %d with a person, %d with a face", out, report["frames"],
              report["frames_with_person"], report["frames_with_face"])
+    if report["warning"]:
+        log.warning("%s", report["warning"])
     return 0
 
 
@@ -205,14 +213,19 @@ def _no_person(driving: str, error) -> str:
     return f"--driving {driving}: {error.finding}; {advice}"
 
 
-def _write_videos(folder: Path, source, track, alignment, config: CueConfig) -> None:
+def _write_videos(folder: Path, source, track, alignment, config: CueConfig):
+    """Render and write the cue videos; returns the per-frame quality (F,) and the FrameFlags."""
     import cv2
+    import numpy as np
 
     from . import triplet
 
     writers: dict[str, cv2.VideoWriter] = {}
+    qualities, flags = [], []
     try:
         for chunk in triplet.render(source, track, alignment, config, progress=_log_progress):
+            qualities.append(chunk.quality)
+            flags.append(chunk.flags)
             for name, video in zip(OUTPUTS, (chunk.pose, chunk.face, chunk.location, chunk.preview())):
                 if name not in writers:
                     writers[name] = _writer(folder / f"{name}.mp4", source.fps, video.shape)
@@ -221,6 +234,7 @@ def _write_videos(folder: Path, source, track, alignment, config: CueConfig) -> 
     finally:
         for writer in writers.values():
             writer.release()
+    return np.concatenate(qualities), triplet.FrameFlags.concatenate(flags)
 
 
 def _writer(path: Path, fps: float, shape: tuple[int, ...]):

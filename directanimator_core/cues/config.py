@@ -77,12 +77,49 @@ class LocationConfig:
             raise InputError(f"softness={self.softness}, grid={self.grid}: both must be >= 0")
 
 
+ALIGN_MODES = ("fixed", "in-place", "face", "face-in-place")
+ALIGN_HELP = ("fixed: one map for the clip, driver's first body box onto the reference's (StableAnimator; the "
+              "driver may walk out of the picture); in-place: the same scale, the driver kept where the "
+              "reference stands; face: scaled and placed by the faces (a full-body driver on a portrait), "
+              "by the body widths where a face is missing; face-in-place: both")
+
+
+@dataclass(frozen=True)
+class AlignConfig:
+    """How the driver is mapped onto the reference (align.py): ``mode`` is one of ALIGN_MODES.
+
+    The scale comes from the body boxes' heights (fixed, in-place) or from the face boxes (face,
+    face-in-place); the translation is one for the clip (fixed, face) or follows the driver's body
+    box, smoothed over ``smooth_frames`` (Gaussian sigma, frames), so the driver stays where the
+    reference stands while quicker moves (a jump, a step) still show.
+    """
+
+    mode: str = "fixed"
+    smooth_frames: float = 8.0
+
+    def __post_init__(self) -> None:
+        if self.mode not in ALIGN_MODES:
+            raise InputError(f"align mode {self.mode!r} is unknown; use one of {', '.join(ALIGN_MODES)}")
+        if not self.smooth_frames >= 0:
+            raise InputError(f"smooth_frames={self.smooth_frames} is negative; give 0 (follow every frame) or more")
+
+    @property
+    def framing(self) -> str:
+        """What the scale is taken from: "body" (box heights) or "face"."""
+        return "face" if self.mode.startswith("face") else "body"
+
+    @property
+    def in_place(self) -> bool:
+        return self.mode.endswith("in-place")
+
+
 @dataclass(frozen=True)
 class CueConfig:
     segment: SegmentConfig = field(default_factory=SegmentConfig)
     pose: PoseConfig = field(default_factory=PoseConfig)
     face: FaceConfig = field(default_factory=FaceConfig)
     location: LocationConfig = field(default_factory=LocationConfig)
+    align: AlignConfig = field(default_factory=AlignConfig)
     chunk_frames: int = 16  # frames held in float at once; bounds memory on long videos
 
     def __post_init__(self) -> None:

@@ -37,19 +37,38 @@ def _grid_max(mask: np.ndarray, grid: int) -> np.ndarray:
     return cv2.resize((cells > 0).astype(np.uint8) * 255, (width, height), interpolation=cv2.INTER_NEAREST)
 
 
-def face_masks(boxes: np.ndarray, found: np.ndarray, alignment: Alignment) -> np.ndarray:
+def face_masks(boxes: np.ndarray, found: np.ndarray, alignment: Alignment, start: int = 0) -> np.ndarray:
     """Filled ellipses at the aligned face boxes (n, H, W) uint8; empty where no face was found.
 
+    Where the alignment knows the reference's own face (``reference_face`` and ``driver_face``), the
+    ellipse is that face box, moved by the driver's aligned face motion since ``face_frame`` and scaled
+    by its change of size; otherwise it is the driver's face box mapped onto the canvas.
+
     Args:
-        boxes: (n, 4) face boxes in driver pixels.
+        boxes: (n, 4) face boxes in driver pixels, frames ``start`` to ``start + n``.
         found: (n,) bool.
         alignment: driver-to-canvas map.
+        start: index of the first of these frames in the clip.
     """
     height, width = alignment.size
     out = np.zeros((len(boxes), height, width), np.uint8)
     for index in np.nonzero(found)[0]:
-        box: Box = alignment.apply(boxes[index])
+        box: Box = alignment.apply(boxes[index], start + index)
+        if alignment.reference_face is not None and alignment.driver_face is not None:
+            box = _reference_face_at(box, alignment)
         centre = (int(round((box[0] + box[2]) / 2)), int(round((box[1] + box[3]) / 2)))
         axes = (max(1, int(round((box[2] - box[0]) / 2))), max(1, int(round((box[3] - box[1]) * 0.6))))
         cv2.ellipse(out[index], centre, axes, 0, 0, 360, 255, -1)
     return out
+
+
+def _reference_face_at(aligned: Box, alignment: Alignment) -> Box:
+    """The reference's face box moved and scaled as the aligned driver face ``aligned`` differs from the
+    aligned driver face of frame ``alignment.face_frame``."""
+    anchor = alignment.apply(np.asarray(alignment.driver_face), alignment.face_frame)
+    reference = np.asarray(alignment.reference_face, dtype=np.float64)
+    zoom = np.sqrt(max(aligned[2] - aligned[0], 1e-6) * max(aligned[3] - aligned[1], 1e-6)
+                   / max((anchor[2] - anchor[0]) * (anchor[3] - anchor[1]), 1e-6))
+    centre = (reference[:2] + reference[2:]) / 2 + (aligned[:2] + aligned[2:]) / 2 - (anchor[:2] + anchor[2:]) / 2
+    half = (reference[2:] - reference[:2]) * zoom / 2
+    return np.concatenate([centre - half, centre + half])

@@ -9,7 +9,7 @@ from typing import Optional
 import numpy as np
 
 from ..errors import CueError, InputError
-from . import detectors, segment
+from . import align, detectors, segment
 from .boxes import Box, area, mask_box
 from .config import CueConfig
 
@@ -19,6 +19,7 @@ class ReferenceBoxes:
     body: Box  # (4,) x0, y0, x1, y1
     face: Optional[Box]
     size: tuple[int, int]  # (H, W) of the reference image
+    shoulders: Optional[float] = None  # the person mask's shoulder width (align.shoulder_width), when cut
 
 
 def find_reference(image: np.ndarray, mask: Optional[np.ndarray], config: CueConfig) -> ReferenceBoxes:
@@ -35,27 +36,32 @@ def find_reference(image: np.ndarray, mask: Optional[np.ndarray], config: CueCon
     faces = detectors.detect_faces(image, max(12, int(0.04 * min(height, width))), config.face.onnx_path)
     face = faces[0] if faces else None
     if mask is not None:
-        body = _mask_body(mask, height, width)
+        body, person = _mask_body(mask, height, width)
     else:
-        body = _detected_body(image, config)
-    return ReferenceBoxes(body=body, face=face, size=(height, width))
+        body, person = _detected_body(image, config)
+    shoulders = align.shoulder_width(person) if person is not None else None
+    return ReferenceBoxes(body=body, face=face, size=(height, width), shoulders=shoulders)
 
 
-def _mask_body(mask: np.ndarray, height: int, width: int) -> Box:
+def _mask_body(mask: np.ndarray, height: int, width: int) -> tuple[Box, np.ndarray]:
     if mask.shape != (height, width):
         raise InputError(f"reference mask is {mask.shape[1]}x{mask.shape[0]} but the reference image is "
                          f"{width}x{height}; give a mask of the reference's size")
-    box = mask_box(mask > (127 if mask.dtype == np.uint8 else 0.5))
+    person = mask > (127 if mask.dtype == np.uint8 else 0.5)
+    box = mask_box(person)
     if box is None:
         raise InputError("reference mask is empty; mask the person in the reference image or leave the input unconnected")
-    return box
+    return box, person
 
 
-def _detected_body(image: np.ndarray, config: CueConfig) -> Box:
+def _detected_body(image: np.ndarray, config: CueConfig) -> tuple[Box, Optional[np.ndarray]]:
     people = segment.find_people(image, config.segment.hog_threshold, 0.01 * image.shape[0] * image.shape[1])
     if not people:
         raise CueError("no person was found in the reference image (no face, no standing figure); connect a "
                        "reference mask")
     rough = people[0]
-    tight = mask_box(segment.cut_person(image, rough, None, config.segment))
-    return tight if tight is not None and area(tight) > 0.3 * area(rough) else rough
+    person = segment.cut_person(image, rough, None, config.segment)
+    tight = mask_box(person)
+    if tight is not None and area(tight) > 0.3 * area(rough):
+        return tight, person
+    return rough, None

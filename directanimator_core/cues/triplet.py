@@ -18,9 +18,9 @@ import cv2
 import numpy as np
 
 from ..errors import CueError, InputError
-from . import align, face, location, lowpass, segment
+from . import align, checks, face, location, lowpass, segment
 from .boxes import Box, mask_box
-from .config import CueConfig
+from .config import AlignConfig, CueConfig
 from .frames import ArraySource, FrameSource, check_frames, check_masks, stack_frames
 from .reference import ReferenceBoxes, find_reference
 
@@ -46,6 +46,8 @@ class DriverTrack:
     face_boxes: np.ndarray  # (F, 4) smoothed face boxes
     face_found: np.ndarray  # (F,) bool
     masks: tuple[bytes, ...]  # PNG of each (H, W) uint8 person mask
+    suspect_switch: Optional[np.ndarray] = None  # (F,) bool, likely on someone else (checks.suspect_switches)
+    mostly_background: Optional[np.ndarray] = None  # (F,) bool (checks.mostly_background)
 
     @property
     def num_frames(self) -> int:
@@ -53,6 +55,51 @@ class DriverTrack:
 
     def mask(self, index: int) -> np.ndarray:
         return cv2.imdecode(np.frombuffer(self.masks[index], np.uint8), cv2.IMREAD_GRAYSCALE)
+
+
+LOW_QUALITY = 0.1  # the most a flagged frame's quality may be (FrameFlags)
+FLAG_WORDS = {"blank": "blank (nobody found)", "off_canvas": "off the canvas (the aligned driver left the "
+              "reference's picture; try align in-place or face-in-place)", "suspect_switch": "on a possibly "
+              "switched person", "mostly_background": "mostly background"}
+
+
+@dataclass(frozen=True)
+class FrameFlags:
+    """Per-frame reasons not to trust a cue, each (F,) bool; a flagged frame's quality is at most LOW_QUALITY.
+
+    blank: nobody was found (the cue holds no driver). off_canvas: the driver was found, but the aligned
+    body box lies mostly outside the canvas or no driver pixel lands on it. suspect_switch: the box
+    jumped or the look changed (another person). mostly_background: the mask is larger than a person.
+    """
+
+    blank: np.ndarray
+    off_canvas: np.ndarray
+    suspect_switch: np.ndarray
+    mostly_background: np.ndarray
+
+    @property
+    def any(self) -> np.ndarray:
+        return self.blank | self.off_canvas | self.suspect_switch | self.mostly_background
+
+    def counts(self) -> dict[str, int]:
+        return {f"frames_{name}": int(getattr(self, name).sum()) for name in FLAG_WORDS}
+
+    def frames(self) -> dict[str, list[int]]:
+        """The flagged frames' indices, by flag."""
+        return {name: np.nonzero(getattr(self, name))[0].tolist() for name in FLAG_WORDS}
+
+    def warning(self) -> Optional[str]:
+        """One line that says which frames not to trust, or None when no frame is flagged."""
+        parts = [f"{int(getattr(self, name).sum())} {words}" for name, words in FLAG_WORDS.items()
+                 if getattr(self, name).any()]
+        if not parts:
+            return None
+        return (f"cues: of {len(self.blank)} frames, " + "; ".join(parts) +
+                f"; their quality is at most {LOW_QUALITY}")
+
+    @staticmethod
+    def concatenate(flags: Sequence["FrameFlags"]) -> "FrameFlags":
+        return FrameFlags(*(np.concatenate([getattr(f, name) for f in flags]) for name in FLAG_WORDS))
 
 
 @dataclass(frozen=True)
@@ -72,6 +119,7 @@ class CueTriplet:
     face_found: np.ndarray  # (F,) bool
     quality: np.ndarray  # (F,) float32
     alignment: align.Alignment
+    flags: Optional[FrameFlags] = None  # why frames are not to be trusted (None: not judged)
 
     @property
     def num_frames(self) -> int:
@@ -87,7 +135,7 @@ class CueTriplet:
         return render_preview(self.pose, self.face, self.location, height)
 
     def report(self) -> dict:
-        return summary(self.person, self.face_found, self.quality, self.alignment)
+        return summary(self.person, self.face_found, self.quality, self.alignment, self.flags)
 
 
 def render_preview(pose: np.ndarray, face_cue: np.ndarray, loc: np.ndarray, height: int) -> np.ndarray:
@@ -99,9 +147,11 @@ def render_preview(pose: np.ndarray, face_cue: np.ndarray, loc: np.ndarray, heig
     return np.concatenate([panels[0], gap, panels[1], gap, panels[2]], axis=2)
 
 
-def summary(person: np.ndarray, face_found: np.ndarray, quality: np.ndarray, alignment: align.Alignment) -> dict:
+def summary(person: np.ndarray, face_found: np.ndarray, quality: np.ndarray, alignment: align.Alignment,
+            flags: Optional[FrameFlags] = None) -> dict:
+    """The report of a clip's cues: counts, the alignment and, when judged, the flagged frames and a warning."""
     faces = int(face_found.sum())
-    return {
+    report = {
         "frames": int(len(person)),
         "frames_with_person": int(person.sum()),
         "frames_with_face": faces,
@@ -109,6 +159,11 @@ def summary(person: np.ndarray, face_found: np.ndarray, quality: np.ndarray, ali
         "mean_quality": round(float(quality.mean()), 4) if len(quality) else 0.0,
         "alignment": alignment.as_dict(),
     }
+    if flags is not None:
+        report.update(flags.counts())
+        report["flagged_frames"] = flags.frames()
+        report["warning"] = flags.warning()
+    return report
 
 
 class FrameRow(NamedTuple):
@@ -120,6 +175,8 @@ class FrameRow(NamedTuple):
     quality: float
     face: Optional[Box]
     mask_png: bytes
+    signature: np.ndarray  # colour signature of the masked pixels (checks.signature)
+    background: bool  # the mask is mostly background (checks.mostly_background)
 
 
 # -- pass 1: analysis ------------------------------------------------------------------------------
@@ -167,6 +224,7 @@ def analyse(source: FrameSource, config: CueConfig, masks: Optional[np.ndarray] 
 def _analyse_frame(frame: np.ndarray, index: int, given: Optional[np.ndarray], background: Optional[np.ndarray],
                    tracker: segment.PersonTracker, config: CueConfig, last_face: Optional[Box],
                    last_area: float) -> FrameRow:
+    cut_from = None  # the segmenter's own person box, found apart from the mask
     if given is not None:
         mask, box = given, mask_box(given)
         found = box is not None
@@ -177,24 +235,32 @@ def _analyse_frame(frame: np.ndarray, index: int, given: Optional[np.ndarray], b
         mask = mask if mask is not None else np.zeros(frame.shape[:2], np.uint8)
         tight = mask_box(mask)
         found = found and tight is not None
+        cut_from = box if found else None
         box = tight if found else box
         mask = mask if found else np.zeros_like(mask)  # a coasted guess is flagged, not passed off as a cut
     pixels = float(np.count_nonzero(mask))
     score = segment.quality(mask, box, found, last_area)
     face_box = face.find_face(frame, box, config.face, last_face) if found else None
-    return FrameRow(box, found, pixels, score, face_box, cv2.imencode(".png", mask)[1].tobytes())
+    background = checks.mostly_background(pixels, float(mask.size), face_box, cut_from)
+    return FrameRow(box, found, pixels, score, face_box, cv2.imencode(".png", mask)[1].tobytes(),
+                    checks.signature(frame, mask) if found else np.zeros(int(np.prod(checks.BINS)), np.float32),
+                    background)
 
 
 def _track(rows: list[FrameRow], source: FrameSource, config: CueConfig) -> DriverTrack:
     nan_box = np.full(4, np.nan)
     body = np.stack([r.box if r.box is not None else nan_box for r in rows])
+    person = np.array([r.found for r in rows])
     face_found = np.array([r.face is not None for r in rows])
     faces = np.stack([r.face if r.face is not None else np.zeros(4) for r in rows])
+    switch = checks.suspect_switches(body, person, np.stack([r.signature for r in rows]))
+    background = np.array([r.background for r in rows]) & person
+    quality = np.array([r.quality for r in rows], np.float32)
+    quality = np.where(switch | background, np.minimum(quality, LOW_QUALITY), quality).astype(np.float32)
     return DriverTrack(
-        height=source.height, width=source.width, body_boxes=body,
-        person=np.array([r.found for r in rows]), quality=np.array([r.quality for r in rows], np.float32),
+        height=source.height, width=source.width, body_boxes=body, person=person, quality=quality,
         face_boxes=face.smooth_faces(faces, face_found, config.face.smooth_frames), face_found=face_found,
-        masks=tuple(r.mask_png for r in rows),
+        masks=tuple(r.mask_png for r in rows), suspect_switch=switch, mostly_background=background,
     )
 
 
@@ -204,12 +270,34 @@ def _check_stop(should_stop: Optional[StopCheck], done: int) -> None:
 
 
 # -- alignment -------------------------------------------------------------------------------------
-def alignment_for(track: DriverTrack, reference: Optional[ReferenceBoxes]) -> align.Alignment:
-    """Driver-to-reference alignment anchored at the first frame with a person (identity without one)."""
+def alignment_for(track: DriverTrack, reference: Optional[ReferenceBoxes],
+                  config: AlignConfig = AlignConfig()) -> align.Alignment:
+    """Driver-to-reference alignment in ``config.mode`` (align.py; identity without a reference).
+
+    fixed and in-place are anchored at the first frame with a person; face and face-in-place at the
+    first frame with a person and a face (the body widths at the first frame with a person when the
+    driver or the reference shows no face). Where the reference has a face and the driver shows one,
+    the location cue's face mask is the reference's own face, moved as the driver's aligned face moves.
+    """
     if reference is None:
         return align.identity(track.height, track.width)
     anchor = int(np.argmax(track.person))
-    return align.align_boxes(track.body_boxes[anchor], reference.body, reference.size, anchor)
+    faces = np.nonzero(track.person & track.face_found)[0]
+    if config.framing == "face" and reference.face is not None and len(faces):
+        anchor = int(faces[0])
+        alignment = align.align_faces(track.face_boxes[anchor], reference.face, track.body_boxes[anchor],
+                                      reference.body, reference.size, anchor)
+    elif config.framing == "face":
+        alignment = align.align_widths(track.body_boxes[anchor], reference.body, reference.size, anchor,
+                                       align.shoulder_width(track.mask(anchor)), reference.shoulders)
+    else:
+        alignment = align.align_boxes(track.body_boxes[anchor], reference.body, reference.size, anchor)
+    if config.in_place:
+        alignment = align.keep_in_place(alignment, track.body_boxes, track.person, config.smooth_frames)
+    alignment = replace(alignment, mode=config.mode)
+    if len(faces):
+        alignment = align.with_faces(alignment, reference.face, track.face_boxes[faces[0]], int(faces[0]))
+    return alignment
 
 
 # -- pass 2: rendering -----------------------------------------------------------------------------
@@ -246,19 +334,55 @@ def _render_chunk(frames: np.ndarray, track: DriverTrack, span: slice, alignment
     cut = np.where(masks[..., None] > 0, frames, grey)  # the driver on neutral grey
     # Filter after the warp, so the cut-off means the same on every driver: cycles per pixel of
     # a body already scaled to the reference's size.
-    pose = align.warp(cut, alignment, fill=config.pose.background)
+    pose = align.warp(cut, alignment, fill=config.pose.background, start=span.start)
     pose = lowpass.lowpass(pose, config.pose.cutoff, config.pose.greyscale)
-    body = location.soften(align.warp(masks, alignment, fill=0), config.location.softness, config.location.grid)
+    placed = align.warp(masks, alignment, fill=0, start=span.start)  # (n, H', W') the driver on the canvas
+    body = location.soften(placed, config.location.softness, config.location.grid)
     face_found = track.face_found[span]
     face_boxes = track.face_boxes[span]
-    faces = location.face_masks(face_boxes, face_found, alignment)
+    faces = location.face_masks(face_boxes, face_found, alignment, span.start)
+    flags = frame_flags(track, span, alignment, placed)
+    quality = np.where(flags.any, np.minimum(track.quality[span], LOW_QUALITY), track.quality[span])
     return CueTriplet(
         pose=pose,
         face=face.crop_faces(frames, face_boxes, face_found, config.face, face_size),
         body_mask=body,
         face_mask=location.soften(faces, config.location.softness, 0),
-        person=track.person[span], face_found=face_found, quality=track.quality[span], alignment=alignment,
+        person=track.person[span], face_found=face_found, quality=quality.astype(np.float32), alignment=alignment,
+        flags=flags,
     )
+
+
+OFF_CANVAS_SHARE = 0.5  # an aligned body box with under this share of the anchor frame's on the canvas is off it
+
+
+def frame_flags(track: DriverTrack, span: slice, alignment: align.Alignment, placed: np.ndarray) -> FrameFlags:
+    """The flags of frames ``span``: from the analysis (blank, switch, background) and from where the
+    aligned driver lands. Off the canvas: no driver pixel lands on it, or less of the aligned body box
+    than OFF_CANVAS_SHARE of the share the anchor frame has on it (a full-body driver framed by the face
+    on a portrait has only its upper half on the canvas from the start, as the reference does).
+
+    Args:
+        track: the analysis.
+        span: the frames of this chunk.
+        alignment: the driver-to-canvas map.
+        placed: (n, H', W') uint8 the driver's masks warped onto the canvas.
+    """
+    person = track.person[span]
+    anchor = track.body_boxes[alignment.anchor_frame] if alignment.anchor_frame < track.num_frames else None
+    framed = 1.0
+    if anchor is not None and np.isfinite(anchor).all():
+        framed = align.inside_fraction(alignment.apply(anchor, alignment.anchor_frame), alignment.size) or 1.0
+    off = np.zeros(len(person), bool)
+    for k in np.nonzero(person)[0]:
+        box = alignment.apply(track.body_boxes[span.start + k], span.start + k)
+        share = align.inside_fraction(box, alignment.size)
+        off[k] = share < OFF_CANVAS_SHARE * framed or not placed[k].any()
+    no_flags = np.zeros(len(person), bool)
+    switch = track.suspect_switch[span] if track.suspect_switch is not None else no_flags
+    background = track.mostly_background[span] if track.mostly_background is not None else no_flags
+    return FrameFlags(blank=~person, off_canvas=off, suspect_switch=switch & person,
+                      mostly_background=background & person)
 
 
 def concatenate(chunks: list[CueTriplet]) -> CueTriplet:
@@ -269,6 +393,7 @@ def concatenate(chunks: list[CueTriplet]) -> CueTriplet:
         face_mask=np.concatenate([c.face_mask for c in chunks]),
         person=np.concatenate([c.person for c in chunks]), face_found=np.concatenate([c.face_found for c in chunks]),
         quality=np.concatenate([c.quality for c in chunks]), alignment=first.alignment,
+        flags=None if first.flags is None else FrameFlags.concatenate([c.flags for c in chunks]),
     )
 
 
@@ -303,7 +428,7 @@ def build_triplet(frames: np.ndarray | Sequence[np.ndarray] | FrameSource, confi
     if reference is not None:  # a bad reference fails before the driver is analysed
         ref_boxes = find_reference(reference, reference_mask, config)
     track = analyse(source, config, masks, progress, should_stop)
-    alignment = alignment_for(track, ref_boxes)
+    alignment = alignment_for(track, ref_boxes, config.align)
     return concatenate(list(render(source, track, alignment, config, progress, should_stop)))
 
 
