@@ -133,3 +133,40 @@ def test_extract_answers_bad_input_in_one_line(tmp_path) -> None:
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines() == [f"error: --driving {tmp_path / 'none.mp4'} does not exist; "
                                                   "give the path of a video file"]
+
+
+def _extract(tmp_path, *options: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "directanimator_core", "extract", *options],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+
+
+def test_extract_reports_the_frames_the_driver_leaves_the_canvas(tmp_path) -> None:
+    """The vtest walker scaled ~6x onto the astronaut: the fixed map loses him within a few frames and
+    report.json says which; --align in-place keeps him on the canvas in every frame."""
+    clip = media.vtest_clip(12)
+    reference = tmp_path / "astronaut.png"
+    cv2.imwrite(str(reference), cv2.cvtColor(media.astronaut(), cv2.COLOR_RGB2BGR))
+    reports = {}
+    for mode in ("fixed", "in-place"):
+        out = tmp_path / mode
+        result = _extract(tmp_path, "--driving", str(clip), "--reference", str(reference), "--out", str(out),
+                          "--face-size", "64", "--align", mode)
+        assert result.returncode == 0, result.stderr[-2000:]
+        reports[mode] = json.loads((out / "report.json").read_text())
+    fixed, steady = reports["fixed"], reports["in-place"]
+    assert fixed["alignment"]["mode"] == "fixed" and steady["alignment"]["mode"] == "in-place"
+    assert fixed["frames_off_canvas"] >= 4 and steady["frames_off_canvas"] == 0
+    assert len(fixed["flagged_frames"]["off_canvas"]) == fixed["frames_off_canvas"]
+    assert all(fixed["quality"][i] <= 0.1 for i in fixed["flagged_frames"]["off_canvas"])
+    assert f"{fixed['frames_off_canvas']} off the canvas" in fixed["warning"]
+    for key in ("frames_blank", "frames_suspect_switch", "frames_mostly_background"):
+        assert key in fixed and key in steady
+    assert len(steady["alignment"]["shifts"]) == 12 and fixed["alignment"]["shifts"] is None
+
+
+def test_extract_refuses_align_without_a_reference(tmp_path) -> None:
+    result = _extract(tmp_path, "--driving", str(media.vtest_clip(12)), "--out", str(tmp_path / "o"),
+                      "--align", "in-place")
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [
+        "error: --align in-place is given without --reference; give the reference image to align the driver to, "
+        "or leave --align out"]
