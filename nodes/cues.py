@@ -5,18 +5,23 @@ Each ``execute`` converts ComfyUI values to core values, makes one core call, co
 
 from __future__ import annotations
 
+import json
+import logging
 from dataclasses import replace
 from typing import Optional
 
 import folder_paths
 import torch
-from comfy_api.latest import io
+from comfy_api.latest import io, ui
 
 from ..directanimator_core.admission import admit_output
-from ..directanimator_core.cues.config import CueConfig, FaceConfig, LocationConfig, PoseConfig, SegmentConfig
-from ..directanimator_core.cues.triplet import build_face_cue, build_triplet
+from ..directanimator_core.cues.config import (ALIGN_MODES, AlignConfig, CueConfig, FaceConfig, LocationConfig,
+                                                PoseConfig, SegmentConfig)
+from ..directanimator_core.cues.triplet import CueTriplet, build_face_cue, build_triplet
 from . import _convert, _progress
 from .types import DACues
+
+log = logging.getLogger(__name__)
 
 CATEGORY = "DirectAnimator/cues"
 MODEL_FOLDER = "directanimator"
@@ -82,6 +87,27 @@ def grid_input() -> io.Int.Input:
 def margin_input() -> io.Float.Input:
     return io.Float.Input("face_margin", default=FaceConfig.margin, min=1.0, max=4.0, step=0.05,
                           tooltip="Face crop side as a multiple of the detected face: lower zooms in.")
+
+
+def align_input() -> io.Combo.Input:
+    # optional, and the last widget, so workflows saved before it load and run as they did (fixed)
+    return io.Combo.Input("align", options=list(ALIGN_MODES), default=AlignConfig.mode, optional=True,
+                          tooltip="How the driver is placed on the reference. fixed: one scale and shift for the "
+                                  "clip, the driver's first body box onto the reference's (StableAnimator; a "
+                                  "walking driver may leave the picture). in-place: the same scale, the driver "
+                                  "kept where the reference stands. face: scaled by the faces, for a full-body "
+                                  "driver on a portrait or half-body reference (body widths where no face is "
+                                  "found). face-in-place: both.")
+
+
+def report_text(triplet: CueTriplet) -> str:
+    """The cue report as one JSON text; its warning line is logged and shown on the node."""
+    report = triplet.report()
+    if report.get("warning"):
+        log.warning("%s", report["warning"])
+    report.pop("flagged_frames", None)
+    report["alignment"] = {k: v for k, v in report["alignment"].items() if k != "shifts"}
+    return json.dumps(report)
 
 
 def image_output(name: str, tooltip: str) -> io.Image.Output:
@@ -176,7 +202,7 @@ class DirectAnimatorLocationCue(io.ComfyNode):
                                "are then drawn at its size. Leave empty to keep the driver's frame."),
                 io.Mask.Input("reference_mask", optional=True, tooltip="Mask of the person in the reference image; "
                               "without it the reference's body is found by the built-in detectors."),
-                softness_input(), grid_input(), person_index_input(), segmenter_input(),
+                softness_input(), grid_input(), person_index_input(), segmenter_input(), align_input(),
             ],
             outputs=[mask_output("body_mask", "Soft body mask, aligned to the reference."),
                      mask_output("face_mask", "Soft face mask, aligned to the reference."),
@@ -185,18 +211,22 @@ class DirectAnimatorLocationCue(io.ComfyNode):
 
     @classmethod
     def execute(cls, frames, softness, grid, person_index, segmenter, mask=None, reference=None,
-                reference_mask=None) -> io.NodeOutput:
+                reference_mask=None, align=AlignConfig.mode) -> io.NodeOutput:
         config = CueConfig(
             segment=SegmentConfig(person_index=person_index, onnx_path=onnx_path(segmenter, BUILT_IN_SEGMENTER)),
-            location=LocationConfig(softness=softness, grid=grid),
+            location=LocationConfig(softness=softness, grid=grid), align=AlignConfig(mode=align),
         )
         triplet = build_triplet(
             _convert.image_to_frames(frames), config,
             reference=None if reference is None else _convert.single_image(reference),
             reference_mask=_convert.single_mask(reference_mask), masks=_convert.mask_to_masks(mask),
             progress=progress_for(frames), should_stop=_progress.should_stop)
+        warning = triplet.report().get("warning")
+        if warning:
+            log.warning("%s", warning)
         return io.NodeOutput(_convert.masks_to_mask(triplet.body_mask), _convert.masks_to_mask(triplet.face_mask),
-                             _convert.frames_to_image(triplet.location))
+                             _convert.frames_to_image(triplet.location),
+                             ui=ui.PreviewText(warning) if warning else None)
 
 
 class DirectAnimatorCueTriplet(io.ComfyNode):
@@ -219,6 +249,7 @@ class DirectAnimatorCueTriplet(io.ComfyNode):
                 person_index_input(), segmenter_input(), face_detector_input(),
                 io.Int.Input("preview_height", default=256, min=64, max=1024, step=16,
                              tooltip="Height of the side-by-side preview (pose | face | location)."),
+                align_input(),
             ],
             outputs=[
                 DACues.Output("cues", display_name="cues", tooltip="The cue triplet, for the DirectAnimator sampler."),
@@ -226,25 +257,34 @@ class DirectAnimatorCueTriplet(io.ComfyNode):
                 image_output("pose", "The pose cue at the reference's size."),
                 image_output("face", "The face cue; black where no face was found."),
                 image_output("location", "The location cue: body mask in red, face mask in green."),
+                io.String.Output("report", display_name="report",
+                                 tooltip="The cues' report as JSON: frames with a person and a face, the "
+                                         "alignment, per-frame quality counts (frames_blank, frames_off_canvas, "
+                                         "frames_suspect_switch, frames_mostly_background) and a warning line "
+                                         "when any of them is not 0."),
             ],
         )
 
     @classmethod
     def execute(cls, frames, reference, cutoff, greyscale, softness, grid, face_margin, person_index, segmenter,
-                face_detector, preview_height, mask=None, reference_mask=None) -> io.NodeOutput:
+                face_detector, preview_height, mask=None, reference_mask=None,
+                align=AlignConfig.mode) -> io.NodeOutput:
         config = CueConfig(
             segment=SegmentConfig(person_index=person_index, onnx_path=onnx_path(segmenter, BUILT_IN_SEGMENTER)),
             pose=PoseConfig(cutoff=cutoff, greyscale=greyscale),
             face=replace(FaceConfig(), margin=face_margin, onnx_path=onnx_path(face_detector, BUILT_IN_FACE)),
-            location=LocationConfig(softness=softness, grid=grid),
+            location=LocationConfig(softness=softness, grid=grid), align=AlignConfig(mode=align),
         )
         triplet = build_triplet(
             _convert.image_to_frames(frames), config, reference=_convert.single_image(reference),
             reference_mask=_convert.single_mask(reference_mask), masks=_convert.mask_to_masks(mask),
             progress=progress_for(frames), should_stop=_progress.should_stop)
         image = _convert.frames_to_image
+        report = report_text(triplet)
+        warning = json.loads(report)["warning"]
         return io.NodeOutput(triplet, image(triplet.preview(preview_height)), image(triplet.pose),
-                             image(triplet.face), image(triplet.location))
+                             image(triplet.face), image(triplet.location), report,
+                             ui=ui.PreviewText(warning) if warning else None)
 
 
 NODES: list[type[io.ComfyNode]] = [

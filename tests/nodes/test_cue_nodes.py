@@ -80,6 +80,37 @@ def test_cue_triplet_node_on_vtest(server: ComfyServer) -> None:
     assert 0.02 < drawn.mean() < 0.5  # the walker, scaled onto the astronaut's body
 
 
+def drawn_frames(frames: list[np.ndarray]) -> int:
+    """Pose-cue frames with any driver pixel (off the neutral grey)."""
+    return sum(int((np.abs(f.astype(int) - 128).max(-1) > 24).any()) for f in frames)
+
+
+def test_cue_triplet_node_align_modes_and_report(server: ComfyServer) -> None:
+    """The vtest walker on the astronaut: with the fixed map he leaves the canvas within a few frames
+    and the node says so (its report output and a warning line on the node); in place, never."""
+    reports, drawn, texts = {}, {}, {}
+    for mode in ("fixed", "in-place"):
+        prompt = {**video(CLIP), **reference(),
+                  "cues": {"class_type": "DirectAnimatorCueTriplet",
+                           "inputs": {"frames": ["frames", 0], "reference": ["ref", 0], **TRIPLET_SETTINGS,
+                                      "align": mode}},
+                  "show": {"class_type": "PreviewAny", "inputs": {"source": ["cues", 5]}},
+                  **save("cues", 2, f"da_pose_{mode}")}
+        outputs = server.run(prompt)
+        reports[mode] = json.loads(outputs["show"]["text"][0])
+        texts[mode] = outputs.get("cues", {}).get("text")
+        drawn[mode] = drawn_frames(saved(server, outputs, f"da_pose_{mode}"))
+    fixed, steady = reports["fixed"], reports["in-place"]
+    assert fixed["frames"] == steady["frames"] == 16
+    assert fixed["frames_off_canvas"] >= 6 and steady["frames_off_canvas"] == 0
+    assert drawn["fixed"] < 16 and drawn["in-place"] == 16  # fixed: frames without one driver pixel
+    assert texts["fixed"] == [fixed["warning"]] and "off the canvas" in fixed["warning"]
+    for key in ("frames_blank", "frames_suspect_switch", "frames_mostly_background"):
+        assert isinstance(fixed[key], int) and isinstance(steady[key], int)
+    if steady["warning"] is None:
+        assert texts["in-place"] is None
+
+
 def test_pose_cue_node_follows_the_walker(server: ComfyServer) -> None:
     prompt = {**video(CLIP),
               "pose": {"class_type": "DirectAnimatorPoseCue",
