@@ -8,7 +8,8 @@ every window, windows blended in latent space at every step).
        the driving video and its mask video or the cue folder
     3. the cues (``extract``'s own code when a driving video is given), the VAE, the DiT, the VAE again
     4. the mp4 is written under a temporary name beside ``--out`` and renamed to it at the end, so an
-       interrupted run leaves no partial file and the previous output as it was
+       interrupted run (Ctrl-C, SIGTERM) leaves no partial file and the previous output as it was; a
+       killed run's temporary file is removed by the next run that writes there
 
 Progress goes to the terminal (stderr): cue frames, sampling steps, encode and decode.
 """
@@ -19,10 +20,14 @@ import argparse
 import json
 import math
 import os
+import re
+import signal
 import sys
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 from .errors import InputError
 
@@ -140,6 +145,11 @@ def _check_range(option: str, value: Optional[int], least: int, most: Optional[i
 # -- the run ---------------------------------------------------------------------------------------
 def run(args: argparse.Namespace) -> int:
     check_args(args)
+    with _terminate_as_interrupt():
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     import torch
 
     from .animate import decode_frames
@@ -227,6 +237,7 @@ def _triplet(args: argparse.Namespace, reference, recipe):
         return read_cue_folder(Path(args.cues), args.max_frames)
     from .cues import segment
     from .cues.frames import VideoSource
+    from .cues.reference import find_reference
     from .cues.triplet import build_triplet
     from .errors import CueError
 
@@ -237,8 +248,14 @@ def _triplet(args: argparse.Namespace, reference, recipe):
     reference_mask = None
     if args.reference_mask is not None:
         reference_mask = _read_mask_image(args.reference_mask)
+    config = _cue_config(recipe)
+    try:  # the reference first, so its refusal names the command line's fix
+        find_reference(reference, reference_mask, config)
+    except CueError:
+        raise CueError(f"--reference {args.reference}: no person was found in it (no face, no standing figure); "
+                       "give --reference-mask with the person in white") from None
     try:
-        triplet = build_triplet(source, _cue_config(recipe), reference=reference, reference_mask=reference_mask,
+        triplet = build_triplet(source, config, reference=reference, reference_mask=reference_mask,
                                 masks=masks, progress=_frame_printer("cues"))
     except segment.NoPersonError as error:
         raise CueError(f"--driving {args.driving}: {error.finding}; give --driving-mask with the driver in white, "
@@ -341,7 +358,8 @@ def _write_mp4(out: Path, frames, fps: float) -> None:
     import av
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    temporary = out.with_name(f".{out.name}.{os.getpid()}.partial.mp4")
+    remove_dead_partials(out)
+    temporary = partial_name(out, os.getpid())
     try:
         with av.open(str(temporary), "w", format="mp4") as container:
             stream = container.add_stream("libx264", rate=round(fps))
@@ -354,6 +372,42 @@ def _write_mp4(out: Path, frames, fps: float) -> None:
         os.replace(temporary, out)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def partial_name(out: Path, pid: int) -> Path:
+    """The hidden file process ``pid`` writes ``out`` as, until it renames it."""
+    return out.with_name(f".{out.name}.{pid}.partial.mp4")
+
+
+def remove_dead_partials(out: Path) -> list[Path]:
+    """Remove the temporary files of runs that died writing ``out`` (SIGKILL, power loss); returns them."""
+    from .processes import alive
+
+    pattern = re.compile(rf"^\.{re.escape(out.name)}\.(\d+)\.partial\.mp4$")
+    removed = []
+    for path in out.parent.iterdir() if out.parent.is_dir() else ():
+        match = pattern.match(path.name)
+        if match and not alive(int(match.group(1))):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
+@contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt for the length of the run, so the temporary file goes as on Ctrl-C."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(number: int, _frame) -> None:
+        raise KeyboardInterrupt(signal.Signals(number).name)
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 # -- progress on the terminal ------------------------------------------------------------------------

@@ -8,6 +8,8 @@ The real runs use the bundled default model on a held-out synthetic pair (the de
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -115,6 +117,14 @@ def test_a_mask_with_a_cue_folder_is_refused_not_ignored(pair, tmp_path) -> None
                   str(pair["driving_mask"]), "--out", str(tmp_path / "a.mp4")), "--driving-mask is given with --cues")
 
 
+@needs_model
+def test_a_reference_without_a_findable_person_asks_for_its_mask(pair, tmp_path) -> None:
+    _refusal(_cli("--reference", str(pair["reference"]), "--driving", str(pair["driving"]), "--driving-mask",
+                  str(pair["driving_mask"]), "--out", str(tmp_path / "a.mp4")),
+             f"--reference {pair['reference']}: no person was found in it", "give --reference-mask")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_driving_and_cues_together_are_refused(pair, tmp_path) -> None:
     result = _cli("--reference", str(pair["reference"]), "--driving", str(pair["driving"]), "--cues", str(tmp_path),
                   "--out", str(tmp_path / "a.mp4"))
@@ -135,6 +145,37 @@ def test_a_failed_write_leaves_the_previous_output_and_no_temporary_file(tmp_pat
 
     with pytest.raises(KeyboardInterrupt):
         animate_cli._write_mp4(out, Interrupted(), 8.0)
+    assert out.read_bytes() == b"the previous result"
+    assert [p.name for p in tmp_path.iterdir()] == ["result.mp4"]
+
+
+def test_a_dead_runs_temporary_file_is_removed_a_live_ones_kept(tmp_path) -> None:
+    out = tmp_path / "result.mp4"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    leftovers = {pid: animate_cli.partial_name(out, pid) for pid in (dead.pid, os.getpid())}
+    for path in leftovers.values():
+        path.write_bytes(b"half a video")
+    assert animate_cli.remove_dead_partials(out) == [leftovers[dead.pid]]
+    assert not leftovers[dead.pid].exists() and leftovers[os.getpid()].exists()
+
+
+@needs_model
+def test_sigterm_mid_run_leaves_the_previous_output_and_no_temporary_file(pair, tmp_path) -> None:
+    out = tmp_path / "result.mp4"
+    out.write_bytes(b"the previous result")
+    process = subprocess.Popen([sys.executable, "-m", "directanimator_core", "animate", "--reference",
+                                str(pair["reference"]), "--reference-mask", str(pair["reference_mask"]), "--driving",
+                                str(pair["driving"]), "--driving-mask", str(pair["driving_mask"]), "--out", str(out),
+                                "--steps", "50"], cwd=REPO, stderr=subprocess.PIPE, text=True, bufsize=1)
+    seen = []
+    while not (seen and seen[-1].startswith("sampling: step 2/")):  # the model is loaded, the cues are cut
+        seen.append(process.stderr.readline())
+        assert seen[-1], "".join(seen)
+    process.send_signal(signal.SIGTERM)
+    _, rest = process.communicate(timeout=120)
+    assert process.returncode == 130, "".join(seen) + rest
+    assert rest.strip().splitlines()[-1] == "error: interrupted"
     assert out.read_bytes() == b"the previous result"
     assert [p.name for p in tmp_path.iterdir()] == ["result.mp4"]
 
