@@ -281,7 +281,7 @@ class DirectAnimatorCueTriplet(io.ComfyNode):
             progress=progress_for(frames), should_stop=_progress.should_stop)
         image = _convert.frames_to_image
         report = report_text(triplet)
-        warning = json.loads(report)["warning"]
+        warning = json.loads(report).get("warning")
         return io.NodeOutput(triplet, image(triplet.preview(preview_height)), image(triplet.pose),
                              image(triplet.face), image(triplet.location), report,
                              ui=ui.PreviewText(warning) if warning else None)

@@ -217,6 +217,8 @@ def keep_in_place(alignment: Alignment, body_boxes: np.ndarray, valid: np.ndarra
         valid: (F,) bool, the person was found.
         sigma: smoothing of the followed centre, in frames.
     """
+    if not np.asarray(valid).any() or not np.isfinite(body_boxes[alignment.anchor_frame]).all():
+        return alignment  # nobody to follow: the fixed map
     centres = (body_boxes[:, :2] + body_boxes[:, 2:]) / 2  # (F, 2)
     path = smooth_path(np.nan_to_num(centres), valid, sigma)
     anchor = centres[alignment.anchor_frame]

@@ -1,9 +1,9 @@
 """Retargeting an artist can rely on: the alignment modes on exact ground truth.
 
 A synthetic walker (directanimator_core/synth, exact masks and face boxes) crosses the frame; the
-reference is a half-body picture cut from a standing render and zoomed by a known factor, so the
-true scale between the two is known, and where the fixed map puts the walker can be worked out by
-hand from the exact boxes. Real stills (the astronaut, Grace Hopper) moved by a known pan check the
+reference is a half-body picture cut from the walker's own first frame and zoomed by a known factor,
+so the true scale between the two is known, and where the fixed map puts the walker can be worked
+out by hand from the exact boxes. Real stills (the astronaut, Grace Hopper) moved by a known pan check the
 face mask against the reference's own detected face.
 """
 
@@ -16,9 +16,9 @@ import pytest
 from directanimator_core.cues.align import shoulder_width
 from directanimator_core.cues.boxes import mask_box
 from directanimator_core.cues.config import AlignConfig, CueConfig, LocationConfig
+from directanimator_core.cues.detectors import detect_faces
 from directanimator_core.cues.frames import ArraySource
 from directanimator_core.cues.reference import ReferenceBoxes, find_reference
-from directanimator_core.cues.detectors import detect_faces
 from directanimator_core.cues.segment import body_from_face
 from directanimator_core.cues.triplet import DriverTrack, alignment_for, concatenate, render
 from directanimator_core.default_model.world import exact_track
