@@ -10,7 +10,6 @@ mistaken for.
 from __future__ import annotations
 
 import itertools
-from pathlib import Path
 
 import pytest
 import torch
