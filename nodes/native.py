@@ -139,11 +139,22 @@ class CueFusionWrapper:
         options = transformer_options_of(args, kwargs)
         # as WanModel.forward_orig computes it: (B, T_e, D)
         e = wan.time_embedding(wan_model.sinusoidal_embedding_1d(wan.freq_dim, timestep.flatten()).to(dtype=x.dtype))
-        options[self.state.key] = self.state.patch.begin(e.reshape(timestep.shape[0], -1, e.shape[-1]), x.shape)
+        options[self.state.key] = self.state.patch.begin(e.reshape(timestep.shape[0], -1, e.shape[-1]), x.shape,
+                                                         window_frames(options))
         try:
             return executor(x, timestep, context, *args, **kwargs)
         finally:
             options.pop(self.state.key, None)
+
+
+def window_frames(options: dict) -> Optional[list[int]]:
+    """The latent frames of this call when ComfyUI samples in context windows along time (WAN Context Windows:
+    ``transformer_options["context_window"]``, dim 2), else None. Not yet run inside ComfyUI: 0.3.75's own windows
+    fail earlier on an image-to-video Wan (its concat conditioning is not cut to the window)."""
+    window = options.get("context_window")
+    if window is None or getattr(window, "dim", None) != 2:
+        return None
+    return list(window.index_list)
 
 
 class CueFusionBlockPatch:

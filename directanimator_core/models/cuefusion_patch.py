@@ -15,7 +15,7 @@ cue latents of batch 1 are shared by every entry, as our own sampler shares them
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 
@@ -50,18 +50,29 @@ class CueFusionPatch:
         self.cues = CueLatents(*(t.to(device) for t in (c.pose, c.face, c.pose_mask, c.face_mask)))
         return self
 
-    def begin(self, time_embedding: torch.Tensor, latent_shape: torch.Size) -> CueFusionHook:
+    def begin(self, time_embedding: torch.Tensor, latent_shape: torch.Size,
+              frames: Optional[Sequence[int]] = None) -> CueFusionHook:
         """A CueFusionHook started for one forward call of the host.
 
         Args:
             time_embedding: (B, T_e, D) the host's timestep embedding e (before its 6-way projection).
             latent_shape: (B, C, T, H, W) of the host's input latent (noise plus concatenated conditioning).
+            frames: the latent frames of the whole video this call covers, when the host samples a long video in
+                context windows (ComfyUI's WAN Context Windows); None = all of them.
         """
-        self.check_latent(latent_shape)
-        if self.cues.pose.device != time_embedding.device:
+        c = self.cues
+        if c.pose.device != time_embedding.device:
             self.to(time_embedding.device)
+            c = self.cues
+        if frames is not None:
+            if max(frames) >= c.pose.shape[2]:
+                raise InputError(f"a context window covers latent frames up to {max(frames)}, but the cues cover "
+                                 f"{c.pose.shape[2]}: build the cues for the whole clip the sampler runs")
+            index = torch.as_tensor(list(frames), device=c.pose.device)
+            c = CueLatents(*(t.index_select(2, index) for t in (c.pose, c.face, c.pose_mask, c.face_mask)))
+        self.adapter.check_cues(c, latent_shape)
         grid = tuple(n // p for n, p in zip(latent_shape[2:], self.adapter.backbone_config.patch_size))
-        hook = self.adapter.bind(self.cues)
+        hook = self.adapter.bind(c)
         hook.start(grid, time_embedding.float())
         return hook
 

@@ -58,6 +58,19 @@ def test_a_foreign_block_loop_gives_our_backbones_output_for_a_batch_sharing_one
     assert (host - plain).abs().max() > 1e-3  # the cues act
 
 
+def test_a_context_window_takes_its_frames_of_the_cues() -> None:
+    model, case, cues = model_and_cues()
+    window = [2]  # the last latent frame, as ComfyUI's context windows index it
+    e, _ = model.backbone.embed_time(case["t"][:, window])
+    shape = torch.Size((2, 36, 1, *case["x"].shape[3:]))
+    sliced = CueLatents(*(t[:, :, window] for t in (cues.pose, cues.face, cues.pose_mask, cues.face_mask)))
+    hook = CueFusionPatch(model.adapter, cues).begin(e, shape, frames=window)
+    expected = CueFusionPatch(model.adapter, sliced).begin(e, shape)
+    assert torch.equal(hook.pose, expected.pose) and torch.equal(hook.face, expected.face)
+    with pytest.raises(InputError, match="a context window covers latent frames up to 3, but the cues cover 3"):
+        CueFusionPatch(model.adapter, cues).begin(e, shape, frames=[3])
+
+
 def test_what_cannot_be_aligned_is_refused_in_one_line() -> None:
     model, case, cues = model_and_cues()
     patch = CueFusionPatch(model.adapter, cues)
