@@ -24,7 +24,7 @@ def register_model_folder() -> None:
     folder_paths.add_model_folder_path(MODEL_FOLDER, path, is_default=True)
     extensions = folder_paths.folder_names_and_paths[MODEL_FOLDER][1]
     if isinstance(extensions, set):
-        extensions.update({".safetensors", ".onnx"})
+        extensions.update({".safetensors", ".onnx", ".tflite"})
 
 
 def node_list() -> list[type[io.ComfyNode]]:

@@ -29,8 +29,14 @@ BUILT_IN_SEGMENTER = "opencv (built-in)"
 BUILT_IN_FACE = "opencv haar (built-in)"
 
 
-def onnx_files() -> list[str]:
-    return [name for name in folder_paths.get_filename_list(MODEL_FOLDER) if name.lower().endswith(".onnx")]
+def onnx_files(suffixes: tuple[str, ...] = (".onnx",)) -> list[str]:
+    return [name for name in folder_paths.get_filename_list(MODEL_FOLDER) if name.lower().endswith(suffixes)]
+
+
+def segmenter_files() -> list[str]:
+    """Person segmenters in models/directanimator: ONNX, or TFLite (MediaPipe's selfie segmenter, which
+    scripts/fetch_detectors.py puts there)."""
+    return onnx_files((".onnx", ".tflite"))
 
 
 def onnx_path(choice: str, built_in: str) -> Optional[str]:
@@ -53,14 +59,16 @@ def person_index_input() -> io.Int.Input:
 
 
 def segmenter_input() -> io.Combo.Input:
-    return io.Combo.Input("segmenter", options=[BUILT_IN_SEGMENTER, *onnx_files()], default=BUILT_IN_SEGMENTER,
+    return io.Combo.Input("segmenter", options=[BUILT_IN_SEGMENTER, *segmenter_files()], default=BUILT_IN_SEGMENTER,
                           tooltip="Person segmenter when no mask is connected: OpenCV's HOG + motion + GrabCut, or "
-                                  "an ONNX segmenter placed in models/directanimator.")
+                                  "an ONNX / TFLite segmenter in models/directanimator (scripts/fetch_detectors.py "
+                                  "puts MediaPipe's selfie_segmentation.tflite there: far less background).")
 
 
 def face_detector_input() -> io.Combo.Input:
     return io.Combo.Input("face_detector", options=[BUILT_IN_FACE, *onnx_files()], default=BUILT_IN_FACE,
-                          tooltip="Face detector: OpenCV's Haar cascade, or a YuNet .onnx in models/directanimator.")
+                          tooltip="Face detector: OpenCV's Haar cascade, or a CenterFace or YuNet .onnx in "
+                                  "models/directanimator (scripts/fetch_detectors.py puts centerface.onnx there).")
 
 
 def cutoff_input() -> io.Float.Input:
@@ -100,9 +108,10 @@ def align_input() -> io.Combo.Input:
                                   "found). face-in-place: both.")
 
 
-def report_text(triplet: CueTriplet) -> str:
-    """The cue report as one JSON text; its warning line is logged and shown on the node."""
-    report = triplet.report()
+def report_text(triplet: CueTriplet, ran: Optional[dict[str, str]] = None) -> str:
+    """The cue report as one JSON text, with which segmenter and face detector ran (``ran``); its warning
+    line is logged and shown on the node."""
+    report = triplet.report() | (ran or {})
     if report.get("warning"):
         log.warning("%s", report["warning"])
     report.pop("flagged_frames", None)
@@ -280,7 +289,8 @@ class DirectAnimatorCueTriplet(io.ComfyNode):
             reference_mask=_convert.single_mask(reference_mask), masks=_convert.mask_to_masks(mask),
             progress=progress_for(frames), should_stop=_progress.should_stop)
         image = _convert.frames_to_image
-        report = report_text(triplet)
+        ran = {"segmenter": "the connected mask" if mask is not None else segmenter, "face_detector": face_detector}
+        report = report_text(triplet, ran)
         warning = json.loads(report).get("warning")
         return io.NodeOutput(triplet, image(triplet.preview(preview_height)), image(triplet.pose),
                              image(triplet.face), image(triplet.location), report,

@@ -49,7 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--softness", type=float, default=LocationConfig.softness, help="mask edge blur, pixels")
     parser.add_argument("--grid", type=int, default=LocationConfig.grid, help="body mask grid cell, pixels (0 = off)")
     parser.add_argument("--face-size", type=int, help="face cue side in pixels (default: the pose cue's size)")
-    parser.add_argument("--segmenter-onnx", help="optional ONNX person segmenter run by cv2.dnn")
+    parser.add_argument("--segmenter-onnx", help="optional ONNX or TFLite person segmenter run by cv2.dnn "
+                        "(scripts/fetch_detectors.py takes MediaPipe's selfie_segmentation.tflite from its wheel)")
     parser.add_argument("--face-onnx", help="optional CenterFace or YuNet face detector .onnx")
     parser.add_argument("--chunk-frames", type=int, default=CueConfig.chunk_frames, help="frames processed at once")
 
@@ -81,9 +82,10 @@ def check_args(args: argparse.Namespace) -> CueConfig:
             raise InputError("--reference-mask is given without --reference; give the reference image it masks "
                              "with --reference, or leave the mask out")
         _check_file("--reference-mask", args.reference_mask, "a mask image (white = person)")
-    for option, path in (("--segmenter-onnx", args.segmenter_onnx), ("--face-onnx", args.face_onnx)):
+    for option, path, kind in (("--segmenter-onnx", args.segmenter_onnx, "an .onnx or .tflite file"),
+                               ("--face-onnx", args.face_onnx, "an .onnx file")):
         if path is not None:
-            _check_file(option, path, "an .onnx file (or leave the option out for the built-in one)")
+            _check_file(option, path, f"{kind} (or leave the option out for the built-in one)")
     if args.reference is None and args.align != AlignConfig.mode:
         raise InputError(f"--align {args.align} is given without --reference; give the reference image to align "
                          "the driver to, or leave --align out")

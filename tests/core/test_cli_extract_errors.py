@@ -105,7 +105,7 @@ def test_a_model_that_does_not_run_as_a_face_detector_is_refused(clips, tmp_path
 ])
 def test_a_wrong_segmenter_value_is_refused(value, words, clips, tmp_path) -> None:
     _refusal(_extract("--driving", str(clips["person"]), "--out", str(tmp_path / "out"), "--segmenter-onnx", value),
-             words, "give the path of an .onnx file")
+             words, "give the path of an .onnx or .tflite file")
 
 
 # -- paths and values -------------------------------------------------------------------------------

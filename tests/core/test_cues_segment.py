@@ -204,3 +204,15 @@ def test_a_segmenter_of_another_format_is_refused_by_name(tmp_path) -> None:
     other.write_bytes(b"\0" * 16)
     with pytest.raises(InputError, match="person.pb is neither .onnx nor .tflite"):
         detectors.onnx_segmenter(str(other))
+
+
+def test_extract_runs_the_selfie_segmenter(tmp_path) -> None:
+    """``extract --segmenter-onnx selfie_segmentation.tflite`` on a panned portrait: every frame has the person."""
+    from directanimator_core.cli import main
+
+    clip = media.write_clip(media.pan_clip(media.grace_hopper(), 5), tmp_path / "pan.avi")
+    assert main(["extract", "--driving", str(clip), "--segmenter-onnx", str(media.selfie_segmenter()),
+                 "--out", str(tmp_path / "cues")]) == 0
+    import json
+    report = json.loads((tmp_path / "cues" / "report.json").read_text())
+    assert report["frames"] == 5 and report["frames_with_person"] == 5

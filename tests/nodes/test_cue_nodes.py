@@ -259,3 +259,28 @@ def test_face_cue_node_with_an_onnx_detector_from_the_model_folder(server: Comfy
     for frame in faces:
         box = detect_faces(frame, 40)[0]
         assert np.abs((box[:2] + box[2:]) / 2 - 96).max() < 16
+
+
+def test_the_selfie_segmenter_in_the_model_folder_runs_in_the_triplet_node(server: ComfyServer) -> None:
+    """MediaPipe's .tflite, put in models/directanimator (as scripts/fetch_detectors.py does), is offered by
+    the segmenter combo, cuts the panned portrait, and the report names it; the built-in is named too."""
+    folder = server.base / "models" / "directanimator"
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(media.selfie_segmenter(), folder / "selfie_segmentation.tflite")
+    options = server.object_info()["DirectAnimatorCueTriplet"]["input"]["required"]["segmenter"]
+    assert "selfie_segmentation.tflite" in json.dumps(options)
+    reports, bodies = {}, {}
+    for name in ("selfie_segmentation.tflite", "opencv (built-in)"):
+        prompt = {**video(PAN), **reference(),
+                  "cues": {"class_type": "DirectAnimatorCueTriplet",
+                           "inputs": {"frames": ["frames", 0], "reference": ["ref", 0], **TRIPLET_SETTINGS,
+                                      "segmenter": name, "align": "in-place"}},
+                  "show": {"class_type": "PreviewAny", "inputs": {"source": ["cues", 5]}},
+                  **save("cues", 4, f"da_loc_{name[:6]}")}
+        outputs = server.run(prompt)
+        reports[name] = json.loads(outputs["show"]["text"][0])
+        bodies[name] = np.stack([f[..., 0] > 127 for f in saved(server, outputs, f"da_loc_{name[:6]}")])
+    assert reports["selfie_segmentation.tflite"]["segmenter"] == "selfie_segmentation.tflite"
+    assert reports["opencv (built-in)"]["segmenter"] == "opencv (built-in)"
+    assert reports["selfie_segmentation.tflite"]["frames_with_person"] == 8
+    assert bodies["selfie_segmentation.tflite"].any(axis=(1, 2)).all()
