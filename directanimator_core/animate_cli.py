@@ -21,15 +21,13 @@ import json
 import math
 import os
 import re
-import signal
 import sys
-import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Optional
 
 from .errors import InputError
+from .processes import sigterm_as_interrupt
 
 CUE_FILES = ("pose.mp4", "face.mp4", "location.mp4")
 MIN_STEPS, MAX_STEPS = 1, 1000
@@ -145,7 +143,7 @@ def _check_range(option: str, value: Optional[int], least: int, most: Optional[i
 # -- the run ---------------------------------------------------------------------------------------
 def run(args: argparse.Namespace) -> int:
     check_args(args)
-    with _terminate_as_interrupt():
+    with sigterm_as_interrupt():
         return _run(args)
 
 
@@ -391,23 +389,6 @@ def remove_dead_partials(out: Path) -> list[Path]:
             path.unlink(missing_ok=True)
             removed.append(path)
     return removed
-
-
-@contextmanager
-def _terminate_as_interrupt() -> Iterator[None]:
-    """SIGTERM raises KeyboardInterrupt for the length of the run, so the temporary file goes as on Ctrl-C."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(number: int, _frame) -> None:
-        raise KeyboardInterrupt(signal.Signals(number).name)
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 # -- progress on the terminal ------------------------------------------------------------------------

@@ -19,13 +19,11 @@ import json
 import logging
 import math
 import os
-import signal
-import threading
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Optional
 
 from ..errors import CueError, DirectAnimatorError, InputError
+from ..processes import sigterm_as_interrupt
 from .config import ALIGN_HELP, ALIGN_MODES, AlignConfig, CueConfig, FaceConfig, LocationConfig, PoseConfig, SegmentConfig
 
 log = logging.getLogger(__name__)
@@ -146,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     # 3. the work: nobody to follow fails on a sample of frames; the outputs are written in a scratch
     # folder and renamed into place at the end
-    with _sigterm_as_interrupt():
+    with sigterm_as_interrupt():
         outputs.remove_leftovers(out)
         reference = _find_reference(image, mask, config, args.reference) if image is not None else None
         try:
@@ -248,24 +246,6 @@ def _writer(path: Path, fps: float, shape: tuple[int, ...]):
         raise CueError(f"OpenCV cannot write {path.name} ({width}x{height}, mp4v); install an opencv-python "
                        "build with video writing (FFmpeg)")
     return writer
-
-
-@contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM raises KeyboardInterrupt, as Ctrl-C does, so the scratch files are removed on the way out
-    (Python's default for SIGTERM ends the process at once)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def stop(number: int, _frame) -> None:
-        raise KeyboardInterrupt(signal.Signals(number).name)
-
-    previous = signal.signal(signal.SIGTERM, stop)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 def _log_progress(done: int, total: int) -> None:

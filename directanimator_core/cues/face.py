@@ -16,6 +16,9 @@ from .boxes import Box, expand, iou, smooth_runs
 from .config import FaceConfig
 
 BLANK = 0  # value of a face-cue frame where no face was found
+# How far down the person's box a face may reach, as a share of its height: a standing person's head
+# is in the top eighth, but a close-up's box is mostly face and shoulders, its chin near 3/4 down
+HEAD_REACH = 0.75
 
 
 def find_face(frame: np.ndarray, person: Optional[Box], config: FaceConfig, last: Optional[Box]) -> Optional[Box]:
@@ -23,8 +26,8 @@ def find_face(frame: np.ndarray, person: Optional[Box], config: FaceConfig, last
 
     Args:
         frame: (H, W, 3) uint8 RGB.
-        person: the tracked person's box; the face is looked for in its upper part only, so a
-            passer-by's face is never taken. None searches the whole frame.
+        person: the tracked person's box; the face is looked for in its upper three quarters only
+            (HEAD_REACH), so a passer-by's face is never taken. None searches the whole frame.
         config: face settings.
         last: the face box of the previous frame, preferred when several faces are found.
     """
@@ -33,7 +36,7 @@ def find_face(frame: np.ndarray, person: Optional[Box], config: FaceConfig, last
     min_side = 12
     if person is not None:
         tall = person[3] - person[1]
-        head = np.array([person[0], person[1] - 0.1 * tall, person[2], person[1] + 0.5 * tall])
+        head = np.array([person[0], person[1] - 0.1 * tall, person[2], person[1] + HEAD_REACH * tall])
         region = expand(head, 1.3, height, width)
         min_side = max(min_side, int(config.min_face_fraction * tall))
     x0, y0, x1, y1 = region.astype(int)

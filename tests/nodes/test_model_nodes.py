@@ -22,6 +22,7 @@ import torch
 from harness import media
 from harness.comfyui import ComfyServer, PromptFailed, PromptRejected
 from harness.models import ADAPTER, BASE, VAE, write_models
+from harness import prompts
 from harness.paths import REPO
 
 pytestmark = pytest.mark.comfy
@@ -56,45 +57,9 @@ def server(comfy_server: ComfyServer) -> ComfyServer:
 
 # -- UI workflow -> API prompt ------------------------------------------------------------------------------
 
-WIDGET_TYPES = {"INT", "FLOAT", "BOOLEAN", "STRING", "COMBO"}
-
-
-def widget_names(spec: dict) -> list:
-    """Names of a node's widgets in widgets_values order; None for the extra values the frontend stores
-    (seed's control_after_generate, the upload button of LoadImage / LoadVideo)."""
-    names = []
-    for section in ("required", "optional"):
-        for name, s in spec.get(section, {}).items():
-            if isinstance(s[0], list) or s[0] in WIDGET_TYPES:
-                options = s[1] if len(s) > 1 else {}
-                names.append(name)
-                if options.get("control_after_generate"):
-                    names.append(None)
-                if any(key.endswith("_upload") and value for key, value in options.items()):
-                    names.append(None)
-    return names
-
-
 def api_prompt(workflow: dict, info: dict, values: dict = FAST, files: dict = FILES, drop=ENCODERS) -> dict:
-    """A UI-format workflow as an API prompt: widgets by the node's widget order, links as [node, slot];
-    ``drop`` node types are left out (with the links from them), ``values`` override widgets per type."""
-    links = {link[0]: link for link in workflow["links"]}
-    dropped = {n["id"] for n in workflow["nodes"] if n["type"] in drop or n["type"] == "Note"}
-    prompt = {}
-    for node in workflow["nodes"]:
-        if node["id"] in dropped:
-            continue
-        names = widget_names(info[node["type"]]["input"])
-        assert len(names) == len(node["widgets_values"]), node["type"]
-        inputs = {name: files.get(value, value) if isinstance(value, str) else value
-                  for name, value in zip(names, node["widgets_values"]) if name}
-        inputs.update(values.get(node["type"], {}))
-        for socket in node["inputs"]:
-            link = links.get(socket.get("link"))
-            if link is not None and link[1] not in dropped:
-                inputs[socket["name"]] = [str(link[1]), link[2]]
-        prompt[str(node["id"])] = {"class_type": node["type"], "inputs": inputs}
-    return prompt
+    """harness.prompts.api_prompt with this file's fast settings, media names and dropped encoders."""
+    return prompts.api_prompt(workflow, info, values, files, frozenset(drop))
 
 
 def workflow(name: str) -> dict:
