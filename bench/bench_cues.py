@@ -1,6 +1,7 @@
 """Speed and memory of the Driving Cue Triplet on this machine's CPU (printed, never asserted).
 
     python bench/bench_cues.py [--frames 48] [--rss-frames 1000] [--onnx SEGMENTER.onnx] [--pan-frames 40]
+                               [--montage docs/cues_pan.jpg]
 
 Speed: frames per second of the whole triplet (segmentation, tracking, face, alignment, low-pass,
 location masks) on real footage (vtest.avi, cropped and resized) at 512x512 and 832x480, aligned to
@@ -116,6 +117,25 @@ def segmentation(count: int) -> None:
                   f"recall {recall.mean():.2f} (min {recall.min():.2f})  leak {leak.mean():.2f} (max {leak.max():.2f})")
 
 
+def montage(path: Path, count: int = 12) -> None:
+    """Frames 0, middle, last of both pans: the driver, the pose cue (aligned to the astronaut) and the face
+    cue, built-in segmenter then the selfie segmenter, side by side; half size."""
+    backends = (SegmentConfig(), SegmentConfig(onnx_path=str(media.selfie_segmenter())))
+    columns = []
+    for image in (media.astronaut(), media.grace_hopper()):
+        clip = media.pan_clip(image, count)
+        for config in backends:
+            cues = build_triplet(clip, CueConfig(segment=config), reference=media.astronaut())
+            side = clip.shape[1]
+            for index in (0, count // 2, count - 1):
+                panels = [clip[index], cv2.resize(cues.pose[index], (side, side)), cv2.resize(cues.face[index], (side, side))]
+                columns.append(np.concatenate(panels, axis=0))
+    still = cv2.resize(np.concatenate(columns, axis=1), None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
+    cv2.imwrite(str(path), cv2.cvtColor(still, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
+    print(f"montage: {path} (columns: astronaut built-in x3, selfie x3, Grace Hopper built-in x3, selfie x3; "
+          "rows: driver, pose cue, face cue)")
+
+
 def peak_rss(count: int, workdir: Path) -> None:
     frames = media.vtest_frames(795)
     video = workdir / f"long_{count}.avi"
@@ -150,7 +170,10 @@ def main() -> None:
     parser.add_argument("--rss-frames", type=int, default=1000, help="0 skips the memory measurement")
     parser.add_argument("--onnx", help="another ONNX or TFLite person segmenter to time")
     parser.add_argument("--pan-frames", type=int, default=40, help="frames of each portrait pan (0 skips)")
+    parser.add_argument("--montage", help="write an image (.jpg, .png) of both pans' cues, built-in and selfie segmenter, here")
     args = parser.parse_args()
+    if args.montage:
+        montage(Path(args.montage))
     speed(args.frames, args.onnx)
     if args.pan_frames:
         segmentation(args.pan_frames)
