@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from .cues.cli import check_file
 from .errors import InputError
 from .processes import sigterm_as_interrupt
 
@@ -64,9 +65,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 # -- 1. paths and values, before anything heavy is imported ----------------------------------------
 def check_args(args: argparse.Namespace) -> None:
     """Refuse bad paths and option values with an InputError that names the option and what to give."""
-    _check_file("--reference", args.reference, "a PNG or JPEG image")
+    check_file("--reference", args.reference, "a PNG or JPEG image")
     if args.driving is not None:
-        _check_file("--driving", args.driving, "a video file")
+        check_file("--driving", args.driving, "a video file")
     else:
         _check_cue_folder(args.cues)
         for option, value in (("--driving-mask", args.driving_mask), ("--reference-mask", args.reference_mask)):
@@ -79,7 +80,7 @@ def check_args(args: argparse.Namespace) -> None:
                                ("--adapter", args.adapter, "a DirectAnimator adapter file (.safetensors)"),
                                ("--vae", args.vae, "a Wan 2.1 VAE file (.safetensors)")):
         if path is not None:
-            _check_file(option, path, kind)
+            check_file(option, path, kind)
     if args.adapter is not None and args.model is None:
         raise InputError("--adapter is given without --model; give the base Wan checkpoint it adapts with --model")
     if args.model is not None and args.vae is None:
@@ -96,15 +97,6 @@ def check_args(args: argparse.Namespace) -> None:
     for option, value in (("--shift", args.shift), ("--cue-cfg", args.cue_cfg), ("--fps", args.fps)):
         if value is not None and not (math.isfinite(value) and value > 0):
             raise InputError(f"{option} {value} must be a positive number; give one or leave it out for the default")
-
-
-def _check_file(option: str, path: str, kind: str) -> None:
-    if not path:
-        raise InputError(f"{option} is empty; give the path of {kind}")
-    if not os.path.exists(path):
-        raise InputError(f"{option} {path} does not exist; give the path of {kind}")
-    if not os.path.isfile(path):
-        raise InputError(f"{option} {path} is a folder, not a file; give the path of {kind}")
 
 
 def _check_cue_folder(folder: str) -> None:

@@ -72,18 +72,18 @@ def check_args(args: argparse.Namespace) -> CueConfig:
     Args:
         args: the parsed options.
     """
-    _check_file("--driving", args.driving, "a video file")
+    check_file("--driving", args.driving, "a video file")
     if args.reference is not None:
-        _check_file("--reference", args.reference, "a PNG or JPEG image")
+        check_file("--reference", args.reference, "a PNG or JPEG image")
     if args.reference_mask is not None:
         if args.reference is None:
             raise InputError("--reference-mask is given without --reference; give the reference image it masks "
                              "with --reference, or leave the mask out")
-        _check_file("--reference-mask", args.reference_mask, "a mask image (white = person)")
+        check_file("--reference-mask", args.reference_mask, "a mask image (white = person)")
     for option, path, kind in (("--segmenter-onnx", args.segmenter_onnx, "an .onnx or .tflite file"),
                                ("--face-onnx", args.face_onnx, "an .onnx file")):
         if path is not None:
-            _check_file(option, path, f"{kind} (or leave the option out for the built-in one)")
+            check_file(option, path, f"{kind} (or leave the option out for the built-in one)")
     if args.reference is None and args.align != AlignConfig.mode:
         raise InputError(f"--align {args.align} is given without --reference; give the reference image to align "
                          "the driver to, or leave --align out")
@@ -101,7 +101,8 @@ def check_args(args: argparse.Namespace) -> CueConfig:
     return config_from(args)
 
 
-def _check_file(option: str, path: str, kind: str) -> None:
+def check_file(option: str, path: str, kind: str) -> None:
+    """Refuse a path option that is empty, missing or a folder, in one line naming ``kind`` (also used by animate)."""
     if not path:
         raise InputError(f"{option} is empty; give the path of {kind}")
     if not os.path.exists(path):

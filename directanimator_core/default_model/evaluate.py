@@ -74,14 +74,6 @@ def run_pair(model: nn.Module, vae: WanVAE, recipe: Recipe, pair: CrossPair, sam
                       {name: scores(video, truth) for name, video in (("ours", result), ("copy", copy), ("warp", warp))})
 
 
-def vae_ceiling(vae: WanVAE, truth: np.ndarray) -> dict[str, float]:
-    """Scores of the truth passed through the VAE (encode, decode): the best any latent model can do."""
-    video = torch.from_numpy(truth).permute(3, 0, 1, 2)[None].float() / 127.5 - 1
-    with torch.no_grad():
-        decoded = vae.decode(vae.encode(video))
-    return scores(to_uint8(decoded), truth)
-
-
 def mean_scores(results: list[dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
     """Per method, the mean of each score over pairs."""
     methods = results[0].keys()
