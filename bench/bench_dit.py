@@ -35,7 +35,7 @@ sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
 
-from directanimator_core.models.checkpoint import convert_for_load  # noqa: E402
+from directanimator_core.models.checkpoints.backbone import convert_for_load  # noqa: E402
 from directanimator_core.models.conditioning import Conditioning  # noqa: E402
 from directanimator_core.models.config import BackboneConfig  # noqa: E402
 from directanimator_core.models.wan_dit import build_backbone, init_weights  # noqa: E402
@@ -153,7 +153,7 @@ MAKE_FP8 = """
 # raw bytes), so a 14B-shaped file never sits in memory. Values are random bytes below fp8's NaN codes.
 import json, struct, sys, torch
 sys.path.insert(0, sys.argv[3])
-from directanimator_core.models.checkpoint import from_native
+from directanimator_core.models.checkpoints.backbone import from_native
 from directanimator_core.models.layers import CastLinear
 from directanimator_core.models.registry import get_preset
 from directanimator_core.models.wan_dit import build_backbone
@@ -190,7 +190,7 @@ def peak_mib():
     for line in open("/proc/self/status"):
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
-from directanimator_core.models.checkpoint import load_backbone
+from directanimator_core.models.checkpoints.backbone import load_backbone
 base = peak_mib()
 model, report = load_backbone(sys.argv[1])
 touched = sum(int(p.view(-1)[:: 4096 // p.element_size()].float().sum() != 0) for p in model.parameters())  # fault in every page

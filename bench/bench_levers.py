@@ -123,8 +123,8 @@ def main() -> int:
     logging.basicConfig(level=logging.WARNING)
     from directanimator_core.default_model.drivenness import heldout_drivenness
     from directanimator_core.default_model.same2x_run import stage_train, write_base
-    from directanimator_core.models.adapter_checkpoint import load_model
-    from directanimator_core.models.vae_checkpoint import load_wan_vae
+    from directanimator_core.models.checkpoints.adapter import load_model
+    from directanimator_core.models.checkpoints.vae import load_wan_vae
 
     recipe = replace(DEFAULT, **parse_overrides(args.set))
     torch.set_num_threads(recipe.threads)

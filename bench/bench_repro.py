@@ -39,8 +39,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 from directanimator_core.default_model.evaluate import heldout_pair, mean_scores, run_pair  # noqa: E402
 from directanimator_core.default_model.recipe import Recipe  # noqa: E402
 from directanimator_core.default_model.same2x_run import run_same2x, train_config  # noqa: E402
-from directanimator_core.models.adapter_checkpoint import load_model  # noqa: E402
-from directanimator_core.models.vae_checkpoint import load_wan_vae  # noqa: E402
+from directanimator_core.models.checkpoints.adapter import load_model  # noqa: E402
+from directanimator_core.models.checkpoints.vae import load_wan_vae  # noqa: E402
 from directanimator_core.train.loop import train  # noqa: E402
 
 log = logging.getLogger("bench_repro")

@@ -26,7 +26,7 @@ from safetensors.torch import save_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
-from directanimator_core.models.checkpoint import BACKBONE_METADATA  # noqa: E402
+from directanimator_core.models.checkpoints.backbone import BACKBONE_METADATA  # noqa: E402
 from directanimator_core.models.config import BackboneConfig  # noqa: E402
 from directanimator_core.models.vae import TINY_VAE, build_vae  # noqa: E402
 from directanimator_core.models.wan_dit import build_backbone, init_weights  # noqa: E402

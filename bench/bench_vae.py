@@ -42,7 +42,7 @@ save_file({k: v.contiguous() for k, v in model.state_dict().items()}, sys.argv[1
 
 LOAD = PEAK_RSS + """
 import json, sys, torch
-from directanimator_core.models.vae_checkpoint import load_wan_vae
+from directanimator_core.models.checkpoints.vae import load_wan_vae
 base = peak_rss_mib()
 model, report = load_wan_vae(sys.argv[1])
 touched = sum(float(p.sum()) for p in model.parameters())  # fault in lazily mapped pages
@@ -52,7 +52,7 @@ print(json.dumps({"base_mib": base, "peak_mib": peak_rss_mib()}))
 OURS = PEAK_RSS + """
 import json, sys, time, torch
 from safetensors.torch import load_file, save_file
-from directanimator_core.models.vae_checkpoint import load_wan_vae
+from directanimator_core.models.checkpoints.vae import load_wan_vae
 weights, frames, size, out, chunk = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
 chunk = None if chunk == "none" else int(chunk)
 model, _ = load_wan_vae(weights)

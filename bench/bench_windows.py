@@ -30,7 +30,7 @@ def peak_mib():
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
 frames, size, window, overlap = (int(a) for a in sys.argv[1:5])
-from directanimator_core.animate_windows import WindowConfig, animate_latents
+from directanimator_core.pipeline.windowed import WindowConfig, animate_latents
 from directanimator_core.cues.triplet import CueTriplet
 from directanimator_core.models.config import CueFusionConfig
 from directanimator_core.models.cuefusion import CueFusion, CueFusionDiT

@@ -36,7 +36,7 @@ COMMANDS: dict[str, Command] = {
     ),
     "animate": Command(
         "animate a reference image with a driving video (or extract's cue folder) and a model; writes an mp4",
-        "directanimator_core.animate_cli",
+        "directanimator_core.pipeline.command",
     ),
     "train": Command(
         "train a DirectAnimator model with Same2X from a config file",

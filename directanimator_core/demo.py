@@ -57,8 +57,8 @@ def load_default(model_path: Path, vae_path: Path):
     """The bundled model and VAE (fp32, CPU) and the recipe they were trained with."""
     from .default_model import RECORD_FILE
     from .default_model.recipe import DEFAULT, Recipe
-    from .models.adapter_checkpoint import load_model
-    from .models.vae_checkpoint import load_wan_vae
+    from .models.checkpoints.adapter import load_model
+    from .models.checkpoints.vae import load_wan_vae
 
     for path in (model_path, vae_path):
         if not path.is_file():

@@ -16,7 +16,7 @@ import comfy.model_management
 import folder_paths
 from comfy_api.latest import io
 
-from ..directanimator_core import animator as core
+from ..directanimator_core.pipeline import loaded_model as core
 from ..directanimator_core.models.attention import set_attention_backend
 from ..directanimator_core.offload import OffloadConfig
 from .types import DAModel

@@ -31,10 +31,10 @@ import torch
 from comfy_api.latest import io
 
 from ..directanimator_core.admission import admit, sampler_need
-from ..directanimator_core.animate_windows import (
+from ..directanimator_core.pipeline.windowed import (
     check_finite, output_size, reference_condition, resized, usable_frames, window_cues)
 from ..directanimator_core.errors import InputError
-from ..directanimator_core.models.adapter_checkpoint import load_adapter
+from ..directanimator_core.models.checkpoints.adapter import load_adapter
 from ..directanimator_core.models.cuefusion_patch import CueFusionPatch, check_host
 from ..directanimator_core.models.vae import SPACE_STRIDE, denormalize_latents, latent_frames
 from . import _convert
@@ -321,7 +321,7 @@ def admit_encoding(vae, frames: int, size: tuple[int, int]) -> None:
 
 
 def image_values(encode, reference: torch.Tensor, frames: int, clip_vision_output: Optional[Any]) -> dict:
-    """The conditioning values WanImageToVideo sets, from our own image condition (animate_windows)."""
+    """The conditioning values WanImageToVideo sets, from our own image condition (pipeline.windowed)."""
     image = reference_condition(encode, reference, frames)  # (1, 4 + 16, T, h, w): "given" mask, normalised latent
     values = {"concat_latent_image": denormalize_latents(image[:, 4:]),  # ComfyUI normalises it again
               "concat_mask": 1.0 - image[:, :1]}  # 0 where a frame is given, as WanImageToVideo writes it

@@ -15,9 +15,9 @@ import comfy.model_management
 import torch
 from comfy_api.latest import io
 
-from ..directanimator_core import animator as core
+from ..directanimator_core.pipeline import loaded_model as core
 from ..directanimator_core.admission import WAN_VAE_ENCODE_BYTES_PER_PIXEL, admit, sampler_need
-from ..directanimator_core.animate_windows import (
+from ..directanimator_core.pipeline.windowed import (
     WindowConfig, check_run, encode_windows, output_size, sample_windows, usable_frames)
 from ..directanimator_core.errors import InputError
 from ..directanimator_core.sampling import RENAMED_SOLVERS, SCHEDULERS, SOLVERS, SamplerConfig

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from ..directanimator_core.animator import Animator
+from ..directanimator_core.pipeline.loaded_model import Animator
 from ..directanimator_core.cues.triplet import CueTriplet
 
 

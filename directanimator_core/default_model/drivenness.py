@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..animate import animate
+from ..pipeline.single_pass import animate
 from ..cues import align
 from ..cues.triplet import CueTriplet
 from ..models.vae import WanVAE

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..animate import animate
+from ..pipeline.single_pass import animate
 from ..cues import align
 from ..models.vae import WanVAE
 from ..sampling import SamplerConfig

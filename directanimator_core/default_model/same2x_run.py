@@ -12,9 +12,9 @@ from typing import Sequence
 
 import torch
 
-from ..models.adapter_checkpoint import save_merged
+from ..models.checkpoints.adapter import save_merged
 from ..models.cuefusion import CueFusion, CueFusionDiT
-from ..models.vae_checkpoint import load_wan_vae
+from ..models.checkpoints.vae import load_wan_vae
 from ..models.wan_dit import build_backbone, init_weights
 from ..train.config import DataConfig, ModelConfig, OptimConfig, RunConfig, Same2XConfig, TrainConfig
 from ..train.loop import train

@@ -41,7 +41,7 @@ def stage_vae(recipe: Recipe, out: Path) -> dict:
     path = out / "vae.safetensors"
     if path.is_file():
         return windows | json.loads((out / "vae_clips_record.json").read_text())
-    from ..models.vae_checkpoint import load_wan_vae
+    from ..models.checkpoints.vae import load_wan_vae
     from .vae_train import finetune_clips, save_vae
 
     start, rows = time.time(), []
@@ -127,8 +127,8 @@ def evaluate_heldout(recipe: Recipe, model_file: Path, vae_file: Path, pairs: in
     """Scores over the first ``pairs`` held-out cross-ID pairs: mean PSNR / SSIM of the stage-2 model, the copy
     and warp baselines and the VAE's own reconstruction of the truth (the ceiling of any latent model), and
     the driven-ness check (drivenness.py: own, another driver's and blank cues, whole frame and figure)."""
-    from ..models.adapter_checkpoint import load_model
-    from ..models.vae_checkpoint import load_wan_vae
+    from ..models.checkpoints.adapter import load_model
+    from ..models.checkpoints.vae import load_wan_vae
     from .drivenness import heldout_drivenness
 
     model = load_model(model_file, compute_dtype=torch.float32).eval()
@@ -144,7 +144,7 @@ def evaluate_heldout(recipe: Recipe, model_file: Path, vae_file: Path, pairs: in
 def install(out: Path) -> None:
     """Copy the run's VAE and stage-2 model into default_model/weights/, stored in fp16 (half the bytes;
     the loaders upcast to the compute dtype), metadata kept; the model's text input is written umT5-wide
-    and zero (adapter_checkpoint.text_free: it was trained without text), so core ComfyUI's Wan loader
+    and zero (checkpoints.adapter.text_free: it was trained without text), so core ComfyUI's Wan loader
     reads the file too."""
     VAE_FILE.parent.mkdir(parents=True, exist_ok=True)
     for source, target in ((out / "vae.safetensors", VAE_FILE), (out / "stage2" / "model.safetensors", MODEL_FILE)):
@@ -152,8 +152,8 @@ def install(out: Path) -> None:
 
 
 def write_fp16(source: Path, target: Path, text_free_model: bool = False) -> None:
-    """``source`` -> ``target`` in fp16, metadata kept; ``text_free_model``: through adapter_checkpoint.text_free."""
-    from ..models.adapter_checkpoint import text_free
+    """``source`` -> ``target`` in fp16, metadata kept; ``text_free_model``: through checkpoints.adapter.text_free."""
+    from ..models.checkpoints.adapter import text_free
 
     with safe_open(str(source), framework="pt") as handle:
         metadata = handle.metadata()

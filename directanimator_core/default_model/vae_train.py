@@ -144,7 +144,7 @@ def finetune_clips(vae: WanVAE, recipe: Recipe, log_step: Optional[Callable[[int
 
 
 def save_vae(vae: WanVAE, path: Path) -> Path:
-    """Write the VAE in Wan's own key layout (what vae_checkpoint.load_wan_vae reads)."""
+    """Write the VAE in Wan's own key layout (what checkpoints.vae.load_wan_vae reads)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.detach().contiguous() for k, v in vae.state_dict().items()}, str(path),
               metadata={"format": "wan2.1-vae", "trained_by": "directanimator_core.default_model"})

@@ -1,4 +1,4 @@
-"""Backbones, the CueFusion adapter, the VAE and the one module that knows checkpoint keys.
+"""Backbones, the CueFusion adapter, the VAE and the one family of modules that knows checkpoint keys.
 
 The velocity model the sampler calls (both WanDiT and CueFusionDiT):
 
@@ -13,8 +13,7 @@ conditioning.py        Conditioning and CueLatents: the typed inputs beyond nois
 hooks.py               BlockHook: cue injection before a block, block-D readout (Same2X)
 cue_embed.py           pose / face cue patch embedders, location masks at latent resolution
 cuefusion.py           CueFusion (Eq. 1-3), zero-gated; CueFusionDiT = backbone + adapter
-checkpoint.py          file checks (read_header), what a file is, key layouts (Wan / ComfyUI / diffusers),
-                       fp8 formats, config from shapes, load report, load_backbone
-adapter_checkpoint.py  the adapter's safetensors format, separate or merged; load_model
-vae.py, vae_checkpoint.py   the Wan 2.1 VAE and its keys
+vae.py                 the Wan 2.1 VAE
+checkpoints/           the one family that knows checkpoint keys: file headers, backbone layouts (Wan /
+                       ComfyUI / diffusers, fp8), the adapter's format (separate or merged), the VAE's keys
 """

@@ -1,7 +1,7 @@
 """Frozen configs of the backbone and of the CueFusion adapter, and their JSON form for checkpoints.
 
 Presets (named sizes) live in registry.py; a checkpoint's config is read from its tensor shapes by
-checkpoint.py. Overrides go through ``dataclasses.replace``.
+checkpoints/backbone.py. Overrides go through ``dataclasses.replace``.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The Wan 2.1 VAE: a causal 3D convolutional autoencoder, 16 latent channels, 4x time and 8x space.
 
 Module and parameter names are Wan's own (``encoder.downsamples.0.residual.2.weight``...), so the official
-weights and ComfyUI's ``wan_2.1_vae.safetensors`` load with no renames; ``vae_checkpoint.py`` maps the
+weights and ComfyUI's ``wan_2.1_vae.safetensors`` load with no renames; ``checkpoints/vae.py`` maps the
 diffusers ``AutoencoderKLWan`` layout onto them.
 
 Causality: frame f of the output depends only on input frames <= f. The first frame is coded on its own

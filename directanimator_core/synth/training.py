@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from ..models.checkpoint import BACKBONE_METADATA
+from ..models.checkpoints.backbone import BACKBONE_METADATA
 from ..models.config import BackboneConfig
 from ..models.wan_dit import build_backbone, init_weights
 from ..train.config import DataConfig, ModelConfig, OptimConfig, RunConfig, Same2XConfig, TrainConfig, with_overrides

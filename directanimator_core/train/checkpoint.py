@@ -403,7 +403,7 @@ def export_weights(out: str | Path, model: nn.Module, trainee: nn.Module, ema: O
         ema: canonical name -> EMA tensor, or None.
         processes: from distributed.setup().
     """
-    from ..models.adapter_checkpoint import ADAPTER_PREFIX, adapter_metadata
+    from ..models.checkpoints.adapter import ADAPTER_PREFIX, adapter_metadata
 
     state = get_model_state_dict(model, options=FULL)
     if ema:

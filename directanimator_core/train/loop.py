@@ -67,7 +67,7 @@ def prepare(config: TrainConfig, processes: Processes, cue_config: CueConfig = C
     identity = vae_identity(config)
 
     def load_vae():
-        from ..models.vae_checkpoint import load_wan_vae
+        from ..models.checkpoints.vae import load_wan_vae
 
         return load_wan_vae(config.data.vae, device=processes.device)[0]
 

@@ -87,7 +87,7 @@ def build_net(config: TrainConfig, device: torch.device, weight_dtype: torch.dty
             backbone = init_weights(build_backbone(get_preset(m.backbone), device), generator)
             adapter = _adapter(m, backbone.config, cues, device, generator)
         return CueFusionDiT(backbone, adapter)
-    from ..models.adapter_checkpoint import load_model
+    from ..models.checkpoints.adapter import load_model
 
     if not Path(m.backbone).is_file():
         raise InputError(f"model.backbone={m.backbone!r} is neither a file nor a preset ({sorted(PRESETS)}): give "
@@ -103,7 +103,7 @@ def _adapter(m: ModelConfig, backbone_config, cues: CueFusionConfig, device: tor
              generator: torch.Generator) -> CueFusion:
     if m.adapter is None:
         return CueFusion(backbone_config, cues).init_weights(generator)
-    from ..models.adapter_checkpoint import load_adapter
+    from ..models.checkpoints.adapter import load_adapter
 
     return load_adapter(m.adapter, backbone_config, device)
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from directanimator_core.animate import Animation, animate, video_tensor
+from directanimator_core.pipeline.single_pass import Animation, animate, video_tensor
 from directanimator_core.cues.align import Alignment
 from directanimator_core.cues.triplet import CueTriplet
 from directanimator_core.errors import InputError, Interrupted

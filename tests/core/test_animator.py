@@ -8,9 +8,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from directanimator_core.animator import check_model_files, compute_dtype_for, load_animator, placement, placement_line
+from directanimator_core.pipeline.loaded_model import check_model_files, compute_dtype_for, load_animator, placement, placement_line
 from directanimator_core.errors import CheckpointError
-from directanimator_core.models.adapter_checkpoint import save_adapter, save_merged
+from directanimator_core.models.checkpoints.adapter import save_adapter, save_merged
 from directanimator_core.models.config import BackboneConfig, CueFusionConfig
 from directanimator_core.models.cuefusion import CueFusion, CueFusionDiT
 from directanimator_core.models.wan_dit import build_backbone, init_weights

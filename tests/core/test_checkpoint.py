@@ -13,7 +13,7 @@ from safetensors.torch import save_file
 from harness.wan_dit import max_diff, randomise, run_ours, tiny_inputs
 
 from directanimator_core.errors import CheckpointError
-from directanimator_core.models.checkpoint import (
+from directanimator_core.models.checkpoints.backbone import (
     COMFYUI, DIFFUSERS, WAN, config_from_state_dict, detect_layout, from_native, load_backbone, prepare_backbone,
     to_native)
 from directanimator_core.models.layers import CastLinear

@@ -1,6 +1,6 @@
 """Hostile model files: every bad file a user can pick is refused with one line that names the file and
 says what to do (a CheckpointError), before a tensor is read, through every loader that can meet it:
-the node's pre-check (animator.check_model_files), the trainer's loader (load_backbone / load_model),
+the node's pre-check (pipeline.loaded_model.check_model_files), the trainer's loader (load_backbone / load_model),
 the VAE and adapter loaders and the ONNX detectors. Pickles are written here on purpose; a trap in
 each proves the loaders never unpickle them. Also what must load: ComfyUI's per-tensor fp8 with its
 ``.comfy_quant`` descriptors (uint8 container too), a Wan 2.1 VAE bundled under ``first_stage_model.``
@@ -20,17 +20,17 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from directanimator_core.animator import check_model_files
+from directanimator_core.pipeline.loaded_model import check_model_files
 from directanimator_core.cues import detectors
 from directanimator_core.errors import CheckpointError
-from directanimator_core.models.adapter_checkpoint import load_adapter, load_model, save_adapter
-from directanimator_core.models.checkpoint import COMFY_PREFIX, load_backbone, read_header
+from directanimator_core.models.checkpoints.adapter import load_adapter, load_model, save_adapter
+from directanimator_core.models.checkpoints.backbone import COMFY_PREFIX, load_backbone, read_header
 from directanimator_core.models.config import CueFusionConfig
 from directanimator_core.models.cuefusion import CueFusion
 from directanimator_core.models.layers import CastLinear
 from directanimator_core.models.registry import PRESETS
 from directanimator_core.models.vae import TINY_VAE, build_vae
-from directanimator_core.models.vae_checkpoint import load_wan_vae
+from directanimator_core.models.checkpoints.vae import load_wan_vae
 from directanimator_core.models.wan_dit import WanDiT, build_backbone, init_weights
 from directanimator_core.offload.lowbit import quantize_fp8
 

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 import pytest
 
-from directanimator_core import animate_cli
+from directanimator_core.pipeline import command
 from directanimator_core.default_model import MODEL_FILE, VAE_FILE
 from harness.paths import REPO
 
@@ -111,7 +111,7 @@ def test_a_cue_folder_without_the_cue_videos_is_refused(pair, tmp_path) -> None:
 def test_a_mask_with_a_cue_folder_is_refused_not_ignored(pair, tmp_path) -> None:
     folder = tmp_path / "cues"
     folder.mkdir()
-    for name in animate_cli.CUE_FILES:
+    for name in command.CUE_FILES:
         (folder / name).write_bytes(b"")
     _refusal(_cli("--reference", str(pair["reference"]), "--cues", str(folder), "--driving-mask",
                   str(pair["driving_mask"]), "--out", str(tmp_path / "a.mp4")), "--driving-mask is given with --cues")
@@ -144,7 +144,7 @@ def test_a_failed_write_leaves_the_previous_output_and_no_temporary_file(tmp_pat
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        animate_cli._write_mp4(out, Interrupted(), 8.0)
+        command._write_mp4(out, Interrupted(), 8.0)
     assert out.read_bytes() == b"the previous result"
     assert [p.name for p in tmp_path.iterdir()] == ["result.mp4"]
 
@@ -153,10 +153,10 @@ def test_a_dead_runs_temporary_file_is_removed_a_live_ones_kept(tmp_path) -> Non
     out = tmp_path / "result.mp4"
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    leftovers = {pid: animate_cli.partial_name(out, pid) for pid in (dead.pid, os.getpid())}
+    leftovers = {pid: command.partial_name(out, pid) for pid in (dead.pid, os.getpid())}
     for path in leftovers.values():
         path.write_bytes(b"half a video")
-    assert animate_cli.remove_dead_partials(out) == [leftovers[dead.pid]]
+    assert command.remove_dead_partials(out) == [leftovers[dead.pid]]
     assert not leftovers[dead.pid].exists() and leftovers[os.getpid()].exists()
 
 

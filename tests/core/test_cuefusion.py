@@ -17,7 +17,7 @@ from harness.comfyui import comfyui_dir
 from harness.wan_dit import max_diff, randomise, run_comfy_wan, run_ours, tiny_inputs
 
 from directanimator_core.errors import CheckpointError, InputError
-from directanimator_core.models.adapter_checkpoint import (UMT5_WIDTH, load_adapter, load_model, save_adapter,
+from directanimator_core.models.checkpoints.adapter import (UMT5_WIDTH, load_adapter, load_model, save_adapter,
                                                             save_merged, text_free)
 from directanimator_core.models.conditioning import Conditioning, CueLatents
 from directanimator_core.models.config import BackboneConfig, CueFusionConfig

@@ -17,7 +17,7 @@ from directanimator_core.default_model.vae_init import passthrough_init
 from directanimator_core.default_model.vae_train import save_vae
 from directanimator_core.errors import InputError
 from directanimator_core.models.vae import VAEConfig, build_vae, normalize_latents
-from directanimator_core.models.vae_checkpoint import load_wan_vae
+from directanimator_core.models.checkpoints.vae import load_wan_vae
 from directanimator_core.synth import same_id_clip, split_seed
 
 

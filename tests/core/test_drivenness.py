@@ -73,7 +73,7 @@ def test_the_vae_ceiling_row_is_the_truth_through_the_bundled_vae(pairs) -> None
     summarise turns it into the headroom over blank cues."""
     from directanimator_core.default_model import VAE_FILE
     from directanimator_core.default_model.drivenness import CEILING, summarise, through_vae
-    from directanimator_core.models.vae_checkpoint import load_wan_vae
+    from directanimator_core.models.checkpoints.vae import load_wan_vae
 
     pair = pairs[0]
     truth = FigureTruth.of(pair)

@@ -40,7 +40,7 @@ def test_export_refuses_bad_arguments(tmp_path: Path) -> None:
 def test_training_set_up_gives_valid_stage_configs_and_a_loadable_backbone(tmp_path: Path) -> None:
     from safetensors import safe_open
 
-    from directanimator_core.models.checkpoint import BACKBONE_METADATA
+    from directanimator_core.models.checkpoints.backbone import BACKBONE_METADATA
     from directanimator_core.models.config import BackboneConfig
     from directanimator_core.synth.training import training_configs, write_initial_backbone
     from directanimator_core.train.config import config_from_json

@@ -23,7 +23,7 @@ from directanimator_core.errors import CheckpointError, InputError, Interrupted
 from directanimator_core.models.vae import (
     TINY_VAE, WAN21_LATENT_MEAN, WAN21_VAE, VAEConfig, WanVAE, build_vae, decode_tiled, denormalize_latents,
     normalize_latents, tile_starts)
-from directanimator_core.models.vae_checkpoint import (
+from directanimator_core.models.checkpoints.vae import (
     diffusers_key_to_wan, load_wan_vae, to_native)
 
 COMFY_RUNNER = r"""

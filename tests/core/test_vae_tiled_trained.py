@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from directanimator_core.models.vae import decode_tiled
-from directanimator_core.models.vae_checkpoint import load_wan_vae
+from directanimator_core.models.checkpoints.vae import load_wan_vae
 from directanimator_core.synth.dataset import same_id_clip
 from harness.paths import REPO
 

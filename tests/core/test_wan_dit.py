@@ -14,7 +14,7 @@ from harness.comfyui import comfyui_dir
 from harness.wan_dit import max_diff, randomise, run_comfy_wan, run_ours, tiny_inputs
 
 from directanimator_core.errors import InputError
-from directanimator_core.models.checkpoint import COMFYUI, from_native, load_backbone
+from directanimator_core.models.checkpoints.backbone import COMFYUI, from_native, load_backbone
 from directanimator_core.models.conditioning import Conditioning
 from directanimator_core.models.hooks import BlockHook, BlockReader
 from directanimator_core.models.registry import PRESETS

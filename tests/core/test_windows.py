@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from directanimator_core.animate import animate
-from directanimator_core.animate_windows import WindowConfig, animate_latents
+from directanimator_core.pipeline.single_pass import animate
+from directanimator_core.pipeline.windowed import WindowConfig, animate_latents
 from directanimator_core.cues.triplet import CueTriplet
 from directanimator_core.errors import InputError, Interrupted, NumericError
 from directanimator_core.models.config import CueFusionConfig

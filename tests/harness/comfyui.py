@@ -201,6 +201,17 @@ class ComfyServer:
         """Queue a prompt and wait: returns {node_id: ui outputs} of the finished prompt."""
         return self.wait(self.queue(prompt), timeout)["outputs"]
 
+    def execution_error(self, prompt: dict[str, Any], timeout: float = 600) -> dict[str, Any]:
+        """Run a prompt that must fail while it runs; returns ComfyUI's execution_error message (node_type,
+        exception_type, exception_message...). Raises AssertionError when it does not fail."""
+        prompt_id = self.queue(prompt)
+        try:
+            self.wait(prompt_id, timeout)
+        except PromptFailed:
+            messages = self.get(f"/history/{prompt_id}")[prompt_id]["status"]["messages"]
+            return next(body for kind, body in messages if kind == "execution_error")
+        raise AssertionError("the prompt ran to the end; it was expected to fail")
+
     def output_file(self, item: dict[str, Any]) -> Path:
         """The file behind one ui output item ({"filename", "subfolder", "type"})."""
         folder = {"output": "output", "temp": "temp", "input": "input"}[item.get("type", "output")]

@@ -31,23 +31,16 @@ comfy.options.enable_args_parsing()
 import comfy.sd  # noqa: E402
 import comfy.utils  # noqa: E402
 import nodes as core_nodes  # noqa: E402
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
+from harness.in_comfyui import import_pack, read_inputs  # noqa: E402
 from harness.models import ADAPTER, BASE, NATIVE_BASE  # noqa: E402
 
 torch.set_num_threads(1)
-SPEC = importlib.util.spec_from_file_location("DirectAnimatorPack", REPO / "__init__.py",
-                                              submodule_search_locations=[str(REPO)])
-PACK = importlib.util.module_from_spec(SPEC)
-sys.modules["DirectAnimatorPack"] = PACK
-SPEC.loader.exec_module(PACK)
-nodes = importlib.import_module("DirectAnimatorPack.nodes")
+nodes, NODES = import_pack()
 errors = importlib.import_module("DirectAnimatorPack.directanimator_core.errors")
-nodes.register_model_folder()
-NODES = {cls.define_schema().node_id: cls for cls in nodes.node_list()}
 
 # The step count is a matter of time, not of memory or validity: capped so the fuzz stays bounded.
 CAPS = {("DirectAnimatorSampler", "steps"): 3}
@@ -102,13 +95,11 @@ def shared_objects() -> dict:
     model = loader.execute(BASE, ADAPTER, "auto", "auto", 0.0, 1, "sdpa").args[0]
     wan = core_nodes.UNETLoader().load_unet(NATIVE_BASE, "default")[0]  # core's own MODEL, for the native path
     patch = NODES["DirectAnimatorAdapterLoader"].execute(ADAPTER).args[0]
-    frames = np.load(Path(BASE_DIR, "fuzz_frames.npy"))  # (F, 64, 64, 3) uint8 of real footage
-    masks = torch.from_numpy(np.load(Path(BASE_DIR, "fuzz_masks.npy"))).float() / 255  # (F, 64, 64): the walker
-    reference = torch.from_numpy(np.load(Path(BASE_DIR, "fuzz_reference.npy"))).float()[None] / 255
+    frames, masks, reference = read_inputs(BASE_DIR)  # real footage: a walker, its box, the astronaut
     body = torch.zeros(1, 64, 64)
     body[:, 8:64, 16:48] = 1.0  # the astronaut's figure
     triplet = NODES["DirectAnimatorCueTriplet"].execute(
-        torch.from_numpy(frames).float() / 255, reference, 0.04, False, 8.0, 16, 1.3, 0, "opencv (built-in)",
+        frames, reference, 0.04, False, 8.0, 16, 1.3, 0, "opencv (built-in)",
         "opencv haar (built-in)", 64, mask=masks, reference_mask=body).args[0]
     media = {"frames": torch.from_numpy(frames).float() / 255, "mask": masks, "reference": reference,
              "reference_mask": body, "samples": {"samples": torch.randn(1, 16, 2, 8, 8)}}

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from directanimator_core.models.adapter_checkpoint import save_adapter
+from directanimator_core.models.checkpoints.adapter import save_adapter
 from directanimator_core.models.config import BackboneConfig, CueFusionConfig
 from directanimator_core.models.cuefusion import CueFusion
 from directanimator_core.models.vae import TINY_VAE, build_vae

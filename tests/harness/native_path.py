@@ -30,28 +30,21 @@ import comfy.model_management as mm  # noqa: E402
 import comfy.model_patcher  # noqa: E402
 import comfy.patcher_extension  # noqa: E402
 import nodes as core_nodes  # noqa: E402
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from comfy_extras import nodes_custom_sampler as custom  # noqa: E402
 from comfy_extras.nodes_model_advanced import ModelSamplingSD3  # noqa: E402
 
+from harness.in_comfyui import import_pack, read_inputs  # noqa: E402
 from harness.models import (  # noqa: E402
     NATIVE_ADAPTER, NATIVE_BASE, NATIVE_CLIP_BASE, NATIVE_LORA, NATIVE_MERGED, NATIVE_T2V, VAE)
 
 torch.set_num_threads(1)
-SPEC = importlib.util.spec_from_file_location("DirectAnimatorPack", REPO / "__init__.py",
-                                              submodule_search_locations=[str(REPO)])
-PACK = importlib.util.module_from_spec(SPEC)
-sys.modules["DirectAnimatorPack"] = PACK
-SPEC.loader.exec_module(PACK)
-pack_nodes = importlib.import_module("DirectAnimatorPack.nodes")
-pack_nodes.register_model_folder()
-NODES = {cls.define_schema().node_id: cls for cls in pack_nodes.node_list()}
+pack_nodes, NODES = import_pack()
 core = importlib.import_module("DirectAnimatorPack.directanimator_core")
-animate = importlib.import_module("DirectAnimatorPack.directanimator_core.animate")
-windows = importlib.import_module("DirectAnimatorPack.directanimator_core.animate_windows")
-checkpoints = importlib.import_module("DirectAnimatorPack.directanimator_core.models.adapter_checkpoint")
-vae_keys = importlib.import_module("DirectAnimatorPack.directanimator_core.models.vae_checkpoint")
+animate = importlib.import_module("DirectAnimatorPack.directanimator_core.pipeline.single_pass")
+windows = importlib.import_module("DirectAnimatorPack.directanimator_core.pipeline.windowed")
+checkpoints = importlib.import_module("DirectAnimatorPack.directanimator_core.models.checkpoints.adapter")
+vae_keys = importlib.import_module("DirectAnimatorPack.directanimator_core.models.checkpoints.vae")
 sampling = importlib.import_module("DirectAnimatorPack.directanimator_core.sampling")
 sample_node = importlib.import_module("DirectAnimatorPack.nodes.sample")
 convert = importlib.import_module("DirectAnimatorPack.nodes._convert")
@@ -61,9 +54,7 @@ STEPS, SHIFT, SEED = 4, 5.0, 3  # 4 divides 1000: ComfyUI's "simple" schedule is
 
 
 def inputs() -> dict:
-    frames = torch.from_numpy(np.load(BASE_DIR / "native_frames.npy")).float() / 255  # (F, 64, 64, 3)
-    masks = torch.from_numpy(np.load(BASE_DIR / "native_masks.npy")).float() / 255  # (F, 64, 64)
-    reference = torch.from_numpy(np.load(BASE_DIR / "native_reference.npy")).float()[None] / 255  # (1, 64, 64, 3)
+    frames, masks, reference = read_inputs(BASE_DIR)  # (F, 64, 64, 3), (F, 64, 64), (1, 64, 64, 3)
     body = torch.zeros(1, 64, 64)
     body[:, 8:64, 16:48] = 1.0  # the astronaut's figure
     cues = NODES["DirectAnimatorCueTriplet"].execute(

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from harness import media
-from harness.comfyui import ComfyServer, PromptFailed
+from harness.comfyui import ComfyServer
 from harness.paths import REPO
 
 pytestmark = pytest.mark.comfy
@@ -162,21 +162,12 @@ def test_location_cue_node_aligns_to_the_reference(server: ComfyServer) -> None:
     assert len(saved(server, outputs, "da_locprev")) == 16
 
 
-def execution_error(server: ComfyServer, prompt: dict) -> dict:
-    """Run a prompt that must fail; returns ComfyUI's execution_error message (node, type, text)."""
-    prompt_id = server.queue(prompt)
-    with pytest.raises(PromptFailed):
-        server.wait(prompt_id)
-    messages = server.get(f"/history/{prompt_id}")[prompt_id]["status"]["messages"]
-    return next(body for kind, body in messages if kind == "execution_error")
-
-
 def test_no_person_fails_with_the_cue_message(server: ComfyServer) -> None:
     prompt = {**video(LAWN), **reference(),
               "cues": {"class_type": "DirectAnimatorCueTriplet",
                        "inputs": {"frames": ["frames", 0], "reference": ["ref", 0], **TRIPLET_SETTINGS}},
               **save("cues", 1, "da_lawn")}
-    error = execution_error(server, prompt)
+    error = server.execution_error(prompt)
     # NoPersonError: the CueError of a clip with nobody in it (cues/segment.py)
     assert error["node_type"] == "DirectAnimatorCueTriplet" and error["exception_type"].endswith(".NoPersonError")
     assert error["exception_message"].strip() == ("no person was found in any of the 4 driving frames; connect a person "
@@ -190,7 +181,7 @@ def test_mask_count_mismatch_fails_with_its_message(server: ComfyServer) -> None
                        "inputs": {"frames": ["frames", 0], "mask": ["m", 0], "cutoff": 0.05, "greyscale": False,
                                   "person_index": 0, "segmenter": "opencv (built-in)"}},
               **save("pose", 0, "da_badmask")}
-    error = execution_error(server, prompt)
+    error = server.execution_error(prompt)
     assert error["exception_message"].startswith("mask is 1 x 768x576 but the video is 16 x 768x576")
 
 

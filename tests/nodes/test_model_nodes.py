@@ -162,14 +162,6 @@ def test_placement_is_logged_in_one_line(server: ComfyServer) -> None:
 
 # -- errors a user can fix ------------------------------------------------------------------------------------------
 
-def execution_error(server: ComfyServer, prompt: dict) -> dict:
-    prompt_id = server.queue(prompt)
-    with pytest.raises(PromptFailed):
-        server.wait(prompt_id)
-    messages = server.get(f"/history/{prompt_id}")[prompt_id]["status"]["messages"]
-    return next(body for kind, body in messages if kind == "execution_error")
-
-
 def test_missing_model_file_is_refused_with_what_to_do(server: ComfyServer) -> None:
     with pytest.raises(PromptRejected) as refused:
         server.queue(graph(loader={"base_model": "wan2.1_i2v_720p_14B_bf16.safetensors"}))
@@ -178,7 +170,7 @@ def test_missing_model_file_is_refused_with_what_to_do(server: ComfyServer) -> N
 
 
 def test_wan_checkpoint_without_adapter_says_to_pick_one(server: ComfyServer) -> None:
-    error = execution_error(server, graph(loader={"adapter": "(merged in base)"}))
+    error = server.execution_error(graph(loader={"adapter": "(merged in base)"}))
     assert error["node_type"] == "DirectAnimatorModelLoader" and error["exception_type"].endswith("CheckpointError")
     assert error["exception_message"].strip() == (
         f"{BASE} is a plain Wan checkpoint with no DirectAnimator adapter in it: pick the adapter file "
@@ -190,7 +182,7 @@ def test_triplet_of_another_size_says_to_connect_the_reference(server: ComfyServ
     prompt["small"] = {"class_type": "ImageScale", "inputs": {"image": ["ref", 0], "upscale_method": "area",
                                                               "width": 256, "height": 256, "crop": "disabled"}}
     prompt["sampler"]["inputs"]["reference"] = ["small", 0]
-    error = execution_error(server, prompt)
+    error = server.execution_error(prompt)
     assert error["node_type"] == "DirectAnimatorSampler"
     assert error["exception_message"].strip() == (
         "the cue triplet is 512x512 but the reference is 256x256: connect the same reference image to the Cue "
@@ -199,7 +191,7 @@ def test_triplet_of_another_size_says_to_connect_the_reference(server: ComfyServ
 
 def test_the_samplers_largest_size_is_refused_by_admission_and_the_server_lives(server: ComfyServer) -> None:
     # width = height = 4096, the sampler's own maximum: once the OOM killer ended ComfyUI (issue 15)
-    error = execution_error(server, graph({"width": 4096, "height": 4096, "steps": 1, "seed": 10}))
+    error = server.execution_error(graph({"width": 4096, "height": 4096, "steps": 1, "seed": 10}))
     assert error["node_type"] == "DirectAnimatorSampler" and error["exception_type"].endswith("InputError")
     message = error["exception_message"].strip()
     assert message.startswith("a window of 5 frames at 4096x4096 needs about ") and "GiB of host memory" in message

@@ -10,11 +10,7 @@ of vtest.avi around a walker, the reference the astronaut.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
-import subprocess
-import sys
 
 import cv2
 import numpy as np
@@ -23,6 +19,7 @@ import pytest
 from directanimator_core.default_model import MODEL_FILE, VAE_FILE
 from harness import media
 from harness.comfyui import ComfyServer, comfyui_dir
+from harness.in_comfyui import prepare_base, run_script
 from harness.models import NATIVE_BASE, NATIVE_LORA, write_native_models
 from harness.paths import REPO
 from harness.prompts import api_prompt
@@ -32,37 +29,17 @@ LIMIT_S = 600
 TOLERANCE = 1e-4  # fp32 on both sides; the latents are of order 1
 
 
-def write_inputs(base) -> None:
-    crop = [f[160:360, 560:760] for f in media.vtest_frames(5)]
-    np.save(base / "native_frames.npy", np.stack([cv2.resize(f, (64, 64), interpolation=cv2.INTER_AREA) for f in crop]))
-    masks = np.zeros((5, 64, 64), np.uint8)
-    masks[:, 22:56, 24:44] = 255
-    np.save(base / "native_masks.npy", masks)
-    np.save(base / "native_reference.npy", cv2.resize(media.astronaut(), (64, 64), interpolation=cv2.INTER_AREA))
-
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory) -> dict:
     base = tmp_path_factory.mktemp("native")
-    write_native_models(base / "models")
-    for sub in ("input", "output", "temp", "user", "custom_nodes"):
-        (base / sub).mkdir(exist_ok=True)
-    write_inputs(base)
+    prepare_base(base)
     if MODEL_FILE.is_file() and VAE_FILE.is_file():  # the bundled default model, named as the demo workflow names it
         for folder in ("diffusion_models", "directanimator"):
             shutil.copyfile(MODEL_FILE, base / "models" / folder / "directanimator_default.safetensors")
         shutil.copyfile(VAE_FILE, base / "models" / "vae" / "directanimator_default_vae.safetensors")
     out = base / "report.json"
-    command = [sys.executable, str(REPO / "tests" / "harness" / "native_path.py"), str(comfyui_dir()), str(base), str(out)]
-    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
-    process = subprocess.Popen(command, cwd=base, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
-    try:
-        output, _ = process.communicate(timeout=LIMIT_S)
-    finally:
-        if process.poll() is None:
-            os.kill(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
-    assert process.returncode == 0, f"native_path.py ended with {process.returncode}:\n{output.decode()[-6000:]}"
+    run_script("native_path.py", [str(comfyui_dir()), str(base), str(out)], base, LIMIT_S)
     return json.loads(out.read_text())
 
 

@@ -21,7 +21,7 @@ from safetensors.torch import load_file, save_file
 from harness.comfyui import comfyui_dir
 from harness.paths import REPO
 
-from directanimator_core.models.checkpoint import load_backbone
+from directanimator_core.models.checkpoints.backbone import load_backbone
 from directanimator_core.models.config import BackboneConfig
 from directanimator_core.models.vae import normalize_latents
 from directanimator_core.models.wan_dit import build_backbone, init_weights

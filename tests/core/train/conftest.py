@@ -14,7 +14,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from directanimator_core.models.checkpoint import BACKBONE_METADATA
+from directanimator_core.models.checkpoints.backbone import BACKBONE_METADATA
 from directanimator_core.models.config import BackboneConfig
 from directanimator_core.models.vae import TINY_VAE, build_vae
 from directanimator_core.models.wan_dit import build_backbone, init_weights

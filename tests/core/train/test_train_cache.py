@@ -123,7 +123,7 @@ def test_an_entry_that_does_not_read_back_is_an_error(config_for, cache_copy, tm
         _flip(Path(filename))
 
     monkeypatch.setattr(cache_module, "save_file", bad_disk)
-    from directanimator_core.models.vae_checkpoint import load_wan_vae
+    from directanimator_core.models.checkpoints.vae import load_wan_vae
 
     with pytest.raises(InputError, match=r"cache entry .*ann.safetensors fails its check right after it was written "
                                          r"\(checksum mismatch \(damaged\)\): the disk holding .* fix that"):

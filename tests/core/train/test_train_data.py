@@ -88,7 +88,7 @@ def test_a_crash_mid_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path, 
 
 
 def _tiny_vae(config):
-    from directanimator_core.models.vae_checkpoint import load_wan_vae
+    from directanimator_core.models.checkpoints.vae import load_wan_vae
 
     return load_wan_vae(config.data.vae)[0]
 

@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from directanimator_core.errors import CheckpointError
-from directanimator_core.models.adapter_checkpoint import load_adapter, load_model
+from directanimator_core.models.checkpoints.adapter import load_adapter, load_model
 from directanimator_core.train import cache as cache_module
 from directanimator_core.train.checkpoint import latest_checkpoint, read_checkpoint, save_checkpoint
 from directanimator_core.train.distributed import Processes

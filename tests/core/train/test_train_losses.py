@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from directanimator_core.errors import InputError
-from directanimator_core.models.adapter_checkpoint import save_adapter
+from directanimator_core.models.checkpoints.adapter import save_adapter
 from directanimator_core.models.conditioning import CueLatents
 from directanimator_core.train.data import ClipDataset, SampleStream
 from directanimator_core.train.loop import clip_fingerprints

@@ -28,18 +28,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .animate import WAN_TIMESTEPS, ModelInputs, backbone_config, check_velocity, guidance_inputs, video_tensor
-from .cues.triplet import CueTriplet
-from .errors import InputError, Interrupted
-from .models.conditioning import Conditioning, CueLatents
-from .models.config import BackboneConfig
-from .models.cue_embed import pack_mask
-from .models.hooks import BlockHook
-from .models.vae import (
+from .single_pass import WAN_TIMESTEPS, ModelInputs, backbone_config, check_velocity, guidance_inputs, video_tensor
+from ..cues.triplet import CueTriplet
+from ..errors import InputError, Interrupted
+from ..models.conditioning import Conditioning, CueLatents
+from ..models.config import BackboneConfig
+from ..models.cue_embed import pack_mask
+from ..models.hooks import BlockHook
+from ..models.vae import (
     SPACE_STRIDE, TIME_STRIDE, denormalize_latents, latent_frames, normalize_latents, pixel_frames)
-from .offload import BlockSwap, run_with_recovery
-from .sampling import GuidanceConds, SamplerConfig, StepInfo, sample
-from .sampling.windows import WindowPlan, plan_windows, windowed_velocity
+from ..offload import BlockSwap, run_with_recovery
+from ..sampling import GuidanceConds, SamplerConfig, StepInfo, sample
+from ..sampling.windows import WindowPlan, plan_windows, windowed_velocity
 
 log = logging.getLogger(__name__)
 
@@ -307,7 +307,7 @@ def sample_windows(model: nn.Module, inputs: WindowInputs, config: SamplerConfig
         clip_fea: (1, 257, 1280) CLIP vision states of the reference (Wan 2.1 I2V image branch).
         init_latent: raw latents (1, 16, T, h, w) a denoise < 1 run starts from.
         device: where sampling runs (default: the model's device).
-        swap: the BlockSwap placing the model (animator.place); an out-of-memory model call re-plans and retries.
+        swap: the BlockSwap placing the model (loaded_model.place); an out-of-memory model call re-plans and retries.
         callback: called once per sampling step.
         should_stop: polled before every block; True raises Interrupted.
     """
@@ -354,7 +354,7 @@ def animate_latents(reference: torch.Tensor, triplet: CueTriplet, model: nn.Modu
         clip_fea: (1, 257, 1280) CLIP vision states of the reference (Wan 2.1 I2V image branch).
         init_latent: raw latents (1, 16, T, h, w) a denoise < 1 run starts from.
         device: where sampling runs (default: the model's device).
-        swap: the BlockSwap placing the model (animator.place); an out-of-memory model call re-plans and retries.
+        swap: the BlockSwap placing the model (loaded_model.place); an out-of-memory model call re-plans and retries.
         callback: called once per sampling step.
         should_stop: polled between VAE passes and before every block; True raises Interrupted.
     """

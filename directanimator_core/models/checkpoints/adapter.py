@@ -7,7 +7,7 @@ Metadata (all strings, as safetensors requires):
     directanimator.cues      CueFusionConfig JSON (cue channels, mask channels, fused blocks, Same2X depth)
     same2x_depth             block D whose hidden states Same2X aligned
 Tensor keys are the adapter's own names under ``cuefusion.`` (``cuefusion.blocks.7.gate``...), so one
-file may also hold a whole model: a Wan backbone in any layout checkpoint.py reads, plus the adapter
+file may also hold a whole model: a Wan backbone in any layout backbone.py reads, plus the adapter
 ("merged" file, written by save_merged with the same metadata).
 """
 
@@ -21,11 +21,11 @@ from typing import Optional, Sequence, Union
 import torch
 from safetensors.torch import save_file
 
-from ..errors import CheckpointError
-from .checkpoint import (
+from ...errors import CheckpointError
+from .backbone import (
     ADAPTER_PREFIX, BACKBONE_METADATA, LoadReport, check_state_dict, load_backbone, read_header, read_safetensors)
-from .config import BackboneConfig, CueFusionConfig
-from .cuefusion import CueFusion, CueFusionDiT
+from ..config import BackboneConfig, CueFusionConfig
+from ..cuefusion import CueFusion, CueFusionDiT
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +195,7 @@ def load_model(path: Union[str, Path], adapter_path: Optional[Union[str, Path]] 
     reproduces the base model exactly). Having none of the three is an error, not a silent base model.
 
     Args:
-        path: base (or merged) model file, any layout checkpoint.py reads.
+        path: base (or merged) model file, any layout backbone.py reads.
         adapter_path: a separate adapter file.
         new_adapter: config of a fresh adapter when no file holds one.
         compute_dtype: dtype of the backbone's matmuls.

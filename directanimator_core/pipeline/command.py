@@ -1,5 +1,5 @@
 """``python -m directanimator_core animate``: a reference image + a driving video (or a cue folder) + a model
--> an mp4, on the engine the sampler node runs (animate_windows: cue latents per window, the reference in
+-> an mp4, on the engine the sampler node runs (windowed.py: cue latents per window, the reference in
 every window, windows blended in latent space at every step).
 
     1. paths and option values (``check_args``), with nothing heavy imported yet: a bad one is refused in
@@ -26,9 +26,9 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from .cues.cli import check_file
-from .errors import InputError
-from .processes import sigterm_as_interrupt
+from ..cues.cli import check_file
+from ..errors import InputError
+from ..processes import sigterm_as_interrupt
 
 CUE_FILES = ("pose.mp4", "face.mp4", "location.mp4")
 MIN_STEPS, MAX_STEPS = 1, 1000
@@ -142,10 +142,10 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     import torch
 
-    from .animate import decode_frames
-    from .animate_windows import WindowConfig, encode_windows, sample_windows, usable_frames
-    from .animator import load_animator, place
-    from .cues.frames import read_image
+    from .single_pass import decode_frames
+    from .windowed import WindowConfig, encode_windows, sample_windows, usable_frames
+    from .loaded_model import load_animator, place
+    from ..cues.frames import read_image
 
     start = time.time()
     torch.set_num_threads(max(1, min(torch.get_num_threads(), 2)))
@@ -179,8 +179,8 @@ def _run(args: argparse.Namespace) -> int:
 
 def _model_files(args: argparse.Namespace):
     """(model path, VAE path, recipe or None): the bundled files and their recipe unless --model / --vae."""
-    from .default_model import MODEL_FILE, RECORD_FILE, VAE_FILE
-    from .default_model.recipe import DEFAULT, Recipe
+    from ..default_model import MODEL_FILE, RECORD_FILE, VAE_FILE
+    from ..default_model.recipe import DEFAULT, Recipe
 
     recipe = None
     if args.model is None:
@@ -196,7 +196,7 @@ def _model_files(args: argparse.Namespace):
 
 def _sampler_config(args: argparse.Namespace, recipe):
     """The sampler settings: the options, else the bundled model's recipe, else the library's defaults."""
-    from .sampling import SamplerConfig
+    from ..sampling import SamplerConfig
 
     base = recipe.sampler(args.steps, seed=args.seed) if recipe is not None else SamplerConfig(
         steps=args.steps, cfg_text=1.0, seed=args.seed)
@@ -206,17 +206,17 @@ def _sampler_config(args: argparse.Namespace, recipe):
 
 
 def _load_vae(path: Path):
-    from .models.vae_checkpoint import load_wan_vae
+    from ..models.checkpoints.vae import load_wan_vae
 
     return load_wan_vae(path)[0]
 
 
 def _cue_config(recipe):
-    from .cues.config import CueConfig
+    from ..cues.config import CueConfig
 
     if recipe is None:
         return CueConfig()
-    from .default_model.world import cue_config
+    from ..default_model.world import cue_config
 
     return cue_config(recipe)  # the cue settings the bundled model was trained on
 
@@ -225,11 +225,11 @@ def _triplet(args: argparse.Namespace, reference, recipe):
     """The cue triplet and the driving clip's frame rate: cut from --driving, or read from --cues."""
     if args.cues is not None:
         return read_cue_folder(Path(args.cues), args.max_frames)
-    from .cues import segment
-    from .cues.frames import VideoSource
-    from .cues.reference import find_reference
-    from .cues.triplet import build_triplet
-    from .errors import CueError
+    from ..cues import segment
+    from ..cues.frames import VideoSource
+    from ..cues.reference import find_reference
+    from ..cues.triplet import build_triplet
+    from ..errors import CueError
 
     source = VideoSource(args.driving, args.max_frames)
     masks = None
@@ -258,8 +258,8 @@ def read_cue_folder(folder: Path, max_frames: Optional[int] = None):
     and the clip's frame rate. Per-frame flags are read off the masks; the alignment is the report's."""
     import numpy as np
 
-    from .cues.align import Alignment
-    from .cues.triplet import CueTriplet
+    from ..cues.align import Alignment
+    from ..cues.triplet import CueTriplet
 
     videos = {name: _read_video(folder / name, max_frames) for name in CUE_FILES}
     (pose, fps), (face, _), (location, _) = (videos[name] for name in CUE_FILES)
@@ -371,7 +371,7 @@ def partial_name(out: Path, pid: int) -> Path:
 
 def remove_dead_partials(out: Path) -> list[Path]:
     """Remove the temporary files of runs that died writing ``out`` (SIGKILL, power loss); returns them."""
-    from .processes import alive
+    from ..processes import alive
 
     pattern = re.compile(rf"^\.{re.escape(out.name)}\.(\d+)\.partial\.mp4$")
     removed = []

@@ -19,14 +19,14 @@ from typing import Optional
 import torch
 from torch import nn
 
-from .errors import CheckpointError, InputError, NumericError
-from .models.adapter_checkpoint import load_model
-from .models.checkpoint import ADAPTER_PREFIX, check_backbone_files, describe_file, read_header
-from .models.cuefusion import CueFusionDiT
-from .offload import BlockSwap, MemoryPlan, OffloadConfig, estimate_activation_bytes, latent_tokens, offload_model
-from .offload import policy
-from .offload.lowbit import store_low_bit
-from .offload.plan import keep_fp32_names, measure_model, plan_for_model, plan_memory
+from ..errors import CheckpointError, InputError, NumericError
+from ..models.checkpoints.adapter import load_model
+from ..models.checkpoints.backbone import ADAPTER_PREFIX, check_backbone_files, describe_file, read_header
+from ..models.cuefusion import CueFusionDiT
+from ..offload import BlockSwap, MemoryPlan, OffloadConfig, estimate_activation_bytes, latent_tokens, offload_model
+from ..offload import policy
+from ..offload.lowbit import store_low_bit
+from ..offload.plan import keep_fp32_names, measure_model, plan_for_model, plan_memory
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ def load_animator(base: Path, adapter: Optional[Path] = None, weight_dtype: Opti
     """Load base + adapter (or a merged file) into host memory.
 
     Args:
-        base: Wan checkpoint in any layout models/checkpoint.py reads, or a merged model.
+        base: Wan checkpoint in any layout models/checkpoints/backbone.py reads, or a merged model.
         adapter: DirectAnimator adapter file; None when merged into ``base``.
         weight_dtype: bf16 / fp16 / an fp8 dtype, or None to keep the file's dtype.
         offload: budget and block-swap settings for runs.

@@ -23,15 +23,15 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from .cues.triplet import CueTriplet
-from .errors import InputError, NumericError
-from .models.conditioning import Conditioning, CueLatents
-from .models.config import BackboneConfig
-from .models.cue_embed import pack_uint8_mask
-from .models.vae import (
+from ..cues.triplet import CueTriplet
+from ..errors import InputError, NumericError
+from ..models.conditioning import Conditioning, CueLatents
+from ..models.config import BackboneConfig
+from ..models.cue_embed import pack_uint8_mask
+from ..models.vae import (
     SPACE_STRIDE, TIME_STRIDE, FrameReader, WanVAE, decode_tiled, denormalize_latents, latent_frames,
     normalize_latents)
-from .sampling import GuidanceConds, SamplerConfig, StepInfo, sample
+from ..sampling import GuidanceConds, SamplerConfig, StepInfo, sample
 
 log = logging.getLogger(__name__)
 

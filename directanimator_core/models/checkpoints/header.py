@@ -5,7 +5,7 @@ JSON header (one entry per tensor: dtype, shape, byte offsets; ``__metadata__`` 
 ``read_header`` refuses, in one line naming the file, what is not such a file or is damaged: empty or
 short files, pickles (zip or legacy torch.save: never unpickled), GGUF, a header length past the file,
 a header that is not JSON, entries whose bytes disagree with dtype and shape, truncated or overlapping
-tensors. Every loader of the pack (checkpoint.py, vae_checkpoint.py, adapter_checkpoint.py, the nodes'
+tensors. Every loader of the pack (backbone.py, vae.py, adapter.py, the nodes'
 pre-check) starts here.
 """
 
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Union
 
-from ..errors import CheckpointError
+from ...errors import CheckpointError
 
 ITEM_BYTES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
               "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}

@@ -19,7 +19,7 @@ fp8). ``float8_e4m3fn`` is the one format 0.3.75's ``QUANT_ALGOS`` defines (weig
 Per-row or per-block scales and every other quantized format (nvfp4, int8 blockwise...) are refused by
 name: their layout is not in ComfyUI's code this pack is tested against.
 
-Only safetensors files are read; nothing is ever unpickled. ``read_header`` (safetensors_header.py)
+Only safetensors files are read; nothing is ever unpickled. ``read_header`` (header.py)
 checks a file from its first bytes and its header alone (empty, truncated, a pickle or zip, a header too
 large, not JSON, offsets past the end or disagreeing with dtype and shape) and ``check_backbone_files``
 names what a wrong file
@@ -40,12 +40,12 @@ from typing import Iterable, Mapping, Optional, Sequence, Union
 import torch
 from safetensors import SafetensorError, safe_open
 
-from ..errors import CheckpointError
-from .config import BackboneConfig
-from .layers import CastLinear
-from .safetensors_header import (  # noqa: F401 - read_header re-exported for the other loaders
+from ...errors import CheckpointError
+from ..config import BackboneConfig
+from ..layers import CastLinear
+from .header import (  # noqa: F401 - read_header re-exported for the other loaders
     DOWNLOAD_AGAIN, FLOAT_DTYPES, SafetensorsHeader, _unreadable, one_line, read_header)
-from .wan_dit import WanDiT, build_backbone
+from ..wan_dit import WanDiT, build_backbone
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ FP8_FORMATS = {"float8_e4m3fn": torch.float8_e4m3fn, "float8_e5m2": torch.float8
 SCALE_SUFFIXES = (".scale_weight", ".weight_scale")
 UNREAD_SCALE_SUFFIXES = (".weight_scale_2", ".pre_quant_scale")  # double-scaled / smoothed formats (nvfp4...)
 
-# Wan VAE sentinels (vae_checkpoint.py reads them from here: one place for key names).
+# Wan VAE sentinels (checkpoints/vae.py reads them from here: one place for key names).
 VAE_WAN_SENTINEL = "decoder.middle.0.residual.0.gamma"
 VAE_DIFFUSERS_SENTINEL = "decoder.mid_block.resnets.0.norm1.gamma"
 VAE_WAN22_SENTINEL = "decoder.upsamples.0.upsamples.0.residual.2.weight"  # Wan 2.2's 48-channel VAE

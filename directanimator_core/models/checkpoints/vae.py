@@ -1,6 +1,6 @@
 """Wan 2.1 VAE checkpoint keys: detect the layout, rename diffusers keys to Wan's, read the config, load.
 
-Kept apart from ``models/checkpoint.py`` only while that module is being written; it should merge into
+Kept apart from ``backbone.py`` only while that module is being written; it should merge into
 it (the house rule is one place for checkpoint keys). Everything layout-specific is data at the top.
 
 Layouts:
@@ -13,7 +13,7 @@ its ``model.diffusion_model.`` DiT) is found by its sentinel under that prefix: 
 and loaded, the rest is reported as ignored.
 Only safetensors files are read (``checkpoint.read_header`` checks the file first, ``read_safetensors``
 reads it); nothing is ever unpickled. A file that is not a Wan 2.1 VAE is refused naming what it is
-(``checkpoint.describe_file``). The load report and the name/shape check are checkpoint.py's own.
+(``checkpoint.describe_file``). The load report and the name/shape check are backbone.py's own.
 """
 
 from __future__ import annotations
@@ -26,11 +26,11 @@ from typing import Callable, Iterable, Mapping, Optional, Union
 
 import torch
 
-from ..errors import CheckpointError
-from .checkpoint import (
+from ...errors import CheckpointError
+from .backbone import (
     FLOAT_DTYPES, VAE_DIFFUSERS_SENTINEL, VAE_WAN22_SENTINEL, VAE_WAN_SENTINEL, LoadReport, check_state_dict,
     describe_file, read_header, read_safetensors)
-from .vae import VAEConfig, WanVAE, build_vae
+from ..vae import VAEConfig, WanVAE, build_vae
 
 log = logging.getLogger(__name__)
 
