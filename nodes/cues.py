@@ -17,6 +17,7 @@ from comfy_api.latest import io, ui
 from ..directanimator_core.admission import admit_output
 from ..directanimator_core.cues.config import (ALIGN_MODES, AlignConfig, CueConfig, FaceConfig, LocationConfig,
                                                 PoseConfig, SegmentConfig)
+from ..directanimator_core.cues.replace import cut_out, grow_masks
 from ..directanimator_core.cues.triplet import CueTriplet, build_face_cue, build_triplet
 from . import _convert, _progress
 from .types import DACues
@@ -143,21 +144,34 @@ class DirectAnimatorPoseCue(io.ComfyNode):
                         "silhouette and limbs stay and clothing texture goes, on neutral grey. One person is "
                         "followed through the clip.",
             inputs=[frames_input(), mask_input(), cutoff_input(), greyscale_input(), person_index_input(),
-                    segmenter_input()],
+                    segmenter_input(),
+                    # optional and last, so workflows saved before it load and run as they did (0)
+                    io.Int.Input("grow", default=0, min=0, max=256, step=1, optional=True,
+                                 tooltip="Grow person_mask (and the hole cut in background) by this many pixels. "
+                                         "For core's WanAnimateToVideo character_mask: Wan's own preprocessing "
+                                         "grows its mask by about 9 px at 720p, so a character of another build "
+                                         "fits. 0 keeps the mask as cut (the pose cue is never grown).")],
             outputs=[image_output("pose", "The low-passed driver on neutral grey."),
-                     mask_output("person_mask", "The followed person's mask in each frame.")],
+                     mask_output("person_mask", "The followed person's mask in each frame (1 = the person), grown "
+                                 "by grow: fits WanAnimateToVideo's character_mask, whose 1 is where the new "
+                                 "character is drawn."),
+                     image_output("background", "The driving frames with the person (person_mask) blacked out: "
+                                  "WanAnimateToVideo's background_video, as Wan's preprocessing makes it.")],
         )
 
     @classmethod
-    def execute(cls, frames, cutoff, greyscale, person_index, segmenter, mask=None) -> io.NodeOutput:
+    def execute(cls, frames, cutoff, greyscale, person_index, segmenter, mask=None, grow=0) -> io.NodeOutput:
         config = CueConfig(
             segment=SegmentConfig(person_index=person_index, onnx_path=onnx_path(segmenter, BUILT_IN_SEGMENTER)),
             pose=PoseConfig(cutoff=cutoff, greyscale=greyscale),
             location=LocationConfig(softness=0.0, grid=0),  # the plain person mask, not the soft cue
         )
-        triplet = build_triplet(_convert.image_to_frames(frames), config, masks=_convert.mask_to_masks(mask),
+        driver = _convert.image_to_frames(frames)
+        triplet = build_triplet(driver, config, masks=_convert.mask_to_masks(mask),
                                 progress=progress_for(frames), should_stop=_progress.should_stop)
-        return io.NodeOutput(_convert.frames_to_image(triplet.pose), _convert.masks_to_mask(triplet.body_mask))
+        person = grow_masks(triplet.body_mask, grow)
+        return io.NodeOutput(_convert.frames_to_image(triplet.pose), _convert.masks_to_mask(person),
+                             _convert.frames_to_image(cut_out(driver, person)))
 
 
 class DirectAnimatorFaceCue(io.ComfyNode):
@@ -181,7 +195,9 @@ class DirectAnimatorFaceCue(io.ComfyNode):
                                        "steadier; 0 follows every detection."),
                 face_detector_input(),
             ],
-            outputs=[image_output("face", "The driver's face, centred and zoomed; black where none was found."),
+            outputs=[image_output("face", "The driver's face, centred and zoomed; black where none was found. At "
+                                  "512x512 it is core WanAnimateToVideo's face_video (its black frames are what "
+                                  "that node feeds the negative: no face)."),
                      mask_output("face_found", "1 for frames where a face was found, 0 elsewhere.")],
         )
 
