@@ -15,7 +15,7 @@ from comfy_api.latest import ComfyExtension, io
 MODEL_FOLDER = "directanimator"  # models/directanimator: adapters, merged models, optional detectors
 
 # Modules of this package that define NODES: list[type[io.ComfyNode]].
-NODE_MODULES: tuple[str, ...] = ("cues", "load", "sample", "decode", "native")
+NODE_MODULES: tuple[str, ...] = ("cues", "load", "sample", "decode", "native", "native_sampling")
 
 
 def register_model_folder() -> None:

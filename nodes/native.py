@@ -39,7 +39,7 @@ from ..directanimator_core.models.cuefusion_patch import CueFusionPatch, check_h
 from ..directanimator_core.models.vae import SPACE_STRIDE, denormalize_latents, latent_frames
 from . import _convert
 from .load import MODEL_FOLDER, adapter_files, missing_file_message, model_path
-from .sample import WAN21_LATENT_CHANNELS, comfy_encoder, vae_encode_bytes
+from .comfy_vae import WAN21_LATENT_CHANNELS, comfy_encoder, vae_encode_bytes
 from .types import DACues
 
 log = logging.getLogger(__name__)
@@ -100,18 +100,37 @@ class DirectAnimatorAdapterLoader(io.ComfyNode):
 # -- the patch on the MODEL -------------------------------------------------------------------------------------
 
 class CueState:
-    """What one Apply made: the core patch (adapter + cue latents) and the MODEL_PATCH holding the weights.
+    """What one Apply (or one native sampler run) made: the core patches (adapter + cue latents, one per window
+    of a long clip) and the MODEL_PATCH holding the weights.
 
+    A model call finds in its transformer_options which window it samples (``window_key``, default 0) and
+    whether its cues are off (``off_key``: the no-cue prediction of cue guidance, the base Wan model).
     Shared, never copied: ComfyUI deep-copies model_options on every clone of the MODEL, and a copy of this
     would copy the adapter's weights out of the model manager's sight.
     """
 
-    def __init__(self, patch: CueFusionPatch, model_patch: Any) -> None:
-        self.patch, self.model_patch = patch, model_patch
+    def __init__(self, patches: CueFusionPatch | tuple[CueFusionPatch, ...], model_patch: Any) -> None:
+        self.patches = patches if isinstance(patches, tuple) else (patches,)
+        self.model_patch = model_patch
         self.key = f"directanimator_cues_{uuid.uuid4().hex}"  # one run's hook in transformer_options
+        self.window_key, self.off_key = f"{self.key}/window", f"{self.key}/off"
+
+    @property
+    def patch(self) -> CueFusionPatch:
+        return self.patches[0]
 
     def __deepcopy__(self, memo: dict) -> "CueState":
         return self
+
+    def options(self, model_options: dict, window: int, cues: bool) -> dict:
+        """A shallow copy of ``model_options`` whose transformer_options name the window and the cue switch."""
+        transformer = dict(model_options.get("transformer_options", {}))
+        transformer[self.window_key], transformer[self.off_key] = window, not cues
+        return {**model_options, "transformer_options": transformer}
+
+    def to(self, device: torch.device) -> None:
+        for patch in self.patches:
+            patch.to(device)
 
 
 def transformer_options_of(args: tuple, kwargs: dict) -> dict:
@@ -137,10 +156,13 @@ class CueFusionWrapper:
     def __call__(self, executor, x: torch.Tensor, timestep: torch.Tensor, context: torch.Tensor, *args, **kwargs):
         wan = executor.class_obj
         options = transformer_options_of(args, kwargs)
+        if options.get(self.state.off_key):  # cue guidance's no-cue prediction: the base model
+            return executor(x, timestep, context, *args, **kwargs)
         # as WanModel.forward_orig computes it: (B, T_e, D)
         e = wan.time_embedding(wan_model.sinusoidal_embedding_1d(wan.freq_dim, timestep.flatten()).to(dtype=x.dtype))
-        options[self.state.key] = self.state.patch.begin(e.reshape(timestep.shape[0], -1, e.shape[-1]), x.shape,
-                                                         window_frames(options))
+        patch = self.state.patches[options.get(self.state.window_key, 0)]
+        options[self.state.key] = patch.begin(e.reshape(timestep.shape[0], -1, e.shape[-1]), x.shape,
+                                              window_frames(options))
         try:
             return executor(x, timestep, context, *args, **kwargs)
         finally:
@@ -167,15 +189,18 @@ class CueFusionBlockPatch:
         return self
 
     def __call__(self, args: dict, extra: dict) -> dict:
-        hook = args["transformer_options"].get(self.state.key)
-        args = dict(args, img=self.state.patch.fuse(hook, self.index, args["img"]))
+        options = args["transformer_options"]
+        if not options.get(self.state.off_key):
+            hook = options.get(self.state.key)
+            patch = self.state.patches[options.get(self.state.window_key, 0)]
+            args = dict(args, img=patch.fuse(hook, self.index, args["img"]))
         if self.previous is not None:
             return self.previous(args, extra)
         return extra["original_block"](args)
 
     def to(self, device_or_dtype) -> "CueFusionBlockPatch":
         if isinstance(device_or_dtype, torch.device):
-            self.state.patch.to(device_or_dtype)
+            self.state.to(device_or_dtype)
         if self.previous is not None and hasattr(self.previous, "to"):
             self.previous = self.previous.to(device_or_dtype)
         return self
@@ -199,8 +224,23 @@ def wan_of(model) -> Any:
     return diffusion
 
 
+def applied_state(model: Any) -> Optional[CueState]:
+    """The CueState DirectAnimator Apply put on ``model`` (its DIFFUSION_MODEL wrapper), or None."""
+    wrappers = getattr(model, "wrappers", {})  # ModelPatcher.add_wrapper_with_key keeps them on the patcher
+    for by_key in wrappers.values():
+        for key, functions in by_key.items():
+            found = [f for f in functions if isinstance(f, CueFusionWrapper)]
+            if found:
+                return found[-1].state
+    return None
+
+
 def patched_model(model, state: CueState) -> Any:
-    """A clone of ``model`` with the wrapper and one block patch per fused block."""
+    """A clone of ``model`` with the wrapper and one block patch per fused block (InputError when DirectAnimator is
+    on it already: the cues would be fused twice)."""
+    if applied_state(model) is not None:
+        raise InputError("this MODEL already has DirectAnimator on it (DirectAnimator Apply's output): connect the "
+                         "MODEL that went into Apply instead")
     model = model.clone()
     model.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, state.key, CueFusionWrapper(state))
     earlier = model.model_options["transformer_options"].get("patches_replace", {}).get("dit", {})
@@ -280,7 +320,7 @@ class DirectAnimatorApply(io.ComfyNode):
         state = CueState(CueFusionPatch(adapter, window_cues(encode, cues, slice(0, frames), size)), model_patch)
         grid = (latent_frames(frames), size[0] // SPACE_STRIDE, size[1] // SPACE_STRIDE)
         state.patch.check_latent(torch.Size((1, diffusion.patch_embedding.weight.shape[1], *grid)))
-        values = image_values(encode, resized(picture, size), frames, clip_vision_output)
+        values = conditioning_values(reference_condition(encode, resized(picture, size), frames), clip_vision_output)
         latent = torch.zeros(1, diffusion.out_dim, *grid, device=comfy.model_management.intermediate_device())
         log.info("DirectAnimator on %s: %d frames at %dx%d, cues fused into %d blocks", type(diffusion).__name__,
                  frames, size[1], size[0], len(state.patch.blocks))
@@ -320,9 +360,9 @@ def admit_encoding(vae, frames: int, size: tuple[int, int]) -> None:
     admit(sampler_need(frames, *size, vae_bytes, 0, False), f"{frames} frames at {size[1]}x{size[0]}")
 
 
-def image_values(encode, reference: torch.Tensor, frames: int, clip_vision_output: Optional[Any]) -> dict:
-    """The conditioning values WanImageToVideo sets, from our own image condition (pipeline.windowed)."""
-    image = reference_condition(encode, reference, frames)  # (1, 4 + 16, T, h, w): "given" mask, normalised latent
+def conditioning_values(image: torch.Tensor, clip_vision_output: Optional[Any]) -> dict:
+    """The conditioning values WanImageToVideo sets, from our own image condition (pipeline.windowed's
+    reference_condition: (1, 4 + 16, T, h, w), the "given" mask and the normalised reference latent)."""
     values = {"concat_latent_image": denormalize_latents(image[:, 4:]),  # ComfyUI normalises it again
               "concat_mask": 1.0 - image[:, :1]}  # 0 where a frame is given, as WanImageToVideo writes it
     if clip_vision_output is not None:

@@ -8,7 +8,7 @@ VAE Decode (or DirectAnimator Decode) turns it into frames. Long clips run in bl
 from __future__ import annotations
 
 import logging
-from typing import Callable, Optional
+from typing import Optional
 
 import comfy.latent_formats
 import comfy.model_management
@@ -16,32 +16,21 @@ import torch
 from comfy_api.latest import io
 
 from ..directanimator_core.pipeline import loaded_model as core
-from ..directanimator_core.admission import WAN_VAE_ENCODE_BYTES_PER_PIXEL, admit, sampler_need
+from ..directanimator_core.admission import admit, sampler_need
 from ..directanimator_core.pipeline.windowed import (
     WindowConfig, check_run, encode_windows, output_size, sample_windows, usable_frames)
 from ..directanimator_core.errors import InputError
 from ..directanimator_core.sampling import RENAMED_SOLVERS, SCHEDULERS, SOLVERS, SamplerConfig
 from . import _convert, _progress
+from . import native_sampling
+from .comfy_vae import comfy_encoder, vae_encode_bytes
+from .native import ModelPatch
 from .types import DACues, DAModel
 
 log = logging.getLogger(__name__)
 
 CATEGORY = "DirectAnimator/sampling"
-WAN21_LATENT_CHANNELS = 16
 EVERYTHING = 2**62  # a budget nothing exceeds: "plan it fully resident"
-
-
-def comfy_encoder(vae) -> Callable[[torch.Tensor], torch.Tensor]:
-    """ComfyUI's VAE as the core's encoder: (1, 3, F, H, W) [-1, 1] -> raw latents (1, 16, T, H/8, W/8)."""
-    if getattr(vae, "latent_channels", None) != WAN21_LATENT_CHANNELS or getattr(vae, "latent_dim", None) != 3:
-        raise InputError(f"the VAE has {getattr(vae, 'latent_channels', '?')} latent channels; DirectAnimator needs "
-                         "the Wan 2.1 VAE: load wan_2.1_vae.safetensors with Load VAE")
-
-    def encode(video: torch.Tensor) -> torch.Tensor:
-        pixels = ((video[0].permute(1, 2, 3, 0) + 1.0) / 2.0).clamp(0.0, 1.0)  # (F, H, W, 3) in 0..1
-        return vae.encode(pixels)
-
-    return encode
 
 
 def sampling_budget(animator: core.Animator, frames: int, height: int, width: int) -> Optional[int]:
@@ -62,15 +51,6 @@ def placed(animator: core.Animator, frames: int, height: int, width: int):
     plan = core.placement(animator, frames, height, width, budget)
     log.info("%s", core.placement_line(animator, plan, frames, height, width))
     return core.place(animator, frames, height, width, budget)
-
-
-def vae_encode_bytes(vae, frames: int, height: int, width: int) -> int:
-    """The VAE encoder's working memory for one window: ComfyUI's own figure for this VAE when it has one."""
-    estimate = getattr(vae, "memory_used_encode", None)
-    dtype = getattr(vae, "vae_dtype", torch.float32)
-    if callable(estimate):
-        return int(estimate((1, 3, frames, height, width), dtype))
-    return WAN_VAE_ENCODE_BYTES_PER_PIXEL * height * width * torch.empty((), dtype=dtype).element_size()
 
 
 def admit_run(model: DAModel, vae, window: int, size: tuple[int, int]) -> None:
@@ -105,7 +85,9 @@ class DirectAnimatorSampler(io.ComfyNode):
                         "videos with the Wan VAE, samples the flow, and outputs a Wan LATENT for VAE Decode. "
                         "Clips longer than one window run in overlapping windows blended in latent space.",
             inputs=[
-                DAModel.Input("model", tooltip="From DirectAnimator Model Loader."),
+                io.MultiType.Input(DAModel.Input("model", tooltip="DirectAnimator Model Loader's model, or a Wan "
+                                                 "image-to-video MODEL from Load Diffusion Model (LoRAs allowed) "
+                                                 "with the adapter on model_patch."), types=[io.Model]),
                 io.Vae.Input("vae", tooltip="The Wan 2.1 VAE (wan_2.1_vae.safetensors) from Load VAE."),
                 io.Image.Input("reference", tooltip="The picture of the person to animate (the first frame)."),
                 DACues.Input("cues", tooltip="From DirectAnimator Cue Triplet, built for this reference."),
@@ -137,6 +119,8 @@ class DirectAnimatorSampler(io.ComfyNode):
                 # last and optional, so workflows and API prompts saved before it still line up and run
                 io.Combo.Input("scheduler", options=list(SCHEDULERS), default="linear_shifted", optional=True,
                                tooltip=SCHEDULER_TOOLTIP),
+                ModelPatch.Input("model_patch", optional=True, tooltip="DirectAnimator Adapter Loader's adapter, when "
+                                 "model is a core Wan MODEL (ComfyUI's model manager then loads both)."),
             ],
             outputs=[io.Latent.Output("latent", display_name="latent",
                                       tooltip="The animation as a Wan latent: connect VAE Decode or "
@@ -153,20 +137,29 @@ class DirectAnimatorSampler(io.ComfyNode):
     @classmethod
     def execute(cls, model, vae, reference, cues, width, height, steps, cfg, cue_cfg, shift, solver, seed, denoise,
                 window_frames, window_overlap, scheduler="linear_shifted", positive=None, negative=None,
-                clip_vision_output=None, init_latent=None) -> io.NodeOutput:
+                clip_vision_output=None, init_latent=None, model_patch=None) -> io.NodeOutput:
         # convert and check everything before any encoding
         config = SamplerConfig(steps=steps, cfg_text=cfg, cfg_cues=cue_cfg, shift=shift, solver=solver, seed=seed,
                                denoise=denoise, scheduler=scheduler)
         windows = WindowConfig(frames=window_frames, overlap=window_overlap)
-        encode = comfy_encoder(vae)
-        text, negative_text = _convert.conditioning_tensor(positive), _convert.conditioning_tensor(negative, "negative")
-        clip_fea = _convert.clip_vision_tensor(clip_vision_output)
         init = _convert.latent_samples(init_latent)
         picture = _convert.reference_tensor(reference)
         if bool(width) != bool(height):
             raise InputError(f"width={width} and height={height}: set both (multiples of 16) or leave both at 0 "
                              "for the reference's size")
-        size = output_size(picture, cues, (height, width) if width and height else None, model.config)
+        requested = (height, width) if width and height else None
+        if not isinstance(model, core.Animator):  # a core Wan MODEL: ComfyUI's own sampling (native_sampling.py)
+            latents = native_sampling.sample_on_core_model(
+                model, model_patch, vae, picture, cues, requested, config, windows, positive, negative,
+                clip_vision_output, init, min(windows.frames, usable_frames(cues.num_frames)))
+            return io.NodeOutput({"samples": latents})
+        if model_patch is not None:
+            raise InputError("model_patch is for a core Wan MODEL; DirectAnimator Model Loader's model already holds "
+                             "its adapter: disconnect model_patch")
+        encode = comfy_encoder(vae)
+        text, negative_text = _convert.conditioning_tensor(positive), _convert.conditioning_tensor(negative, "negative")
+        clip_fea = _convert.clip_vision_tensor(clip_vision_output)
+        size = output_size(picture, cues, requested, model.config)
         check_run(model.config, config, text, negative_text, clip_fea, init, cues.num_frames, size)
         admit_run(model, vae, min(windows.frames, usable_frames(cues.num_frames)), size)
         # the VAE runs first, so it never shares the device with the DiT

@@ -47,6 +47,7 @@ CAPS = {("DirectAnimatorSampler", "steps"): 3}
 # Values that let a node run where its default does not (cfg 5 needs a negative prompt the fuzz has none of).
 VALID = {("DirectAnimatorSampler", "cfg"): 1.0, ("DirectAnimatorSampler", "steps"): 2,
          ("DirectAnimatorCueTriplet", "preview_height"): 64}
+APPLIED_INPUTS = {"DirectAnimatorGuider": ("model", "positive", "negative")}  # valid: DirectAnimator Apply's outputs
 WILD_INPUTS = 3  # at most this many inputs of one example are drawn at random; the rest are valid
 
 
@@ -101,16 +102,19 @@ def shared_objects() -> dict:
     triplet = NODES["DirectAnimatorCueTriplet"].execute(
         frames, reference, 0.04, False, 8.0, 16, 1.3, 0, "opencv (built-in)",
         "opencv haar (built-in)", 64, mask=masks, reference_mask=body).args[0]
-    media = {"frames": torch.from_numpy(frames).float() / 255, "mask": masks, "reference": reference,
+    media = {"frames": frames, "mask": masks, "reference": reference,
              "reference_mask": body, "samples": {"samples": torch.randn(1, 16, 2, 8, 8)}}
+    applied = NODES["DirectAnimatorApply"].execute(wan, patch, vae, reference, triplet, 0, 0, 0).args
     return {"vae": vae, "model": model, "cues": triplet, "reference": reference, "media": media, "wan": wan,
-            "patch": patch}
+            "patch": patch, "applied": applied[0], "applied_positive": applied[1], "applied_negative": applied[2]}
 
 
 def valid_value(node: str, item, objects: dict):
     """A value of one input that lets the node run: its default, or the real footage for media inputs."""
     if (node, item.id) in VALID:
         return VALID[(node, item.id)]
+    if item.id in APPLIED_INPUTS.get(node, ()):
+        return objects["applied" if item.id == "model" else f"applied_{item.id}"]
     if item.id in objects["media"]:
         return objects["media"][item.id]
     if item.optional and item.get_io_type() not in ("INT", "FLOAT", "BOOLEAN", "COMBO"):
@@ -119,8 +123,9 @@ def valid_value(node: str, item, objects: dict):
         return item.default if item.default is not None else list(item.options)[0]
     objects_by_type = {"VAE": objects["vae"], "DA_MODEL": objects["model"], "DA_CUES": objects["cues"],
                        "MODEL": objects["wan"], "MODEL_PATCH": objects["patch"]}
-    if item.get_io_type() in objects_by_type:
-        return objects_by_type[item.get_io_type()]
+    kind = item.get_io_type().split(",")[0]  # a MultiType input ("DA_MODEL,MODEL"): its first type
+    if kind in objects_by_type:
+        return objects_by_type[kind]
     return item.default if item.default is not None else item.min
 
 
@@ -142,9 +147,11 @@ def strategy_for(node: str, item, objects: dict) -> st.SearchStrategy:
     fixed = {"IMAGE": st.one_of(IMAGES, st.just(objects["reference"])), "MASK": MASKS, "LATENT": LATENTS,
              "CONDITIONING": CONDITIONING, "CLIP_VISION_OUTPUT": VISION, "VAE": st.just(objects["vae"]),
              "DA_MODEL": st.just(objects["model"]), "DA_CUES": st.just(objects["cues"]),
-             "MODEL": st.just(objects["wan"]), "MODEL_PATCH": st.just(objects["patch"])}
+             "MODEL": st.sampled_from([objects["wan"], objects["applied"]]), "MODEL_PATCH": st.just(objects["patch"])}
     if kind in fixed:
         return fixed[kind]
+    if "," in kind and all(part in fixed for part in kind.split(",")):  # a MultiType input: any of its types
+        return st.one_of(*(fixed[part] for part in kind.split(",")))
     raise AssertionError(f"{node}.{item.id}: no strategy for input type {kind}")
 
 

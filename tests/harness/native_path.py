@@ -29,6 +29,7 @@ comfy.options.enable_args_parsing()
 import comfy.model_management as mm  # noqa: E402
 import comfy.model_patcher  # noqa: E402
 import comfy.patcher_extension  # noqa: E402
+import comfy.utils  # noqa: E402
 import nodes as core_nodes  # noqa: E402
 import torch  # noqa: E402
 from comfy_extras import nodes_custom_sampler as custom  # noqa: E402
@@ -46,7 +47,7 @@ windows = importlib.import_module("DirectAnimatorPack.directanimator_core.pipeli
 checkpoints = importlib.import_module("DirectAnimatorPack.directanimator_core.models.checkpoints.adapter")
 vae_keys = importlib.import_module("DirectAnimatorPack.directanimator_core.models.checkpoints.vae")
 sampling = importlib.import_module("DirectAnimatorPack.directanimator_core.sampling")
-sample_node = importlib.import_module("DirectAnimatorPack.nodes.sample")
+comfy_vae = importlib.import_module("DirectAnimatorPack.nodes.comfy_vae")
 convert = importlib.import_module("DirectAnimatorPack.nodes._convert")
 
 BUNDLED, BUNDLED_VAE = "directanimator_default.safetensors", "directanimator_default_vae.safetensors"  # as the demo names them
@@ -88,9 +89,10 @@ class LoadedModelsProbe:
 def native(data: dict, base: str = NATIVE_BASE, lora: bool = False, cfg: float = 1.0, weight_dtype: str = "default",
            probe: LoadedModelsProbe | None = None, text: bool = False, patched: bool = True,
            advanced: bool = False, adapter: str = NATIVE_ADAPTER, vae_name: str = VAE,
-           vision: bool = False) -> torch.Tensor:
+           vision: bool = False, cue_cfg: float | None = None) -> torch.Tensor:
     """Load Diffusion Model -> (LoRA) -> ModelSamplingSD3 -> DirectAnimator Apply -> KSampler: raw latents
-    (``patched=False`` samples the MODEL that went into Apply, with Apply's conditioning: no cues)."""
+    (``patched=False`` samples the MODEL that went into Apply, with Apply's conditioning: no cues; ``cue_cfg``:
+    SamplerCustomAdvanced with DirectAnimator Guider)."""
     model = core_nodes.UNETLoader().load_unet(base, weight_dtype)[0]
     if lora:
         model = core_nodes.LoraLoaderModelOnly().load_lora_model_only(model, NATIVE_LORA, 1.0)[0]
@@ -109,7 +111,8 @@ def native(data: dict, base: str = NATIVE_BASE, lora: bool = False, cfg: float =
         model.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, "probe", probe)
     if advanced:  # SamplerCustomAdvanced: RandomNoise, CFGGuider, KSamplerSelect, BasicScheduler
         sigmas = custom.BasicScheduler.execute(model, "simple", STEPS, 1.0).args[0]
-        guider = custom.CFGGuider.execute(model, positive, negative, cfg).args[0]
+        guider = custom.CFGGuider.execute(model, positive, negative, cfg).args[0] if cue_cfg is None else \
+            NODES["DirectAnimatorGuider"].execute(model, positive, negative, cfg, cue_cfg).args[0]
         out = custom.SamplerCustomAdvanced.execute(custom.RandomNoise.execute(SEED).args[0], guider,
                                                    custom.KSamplerSelect.execute("euler").args[0], sigmas, latent).args[0]
     else:
@@ -118,14 +121,15 @@ def native(data: dict, base: str = NATIVE_BASE, lora: bool = False, cfg: float =
 
 
 def engine(data: dict, cfg: float = 1.0, own_vae: bool = False, base: str = NATIVE_BASE,
-           adapter: str | None = NATIVE_ADAPTER, vae_name: str = VAE, vision: bool = False) -> torch.Tensor:
+           adapter: str | None = NATIVE_ADAPTER, vae_name: str = VAE, vision: bool = False,
+           cue_cfg: float = 1.0) -> torch.Tensor:
     """Our own path on the same files: animate_latents with ComfyUI's VAE, or animate() with ours
     (``adapter=None``: the adapter in the base file, a merged model)."""
     models = BASE_DIR / "models"
     model = checkpoints.load_model(models / "diffusion_models" / base,
                                    None if adapter is None else models / "directanimator" / adapter,
                                    compute_dtype=torch.float32)
-    config = sampling.SamplerConfig(steps=STEPS, shift=SHIFT, solver="euler", seed=SEED, cfg_text=cfg, cfg_cues=1.0)
+    config = sampling.SamplerConfig(steps=STEPS, shift=SHIFT, solver="euler", seed=SEED, cfg_text=cfg, cfg_cues=cue_cfg)
     reference = convert.reference_tensor(data["reference"])
     text = convert.conditioning_tensor(data["text"]) if cfg != 1.0 else None
     negative = convert.conditioning_tensor(data["negative"]) if cfg != 1.0 else None
@@ -134,9 +138,73 @@ def engine(data: dict, cfg: float = 1.0, own_vae: bool = False, base: str = NATI
         vae = vae_keys.load_wan_vae(models / "vae" / vae_name)[0]
         return animate.animate(reference, data["cues"], model, vae, config, text=text, negative_text=negative,
                                clip_fea=clip_fea, decode=False).latents.float()
-    encode = sample_node.comfy_encoder(core_nodes.VAELoader().load_vae(vae_name)[0])
+    encode = comfy_vae.comfy_encoder(core_nodes.VAELoader().load_vae(vae_name)[0])
     return windows.animate_latents(reference, data["cues"], model, encode, config, text=text,
                                    negative_text=negative, clip_fea=clip_fea).float()
+
+
+def long_cues(data: dict) -> object:
+    """The cue triplet of a 13-frame clip (the 5 frames there and back again): two 9-frame windows."""
+    frames, masks, reference = read_inputs(BASE_DIR)
+    there_and_back = lambda t: torch.cat([t, t.flip(0)[1:], t[1:]])[:13]  # noqa: E731
+    body = torch.zeros(1, 64, 64)
+    body[:, 8:64, 16:48] = 1.0
+    return NODES["DirectAnimatorCueTriplet"].execute(
+        there_and_back(frames), reference, 0.04, False, 8.0, 16, 1.3, 0, "opencv (built-in)", "opencv haar (built-in)",
+        64, mask=there_and_back(masks), reference_mask=body).args[0]
+
+
+def our_sampler(data: dict, model, model_patch=None, cues=None, cfg: float = 1.0, cue_cfg: float = 1.0,
+                solver: str = "euler", scheduler: str = "linear_shifted", steps: int = STEPS) -> torch.Tensor:
+    """DirectAnimator Sampler on ``model`` (a DA_MODEL, or a core MODEL with ``model_patch``): raw latents."""
+    vae = core_nodes.VAELoader().load_vae(VAE)[0]
+    text = {"positive": data["text"], "negative": data["negative"]} if cfg != 1.0 else {}
+    out = NODES["DirectAnimatorSampler"].execute(
+        model, vae, data["reference"], cues or data["cues"], 0, 0, steps, cfg, cue_cfg, SHIFT, solver, SEED, 1.0, 9, 4,
+        scheduler, model_patch=model_patch, **text).args[0]
+    return out["samples"].float().cpu()
+
+
+class ProgressProbe:
+    """ComfyUI's progress-bar hook: the (value, total, has preview) of every update."""
+
+    def __init__(self) -> None:
+        self.updates: list[list] = []
+
+    def __call__(self, value, total, preview, node_id=None) -> None:
+        self.updates.append([int(value), int(total), preview is not None])
+
+
+def one_sampler(data: dict) -> dict:
+    """The sampler node on both worlds: our DA_MODEL and core's MODEL + the adapter, same files, seed, settings."""
+    da_model = NODES["DirectAnimatorModelLoader"].execute(NATIVE_BASE, NATIVE_ADAPTER, "auto", "auto", 0.0, 1,
+                                                          "sdpa").args[0]
+    patch = NODES["DirectAnimatorAdapterLoader"].execute(NATIVE_ADAPTER).args[0]
+    wan = core_nodes.UNETLoader().load_unet(NATIVE_BASE, "default")[0]
+    out = {}
+    probe, progress = LoadedModelsProbe(), ProgressProbe()
+    probed = wan.clone()
+    probed.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, "probe", probe)
+    comfy.utils.set_progress_bar_global_hook(progress)
+    native_euler = our_sampler(data, probed, patch)
+    comfy.utils.set_progress_bar_global_hook(None)
+    out["euler"] = diff(native_euler, our_sampler(data, da_model))
+    out["euler_loaded_while_sampling"] = probe.seen
+    out["euler_progress"] = progress.updates
+    out["euler_vs_ksampler"] = diff(our_sampler(data, wan, patch, scheduler="simple"), native(data))
+    guided = dict(cfg=3.0, cue_cfg=2.5, solver="unipc_wan")
+    out["guided"] = diff(our_sampler(data, wan, patch, **guided), our_sampler(data, da_model, **guided))
+    out["guided_vs_unguided"] = diff(our_sampler(data, wan, patch, **guided), native_euler)
+    cues = long_cues(data)
+    for solver in ("uni_pc", "dpmpp_2m_flow"):
+        windows = dict(cues=cues, cue_cfg=2.0, solver=solver)
+        out[f"windows_{solver}"] = diff(our_sampler(data, wan, patch, **windows), our_sampler(data, da_model, **windows))
+    out["missing_patch"] = refusal(our_sampler, data, wan)
+    out["patch_on_da_model"] = refusal(our_sampler, data, da_model, patch)
+    mm.interrupt_current_processing(True)
+    out["interrupted"] = refusal(our_sampler, data, wan, patch)
+    mm.interrupt_current_processing(False)
+    return out
 
 
 def refusal(function, *args, **kwargs) -> str:
@@ -201,6 +269,11 @@ def main() -> None:
     report["cfg3_text"] = diff(native(data, cfg=3.0, text=True), ours_cfg3)
     report["advanced_cfg3_text"] = diff(native(data, cfg=3.0, text=True, advanced=True), ours_cfg3)
     report["cfg3_vs_cfg1"] = diff(native(data, cfg=3.0, text=True), ours)
+    report["guider_node_cue_cfg"] = diff(native(data, cfg=3.0, text=True, advanced=True, cue_cfg=2.5),
+                                         engine(data, cfg=3.0, cue_cfg=2.5))
+    report["guider_node_unpatched"] = refusal(NODES["DirectAnimatorGuider"].execute,
+                                              core_nodes.UNETLoader().load_unet(NATIVE_BASE, "default")[0],
+                                              data["text"], data["negative"], 3.0, 2.5)
     with_lora = native(data, lora=True)
     report["lora_vs_merged"] = diff(with_lora, native(data, base=NATIVE_MERGED))
     report["lora_vs_base"] = diff(with_lora, ours)
@@ -210,6 +283,7 @@ def main() -> None:
     report["clip_branch_missing"] = refusal(native, data, base=NATIVE_CLIP_BASE)
     report["t2v"] = {"native": refusal(native, data, base=NATIVE_T2V),
                      "engine": refusal(engine, data, base=NATIVE_T2V)}
+    report["one_sampler"] = one_sampler(data)
     report["bundled"] = bundled(data)
     report["low_vram_load"] = low_vram_load()
     REPORT.write_text(json.dumps(report, indent=1))

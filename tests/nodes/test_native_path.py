@@ -105,6 +105,48 @@ BUNDLED = pytest.mark.skipif(not (MODEL_FILE.is_file() and VAE_FILE.is_file()),
 
 
 @BUNDLED
+# -- one sampler for both worlds: DirectAnimator Sampler on the core MODEL + the adapter ---------------------------
+
+def test_our_sampler_on_a_core_model_gives_the_latent_it_gives_on_our_model(report: dict) -> None:
+    one = report["one_sampler"]
+    assert one["euler"]["shape_a"] == one["euler"]["shape_b"] == [1, 16, 2, 8, 8]
+    assert one["euler"]["scale"] > 0.5 and one["euler"]["max_abs"] < TOLERANCE, one
+    # on the schedule where the names coincide it is core's KSampler's latent, to the bit here
+    assert one["euler_vs_ksampler"]["max_abs"] < TOLERANCE, one
+
+
+def test_cue_and_text_guidance_on_the_core_model_match_our_engine(report: dict) -> None:
+    one = report["one_sampler"]
+    assert one["guided"]["max_abs"] < TOLERANCE, one  # cfg 3 with a negative prompt, cue_cfg 2.5, unipc_wan
+    assert one["guided_vs_unguided"]["max_abs"] > 100 * TOLERANCE, one  # the guidance did act
+
+
+def test_the_guider_node_gives_samplercustomadvanced_cue_guidance(report: dict) -> None:
+    # Apply -> DirectAnimator Guider (cfg 3, cue_cfg 2.5) -> SamplerCustomAdvanced == our engine's guidance
+    assert report["guider_node_cue_cfg"]["max_abs"] < TOLERANCE, report
+    assert report["guider_node_unpatched"].startswith("InputError: this MODEL has no DirectAnimator on it"), report
+
+
+def test_long_clips_in_blended_windows_on_the_core_model_match_our_engine(report: dict) -> None:
+    one = report["one_sampler"]
+    for solver in ("uni_pc", "dpmpp_2m_flow"):  # ComfyUI's own uni_pc on the core MODEL; ours as a KSAMPLER
+        result = one[f"windows_{solver}"]
+        assert result["shape_a"] == result["shape_b"] == [1, 16, 4, 8, 8], one  # 13 frames, two 9-frame windows
+        assert result["max_abs"] < TOLERANCE, one
+
+
+def test_our_sampler_on_a_core_model_runs_on_comfyuis_machinery(report: dict) -> None:
+    one = report["one_sampler"]
+    # the model manager holds the adapter with the Wan model at every call; ComfyUI's progress bar counts the steps
+    seen = one["euler_loaded_while_sampling"]
+    assert len(seen) == 4 and all("CueFusion" in names and "WAN21" in names for names in seen), seen
+    assert [u[:2] for u in one["euler_progress"]] == [[1, 4], [2, 4], [3, 4], [4, 4]], one
+    # ComfyUI's interrupt stops it with ComfyUI's own exception (the executor reports it as interrupted, not failed)
+    assert one["interrupted"].startswith("InterruptProcessingException"), one
+    assert one["missing_patch"].startswith("InputError: a core Wan MODEL needs the DirectAnimator adapter"), one
+    assert one["patch_on_da_model"].startswith("InputError: model_patch is for a core Wan MODEL"), one
+
+
 def test_the_bundled_models_adapter_part_loads_as_a_model_patch(report: dict) -> None:
     assert report["bundled"]["adapter_blocks"] == 4, report["bundled"]
 
@@ -164,6 +206,21 @@ def test_native_workflow_with_its_lora_enabled_runs(server: ComfyServer) -> None
     prompt = native_prompt(server, lora=True)
     lora = next(n for n in prompt.values() if n["class_type"] == "LoraLoaderModelOnly")
     assert lora["inputs"]["lora_name"] == NATIVE_LORA
+    frames = saved_video(server, prompt, server.run(prompt))
+    assert frames.shape == (5, 64, 64, 3) and frames.std() > 1.0
+
+
+def test_native_sampler_workflow_runs_our_sampler_on_the_core_model(server: ComfyServer) -> None:
+    workflow = json.loads((REPO / "workflows" / "directanimator_native_sampler.json").read_text())
+    lora_name = next(n for n in workflow["nodes"] if n["id"] == LORA_NODE)["widgets_values"][0]
+    values = {"UNETLoader": {"unet_name": NATIVE_BASE}, "DirectAnimatorCueTriplet": {"preview_height": 64},
+              "DirectAnimatorSampler": {"steps": 2, "cfg": 1.0, "width": 64, "height": 64, "window_frames": 9,
+                                        "window_overlap": 4}}
+    prompt = api_prompt(workflow, server.object_info(), values,
+                        {"reference.png": REFERENCE, "driving.mp4": DRIVING, lora_name: NATIVE_LORA}, ENCODERS)
+    sampler = next(n for n in prompt.values() if n["class_type"] == "DirectAnimatorSampler")
+    assert sampler["inputs"]["cue_cfg"] == 1.5 and isinstance(sampler["inputs"]["model_patch"], list)
+    assert "DirectAnimatorModelLoader" not in {n["class_type"] for n in prompt.values()}  # core's loader only
     frames = saved_video(server, prompt, server.run(prompt))
     assert frames.shape == (5, 64, 64, 3) and frames.std() > 1.0
 
