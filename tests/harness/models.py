@@ -52,6 +52,8 @@ NATIVE_LORA = "da_native_lora.safetensors"  # ComfyUI's Wan LoRA keys (diffusion
 NATIVE_ADAPTER = "da_native_adapter.safetensors"  # every adapter weight random: Eq. 1-3 all act, e included
 NATIVE_CLIP_BASE = "da_native_i2v_clip_tiny.safetensors"  # with Wan 2.1 I2V's CLIP image branch (img_emb, k_img)
 NATIVE_T2V = "da_native_t2v_tiny.safetensors"  # text-to-video layout (in_dim 16): no way in for the reference
+NATIVE_BF16 = "da_native_i2v_tiny_bf16.safetensors"  # NATIVE_BASE stored in bf16
+NATIVE_SCALED_FP8 = "da_native_i2v_tiny_fp8_scaled.safetensors"  # ComfyUI's scaled fp8: e4m3fn + scale_weight
 NATIVE = BackboneConfig(dim=128, ffn_dim=256, num_layers=2, num_heads=1, in_dim=36, out_dim=16, text_dim=4096)
 LORA_MODULES = ("blocks.0.self_attn.q", "blocks.1.ffn.0", "blocks.1.cross_attn.o")
 LORA_RANK = 4
@@ -92,8 +94,26 @@ def write_native_models(models: Path) -> None:
             if not name.endswith("embedding.proj.weight"):
                 param.copy_(torch.randn(param.shape, generator=generator) * (0.5 if name.endswith("gate") else 0.05))
     save_adapter(adapter, models / "directanimator" / NATIVE_ADAPTER)
+    write_stored_dtypes(state, models / "diffusion_models")
     for name, config in ((NATIVE_CLIP_BASE, replace(NATIVE, image_dim=1280)), (NATIVE_T2V, replace(NATIVE, in_dim=16))):
         other = init_weights(build_backbone(config, device=torch.device("cpu")), generator)
         torch.nn.init.normal_(other.head.head.weight, std=0.02, generator=generator)
         save_file({f"model.diffusion_model.{k}": v.contiguous() for k, v in other.state_dict().items()},
                   str(models / "diffusion_models" / name))
+
+
+def write_stored_dtypes(state: dict[str, torch.Tensor], folder: Path) -> None:
+    """NATIVE_BASE's weights as a bf16 file and as ComfyUI's scaled fp8 (every 2-D Linear weight in e4m3fn with a
+    per-tensor scale_weight, the scaled_fp8 marker), in core's key layout."""
+    from directanimator_core.offload.lowbit import quantize_fp8
+
+    prefix = "model.diffusion_model."
+    save_file({prefix + k: v.to(torch.bfloat16).contiguous() for k, v in state.items()}, str(folder / NATIVE_BF16))
+    scaled = {prefix + "scaled_fp8": torch.empty(0, dtype=torch.float8_e4m3fn)}
+    for key, value in state.items():
+        if key.endswith(".weight") and value.ndim == 2 and not key.startswith(("patch_embedding", "head.modulation")):
+            weight, scale = quantize_fp8(value, torch.float8_e4m3fn, scaled=True)
+            scaled[prefix + key], scaled[prefix + key[: -len("weight")] + "scale_weight"] = weight, scale
+        else:
+            scaled[prefix + key] = value.contiguous()
+    save_file(scaled, str(folder / NATIVE_SCALED_FP8))

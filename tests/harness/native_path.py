@@ -37,7 +37,8 @@ from comfy_extras.nodes_model_advanced import ModelSamplingSD3  # noqa: E402
 
 from harness.in_comfyui import import_pack, read_inputs  # noqa: E402
 from harness.models import (  # noqa: E402
-    NATIVE_ADAPTER, NATIVE_BASE, NATIVE_CLIP_BASE, NATIVE_LORA, NATIVE_MERGED, NATIVE_T2V, VAE)
+    NATIVE_ADAPTER, NATIVE_BASE, NATIVE_BF16, NATIVE_CLIP_BASE, NATIVE_LORA, NATIVE_MERGED, NATIVE_SCALED_FP8,
+    NATIVE_T2V, VAE)
 
 torch.set_num_threads(1)
 pack_nodes, NODES = import_pack()
@@ -278,6 +279,8 @@ def main() -> None:
     report["lora_vs_merged"] = diff(with_lora, native(data, base=NATIVE_MERGED))
     report["lora_vs_base"] = diff(with_lora, ours)
     report["fp8"] = diff(native(data, weight_dtype="fp8_e4m3fn"), ours)
+    for name, base in (("bf16_file", NATIVE_BF16), ("scaled_fp8_file", NATIVE_SCALED_FP8)):
+        report[name] = diff(native(data, base=base), engine(data, base=base))
     report["clip_branch_cfg3"] = diff(native(data, base=NATIVE_CLIP_BASE, cfg=3.0, text=True, vision=True),
                                       engine(data, base=NATIVE_CLIP_BASE, cfg=3.0, vision=True))
     report["clip_branch_missing"] = refusal(native, data, base=NATIVE_CLIP_BASE)

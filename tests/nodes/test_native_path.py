@@ -147,6 +147,14 @@ def test_our_sampler_on_a_core_model_runs_on_comfyuis_machinery(report: dict) ->
     assert one["patch_on_da_model"].startswith("InputError: model_patch is for a core Wan MODEL"), one
 
 
+@pytest.mark.parametrize("stored", ["bf16_file", "scaled_fp8_file"])
+def test_bf16_and_scaled_fp8_files_through_core_loader_match_our_engine_on_them(report: dict, stored: str) -> None:
+    # the same stored weights on both paths: core dequantises (scale_weight) as our loader does
+    result = report[stored]
+    assert result["shape_a"] == [1, 16, 2, 8, 8] and result["scale"] > 0.5, report
+    assert result["max_abs"] < TOLERANCE, report  # measured 1.9e-6 (bf16) and 1.4e-6 (scaled fp8)
+
+
 def test_the_bundled_models_adapter_part_loads_as_a_model_patch(report: dict) -> None:
     assert report["bundled"]["adapter_blocks"] == 4, report["bundled"]
 
