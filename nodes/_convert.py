@@ -20,14 +20,19 @@ log = logging.getLogger(__name__)
 CHUNK = 32  # frames converted at once
 
 
-def image_to_frames(image: torch.Tensor, name: str = "frames") -> np.ndarray:
-    """IMAGE [B, H, W, C] float 0..1 -> (B, H, W, 3) uint8 RGB (alpha dropped, grey repeated)."""
+def image_size(image: torch.Tensor, name: str = "frames") -> tuple[int, int, int]:
+    """IMAGE [B, H, W, C] -> (B, H, W), checked as ``image_to_frames`` checks it, without converting a pixel."""
     if image.ndim != 4 or image.shape[-1] not in (1, 3, 4):
         raise InputError(f"{name} has shape {tuple(image.shape)}; expected an IMAGE batch [frames, height, width, 3]")
     if min(image.shape[:3]) == 0:
         raise InputError(f"{name} is empty (shape {tuple(image.shape)}): connect an image or video with at least "
                          "one frame")
-    out = np.empty((*image.shape[:3], 3), np.uint8)
+    return int(image.shape[0]), int(image.shape[1]), int(image.shape[2])
+
+
+def image_to_frames(image: torch.Tensor, name: str = "frames") -> np.ndarray:
+    """IMAGE [B, H, W, C] float 0..1 -> (B, H, W, 3) uint8 RGB (alpha dropped, grey repeated)."""
+    out = np.empty((*image_size(image, name), 3), np.uint8)
     for start in range(0, image.shape[0], CHUNK):
         part = image[start:start + CHUNK, ..., :3].float()
         if not bool(torch.isfinite(part).all()):

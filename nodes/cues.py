@@ -17,6 +17,7 @@ from comfy_api.latest import io, ui
 from ..directanimator_core.admission import admit_output
 from ..directanimator_core.cues.config import (ALIGN_MODES, AlignConfig, CueConfig, FaceConfig, LocationConfig,
                                                 PoseConfig, SegmentConfig)
+from ..directanimator_core.cues.frames import check_masks
 from ..directanimator_core.cues.replace import cut_out, grow_masks
 from ..directanimator_core.cues.triplet import CueTriplet, build_face_cue, build_triplet
 from . import _convert, _progress
@@ -144,34 +145,61 @@ class DirectAnimatorPoseCue(io.ComfyNode):
                         "silhouette and limbs stay and clothing texture goes, on neutral grey. One person is "
                         "followed through the clip.",
             inputs=[frames_input(), mask_input(), cutoff_input(), greyscale_input(), person_index_input(),
-                    segmenter_input(),
-                    # optional and last, so workflows saved before it load and run as they did (0)
-                    io.Int.Input("grow", default=0, min=0, max=256, step=1, optional=True,
-                                 tooltip="Grow person_mask (and the hole cut in background) by this many pixels. "
-                                         "For core's WanAnimateToVideo character_mask: Wan's own preprocessing "
-                                         "grows its mask by about 9 px at 720p, so a character of another build "
-                                         "fits. 0 keeps the mask as cut (the pose cue is never grown).")],
+                    segmenter_input()],
             outputs=[image_output("pose", "The low-passed driver on neutral grey."),
-                     mask_output("person_mask", "The followed person's mask in each frame (1 = the person), grown "
-                                 "by grow: fits WanAnimateToVideo's character_mask, whose 1 is where the new "
-                                 "character is drawn."),
-                     image_output("background", "The driving frames with the person (person_mask) blacked out: "
-                                  "WanAnimateToVideo's background_video, as Wan's preprocessing makes it.")],
+                     mask_output("person_mask", "The followed person's mask in each frame (1 = the person). For "
+                                 "core's WanAnimateToVideo, Cut Out Person grows it into character_mask and "
+                                 "cuts it out of the frames for background_video.")],
         )
 
     @classmethod
-    def execute(cls, frames, cutoff, greyscale, person_index, segmenter, mask=None, grow=0) -> io.NodeOutput:
+    def execute(cls, frames, cutoff, greyscale, person_index, segmenter, mask=None) -> io.NodeOutput:
         config = CueConfig(
             segment=SegmentConfig(person_index=person_index, onnx_path=onnx_path(segmenter, BUILT_IN_SEGMENTER)),
             pose=PoseConfig(cutoff=cutoff, greyscale=greyscale),
             location=LocationConfig(softness=0.0, grid=0),  # the plain person mask, not the soft cue
         )
-        driver = _convert.image_to_frames(frames)
-        triplet = build_triplet(driver, config, masks=_convert.mask_to_masks(mask),
+        triplet = build_triplet(_convert.image_to_frames(frames), config, masks=_convert.mask_to_masks(mask),
                                 progress=progress_for(frames), should_stop=_progress.should_stop)
-        person = grow_masks(triplet.body_mask, grow)
-        return io.NodeOutput(_convert.frames_to_image(triplet.pose), _convert.masks_to_mask(person),
-                             _convert.frames_to_image(cut_out(driver, person)))
+        return io.NodeOutput(_convert.frames_to_image(triplet.pose), _convert.masks_to_mask(triplet.body_mask))
+
+
+class DirectAnimatorCutOut(io.ComfyNode):
+    """Its own node, so the Pose Cue holds no second copy of the video when nothing wants a background."""
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="DirectAnimatorCutOut",
+            display_name="DirectAnimator Cut Out Person",
+            category=CATEGORY,
+            description="Character replacement (core's WanAnimateToVideo): the person mask grown, and the driving "
+                        "frames with the grown mask blacked out, as Wan's own preprocessing makes its "
+                        "character_mask and background_video.",
+            inputs=[
+                frames_input(),
+                io.Mask.Input("mask", tooltip="The person's mask in each frame (above 0.5 = the person), e.g. "
+                              "the Pose Cue's person_mask: one per frame, at the frames' size."),
+                io.Int.Input("grow", default=0, min=0, max=256, step=1,
+                             tooltip="Grow the mask (and the hole cut in background) by this many pixels, so a "
+                                     "character of another build fits: Wan's own preprocessing grows its mask by "
+                                     "about 9 px at 720p. 0 keeps the mask as cut."),
+            ],
+            outputs=[image_output("background", "The frames with the person (grown_mask) blacked out: "
+                                  "WanAnimateToVideo's background_video."),
+                     mask_output("grown_mask", "The person's mask grown by grow (1 = the person): "
+                                 "WanAnimateToVideo's character_mask, whose 1 is where the new character is "
+                                 "drawn.")],
+        )
+
+    @classmethod
+    def execute(cls, frames, mask, grow) -> io.NodeOutput:
+        count, height, width = _convert.image_size(frames)
+        masks = check_masks(_convert.mask_to_masks(mask), count, height, width)  # before the frames are converted
+        admit_output(count, height, width, "the background")
+        person = grow_masks(masks, grow)
+        background = cut_out(_convert.image_to_frames(frames), person, in_place=True)  # no second uint8 video
+        return io.NodeOutput(_convert.frames_to_image(background), _convert.masks_to_mask(person))
 
 
 class DirectAnimatorFaceCue(io.ComfyNode):
@@ -314,5 +342,6 @@ class DirectAnimatorCueTriplet(io.ComfyNode):
 
 
 NODES: list[type[io.ComfyNode]] = [
-    DirectAnimatorPoseCue, DirectAnimatorFaceCue, DirectAnimatorLocationCue, DirectAnimatorCueTriplet,
+    DirectAnimatorPoseCue, DirectAnimatorCutOut, DirectAnimatorFaceCue, DirectAnimatorLocationCue,
+    DirectAnimatorCueTriplet,
 ]

@@ -38,12 +38,16 @@ def grow_masks(masks: np.ndarray, pixels: int) -> np.ndarray:
     return grown  # (F, H, W)
 
 
-def cut_out(frames: np.ndarray, masks: np.ndarray) -> np.ndarray:
+def cut_out(frames: np.ndarray, masks: np.ndarray, in_place: bool = False) -> np.ndarray:
     """The frames with the masked person blacked out, as Wan's preprocessing makes its background video.
 
     Args:
         frames: (F, H, W, 3) uint8 RGB.
         masks: (F, H, W) uint8 0..255 person masks (above 127 = the person), one per frame at the frames' size.
+        in_place: black the person out of ``frames`` itself and return it (no second copy of the video).
     """
     person = check_masks(masks, len(frames), frames.shape[1], frames.shape[2]) > 0  # (F, H, W)
+    if in_place:
+        frames[person] = 0  # all three channels of each person pixel
+        return frames  # (F, H, W, 3)
     return np.where(person[..., None], np.uint8(0), frames)  # (F, H, W, 3)

@@ -1,4 +1,5 @@
-"""The replacement-mode outputs of the pose cue: the person mask grown, the background with the person cut out."""
+"""Character replacement's inputs (the Cut Out Person node): the person mask grown, the background with the person
+cut out."""
 
 from __future__ import annotations
 
@@ -36,6 +37,16 @@ def test_cut_out_blacks_the_person_and_keeps_the_rest() -> None:
     assert np.array_equal(out[keep], frames[keep])
 
 
+def test_cut_out_in_place_blacks_the_given_frames_themselves() -> None:
+    frames = np.random.default_rng(2).integers(1, 256, (2, 6, 8, 3)).astype(np.uint8)
+    masks = np.zeros((2, 6, 8), np.uint8)
+    masks[1, 2:5, 1:3] = 255
+    expected = cut_out(frames, masks)
+    assert cut_out(frames, masks, in_place=True) is frames and np.array_equal(frames, expected)
+
+
 def test_cut_out_wants_one_mask_per_frame_at_the_frames_size() -> None:
     with pytest.raises(InputError, match="one mask per frame"):
         cut_out(np.zeros((2, 6, 8, 3), np.uint8), np.zeros((2, 6, 6), np.uint8))
+    with pytest.raises(InputError, match="mask is 1 x 8x6 but the video is 2 x 8x6"):
+        cut_out(np.zeros((2, 6, 8, 3), np.uint8), np.zeros((1, 6, 8), np.uint8), in_place=True)

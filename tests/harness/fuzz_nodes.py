@@ -46,7 +46,8 @@ errors = importlib.import_module("DirectAnimatorPack.directanimator_core.errors"
 CAPS = {("DirectAnimatorSampler", "steps"): 3}
 # Values that let a node run where its default does not (cfg 5 needs a negative prompt the fuzz has none of).
 VALID = {("DirectAnimatorSampler", "cfg"): 1.0, ("DirectAnimatorSampler", "steps"): 2,
-         ("DirectAnimatorCueTriplet", "preview_height"): 64}
+         ("DirectAnimatorCueTriplet", "preview_height"): 64,
+         ("DirectAnimatorCutOut", "grow"): 2}  # the default 0 passes the mask through: grow it
 APPLIED_INPUTS = {"DirectAnimatorGuider": ("model", "positive", "negative")}  # valid: DirectAnimator Apply's outputs
 WILD_INPUTS = 3  # at most this many inputs of one example are drawn at random; the rest are valid
 

@@ -5,10 +5,10 @@
 
 ComfyUI is imported with ``--cpu --base-directory BASE_DIR``; the pack is imported as ComfyUI imports a custom
 node package (harness.in_comfyui.import_pack). Driving footage is a panned real portrait
-(``BASE_DIR/animate_frames.npy``, a face in every frame), segmented by the pose cue's built-in segmenter. The
-Wan-Animate checkpoint is core's own AnimateWanModel at width 128 (head width 128, 5 blocks: one face-adapter
-block) with seeded random weights, saved in core's key layout (``model.diffusion_model.``), so core's Load
-Diffusion Model detects it as Wan 2.2 Animate.
+(``BASE_DIR/animate_frames.npy``, a face in every frame), segmented by the pose cue's built-in segmenter, the
+person then grown and cut out of the frames by the Cut Out Person node. The Wan-Animate checkpoint is core's own
+AnimateWanModel at width 128 (head width 128, 5 blocks: one face-adapter block) with seeded random weights, saved
+in core's key layout (``model.diffusion_model.``), so core's Load Diffusion Model detects it as Wan 2.2 Animate.
 """
 
 from __future__ import annotations
@@ -89,10 +89,10 @@ def main(report_path: Path) -> None:
     torch.set_num_threads(1)
     ours = import_pack()[1]
     frames = torch.from_numpy(np.load(BASE_DIR / "animate_frames.npy")).float() / 255  # (F, H, W, 3)
-    pose, person, background = ours["DirectAnimatorPoseCue"].execute(  # the built-in segmenter
-        frames, 0.04, False, 0, "opencv (built-in)", grow=2).args
+    pose, cut = ours["DirectAnimatorPoseCue"].execute(frames, 0.04, False, 0, "opencv (built-in)").args  # built-in
+    background, person = ours["DirectAnimatorCutOut"].execute(frames, cut, 2).args  # the mask grown by 2 px
     face, found = ours["DirectAnimatorFaceCue"].execute(frames, 512, 512, 1.6, 3.0, "opencv haar (built-in)",
-                                                        mask=person).args
+                                                        mask=cut).args
     vae = core_nodes.VAELoader().load_vae(VAE)[0]
     generator = torch.Generator().manual_seed(11)
     text = [[torch.randn(1, 4, 4096, generator=generator), {}]]
@@ -108,7 +108,9 @@ def main(report_path: Path) -> None:
     cond, uncond = positive[0][1], negative_out[0][1]
     report: dict = {"frames": int(frames.shape[0]), "faces_found": int(found[:, 0, 0].sum()),
                     "face_cue_shape": list(face.shape), "person_mask_shape": list(person.shape),
-                    "background_shape": list(background.shape),
+                    "background_shape": list(background.shape), "pose_shape": list(pose.shape),
+                    "cut_mask_pixels": int((cut > 0.5).sum()), "grown_mask_pixels": int((person > 0.5).sum()),
+                    "grown_covers_cut": bool((person[cut > 0.5] > 0.5).all()),
                     "trim_latent": trim_latent, "trim_image": trim_image, "video_frame_offset": offset,
                     "latent_shape": list(latent["samples"].shape)}
 
@@ -137,6 +139,7 @@ def main(report_path: Path) -> None:
                                          "center").movedim(1, -1)
     report["background_latent"] = stats(cond["concat_latent_image"][:, :, 1:], vae.encode(resized))
     report["cut_out_pixels_black"] = bool((background[person > 0.5] == 0).all())
+    report["kept_pixels_unchanged"] = stats(background[person < 0.5], frames[person < 0.5])
 
     report["model"] = run_model(positive, negative_out, latent, animate)
     report_path.write_text(json.dumps(report, indent=1))

@@ -1,4 +1,4 @@
-"""The four cue nodes inside a real ComfyUI, on real footage: vtest.avi through ComfyUI's own
+"""The cue nodes (and Cut Out Person) inside a real ComfyUI, on real footage: vtest.avi through ComfyUI's own
 LoadVideo -> GetVideoComponents, the astronaut through LoadImage, results through SaveImage."""
 
 from __future__ import annotations
@@ -126,6 +126,41 @@ def test_pose_cue_node_follows_the_walker(server: ComfyServer) -> None:
     assert mask[y0:y1, x0:x1].mean() > 0.25 and mask[y0 - 6:y1 + 6, x0 - 6:x1 + 6].sum() > 0.8 * mask.sum()
 
 
+def test_cut_out_node_grows_the_pose_cues_mask_and_blacks_it_out(server: ComfyServer) -> None:
+    prompt = {**video(CLIP),
+              "pose": {"class_type": "DirectAnimatorPoseCue",
+                       "inputs": {"frames": ["frames", 0], "cutoff": 0.05, "greyscale": True, "person_index": 0,
+                                  "segmenter": "opencv (built-in)"}},
+              "cut": {"class_type": "DirectAnimatorCutOut",
+                      "inputs": {"frames": ["frames", 0], "mask": ["pose", 1], "grow": 6}},
+              **save("frames", 0, "da_cutframes"), **save("pose", 1, "da_cutperson", mask=True),
+              **save("cut", 0, "da_cutbg"), **save("cut", 1, "da_cutgrown", mask=True)}
+    outputs = server.run(prompt)
+    frames, person = saved(server, outputs, "da_cutframes"), saved(server, outputs, "da_cutperson")
+    background, grown = saved(server, outputs, "da_cutbg"), saved(server, outputs, "da_cutgrown")
+    assert len(background) == len(grown) == 16 and background[0].shape == (576, 768, 3)
+    for frame, cut, hole, kept in zip(frames, person, grown, background):
+        cut, hole = cut[..., 0] > 127, hole[..., 0] > 127
+        assert hole[cut].all() and hole.sum() > cut.sum() > 0  # grown by 6 px around the person
+        assert (kept[hole] == 0).all() and np.array_equal(kept[~hole], frame[~hole])
+
+
+def test_cut_out_refuses_a_mask_of_another_count_or_size(server: ComfyServer) -> None:
+    for source, mask, expected in (
+            (video(CLIP), (768, 576), "mask is 1 x 768x576 but the video is 16 x 768x576"),
+            ({"frames": reference()["ref"]}, (64, 64), "mask is 1 x 64x64 but the video is 1 x 512x512")):
+        width, height = mask
+        prompt = {**source,
+                  "m": {"class_type": "SolidMask", "inputs": {"value": 1.0, "width": width, "height": height}},
+                  "cut": {"class_type": "DirectAnimatorCutOut",
+                          "inputs": {"frames": ["frames", 0], "mask": ["m", 0], "grow": 4}},
+                  **save("cut", 0, "da_cutbad")}
+        error = server.execution_error(prompt)
+        assert error["node_type"] == "DirectAnimatorCutOut" and error["exception_type"].endswith("InputError")
+        message = error["exception_message"].strip()
+        assert message.startswith(expected) and "\n" not in message, message
+
+
 def test_face_cue_node_centres_the_face(server: ComfyServer) -> None:
     from directanimator_core.cues.detectors import detect_faces
 
@@ -187,8 +222,8 @@ def test_mask_count_mismatch_fails_with_its_message(server: ComfyServer) -> None
 
 def test_cue_nodes_describe_every_input(server: ComfyServer) -> None:
     info = server.object_info()
-    for name in ("DirectAnimatorPoseCue", "DirectAnimatorFaceCue", "DirectAnimatorLocationCue",
-                 "DirectAnimatorCueTriplet"):
+    for name in ("DirectAnimatorPoseCue", "DirectAnimatorCutOut", "DirectAnimatorFaceCue",
+                 "DirectAnimatorLocationCue", "DirectAnimatorCueTriplet"):
         node = info[name]
         assert node["category"] == "DirectAnimator/cues" and node["description"].strip()
         for section in ("required", "optional"):

@@ -1,7 +1,7 @@
 """Our cue nodes feeding core's Wan 2.2 Animate (WanAnimateToVideo), inside a real ComfyUI.
 
-harness/wan_animate.py runs in ComfyUI's Python (a subprocess, stopped by its PID): our Pose Cue and Face Cue
-nodes on a panned real portrait, core's WanAnimateToVideo on their outputs, and core's Load Diffusion Model +
+harness/wan_animate.py runs in ComfyUI's Python (a subprocess, stopped by its PID): our Pose Cue, Cut Out Person
+and Face Cue nodes on a panned real portrait, core's WanAnimateToVideo on their outputs, and core's Load Diffusion Model +
 KSampler on a small Wan-Animate checkpoint in core's key layout (core's own AnimateWanModel class at width 128,
 random weights). Then the shipped workflows/directanimator_wan_animate.json runs in a ComfyUI server, with a
 test-only text-conditioning node where its text encoder would be.
@@ -80,8 +80,15 @@ def test_the_person_mask_is_the_character_mask_with_the_same_polarity(report: di
     assert report["mask_padding_frames_are_ones"]  # 4n pixel frames past the clip: generated
 
 
-def test_the_background_output_is_the_background_video_with_the_person_cut_out(report: dict) -> None:
+def test_cut_out_grows_the_pose_cues_mask(report: dict) -> None:
+    assert report["pose_shape"] == report["background_shape"] == [5, 128, 128, 3]
+    assert report["person_mask_shape"] == [5, 128, 128]
+    assert report["grown_covers_cut"] and report["grown_mask_pixels"] > report["cut_mask_pixels"] > 0, report
+
+
+def test_cut_outs_background_is_the_background_video_with_the_person_cut_out(report: dict) -> None:
     assert report["cut_out_pixels_black"]
+    assert report["kept_pixels_unchanged"]["max_abs"] == 0.0, report["kept_pixels_unchanged"]
     assert report["background_latent"]["max_abs"] < 1e-5, report["background_latent"]
     assert report["latent_shape"] == [1, 16, 3, 8, 8] and report["trim_latent"] == 1
 
@@ -129,9 +136,11 @@ def test_the_wan_animate_workflow_runs_to_a_saved_video(server: ComfyServer) -> 
             node["class_type"], node["inputs"] = "DATestTextConditioning", {"text": node["inputs"]["text"]}
     animate = next(n for n in prompt.values() if n["class_type"] == "WanAnimateToVideo")["inputs"]
     pose = next(i for i, n in prompt.items() if n["class_type"] == "DirectAnimatorPoseCue")
+    cut = next(i for i, n in prompt.items() if n["class_type"] == "DirectAnimatorCutOut")
     face = next(i for i, n in prompt.items() if n["class_type"] == "DirectAnimatorFaceCue")
     assert animate["face_video"] == [face, 0]
-    assert animate["character_mask"] == [pose, 1] and animate["background_video"] == [pose, 2]
+    assert prompt[cut]["inputs"]["mask"] == [pose, 1] and prompt[face]["inputs"]["mask"] == [pose, 1]
+    assert animate["character_mask"] == [cut, 1] and animate["background_video"] == [cut, 0]
     assert "pose_video" not in animate  # a skeleton goes there, not our pose cue
     outputs = server.run(prompt)
     node = next(i for i, n in prompt.items() if n["class_type"] == "SaveVideo")
