@@ -1,7 +1,7 @@
 """Speed and memory of the Driving Cue Triplet on this machine's CPU (printed, never asserted).
 
     python bench/bench_cues.py [--frames 48] [--rss-frames 1000] [--onnx SEGMENTER.onnx] [--pan-frames 40]
-                               [--montage docs/cues_pan.jpg]
+                               [--montage docs/cues_pan.jpg] [--loop-frames 600] [--only-tracking]
 
 Speed: frames per second of the whole triplet (segmentation, tracking, face, alignment, low-pass,
 location masks) on real footage (vtest.avi, cropped and resized) at 512x512 and 832x480, aligned to
@@ -13,6 +13,11 @@ cut by each segmenter; the truth is MediaPipe's selfie segmenter run once on the
 by the pan's known crop (so its own row measures how well it holds on moving crops of the same
 picture, and the built-in rows how far they are from it): IoU, recall, background leak (the mask's
 share outside the truth).
+Tracking: two walkers cut out of vtest.avi and walked along known paths on its empty pavement
+(tests/harness/walkers.py; the true box of each is known in every frame): a crossing, and an exit
+with a newcomer at the same edge and the person's return; identity switches and frames on the right
+person. On vtest itself (no truth): frames found, box jumps, re-acquisitions, whether person 1 is the
+wall's cabinets, a looped clip, and whether a 40- and a 120-frame clip agree on their first 40 frames.
 The paper (DirectAnimator, Table 7) reports about 31 ms per frame of preprocessing on a GPU.
 """
 
@@ -36,7 +41,7 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]
 from directanimator_core.cues.config import CueConfig, FaceConfig, SegmentConfig  # noqa: E402
 from directanimator_core.cues.frames import ArraySource  # noqa: E402
 from directanimator_core.cues.triplet import analyse, build_triplet  # noqa: E402
-from harness import media  # noqa: E402
+from harness import media, walkers  # noqa: E402
 
 PAPER_MS_PER_FRAME = 31.0
 SIZES = {"512x512": (512, 512), "832x480": (480, 832)}
@@ -164,19 +169,92 @@ def peak_rss(count: int, workdir: Path) -> None:
         print(f"  extract, {n:5d} frames at 832x480: peak RSS {rss:7.1f} MiB, {n / seconds:5.1f} frames/s end to end")
 
 
+def _follow(frames: np.ndarray, index: int = 0):
+    return analyse(ArraySource(frames), CueConfig(segment=SegmentConfig(person_index=index)))
+
+
+def _switches(whom: list) -> int:
+    """Changes of the followed walker between frames on someone (frames on no one are skipped)."""
+    named = [w for w in whom if w is not None]
+    return sum(a != b for a, b in zip(named, named[1:]))
+
+
+def _jumps(track) -> int:
+    """Found frames whose box centre moved over half a box height from the last found frame's."""
+    found = np.nonzero(track.person)[0]
+    boxes = track.body_boxes[found]
+    centres, tall = (boxes[:, :2] + boxes[:, 2:]) / 2, boxes[:, 3] - boxes[:, 1]
+    return int((np.linalg.norm(np.diff(centres, axis=0), axis=1) > 0.5 * tall[1:]).sum())
+
+
+CABINETS = (670, 20, 730, 120)  # the white cabinets on vtest's wall, where HOG sees a person
+
+
+def tracking(loop_frames: int) -> None:
+    print("tracking on walkers moved along known paths (truth: where each was pasted, every frame)")
+    clip = walkers.crossing()
+    for index in (0, 1):
+        track = _follow(clip.frames, index)
+        whom = clip.followed(track.body_boxes, track.person)
+        first = next(w for w in whom if w is not None)
+        on = sum(w == first for w, seen in zip(whom, clip.visible(first)) if seen)
+        print(f"  crossing, person {index} ({first}): {_switches(whom)} identity switches, on {first} in {on} of "
+              f"{int(clip.visible(first).sum())} frames {first} is seen, on the other in "
+              f"{sum(w not in (None, first) for w in whom)}, suspect flags {int(track.suspect_switch.sum())}")
+    clip = walkers.exit_and_return()
+    track = _follow(clip.frames)
+    whom = clip.followed(track.body_boxes, track.person)
+    back = (np.arange(len(whom)) >= 75) & clip.visible("dark")
+    print(f"  exit, newcomer, return: {_switches(whom)} identity switches; on the newcomer in "
+          f"{sum(w == 'light' for w in whom)} frames; after the return on him in {sum(w == 'dark' for w, b in zip(whom, back) if b)} "
+          f"of {int(back.sum())} frames he is seen (first at frame "
+          f"{next((75 + k for k, w in enumerate(whom[75:]) if w == 'dark'), None)}); re-acquisitions {track.reacquired}")
+    print("tracking on vtest.avi (no truth: what the tracker did)")
+    frames = media.vtest_frames(120)
+    for index in (0, 1):
+        track = _follow(frames, index)
+        centres = (track.body_boxes[:, :2] + track.body_boxes[:, 2:]) / 2
+        x0, y0, x1, y1 = CABINETS
+        wall = int(((centres[:, 0] > x0) & (centres[:, 0] < x1) & (centres[:, 1] > y0) & (centres[:, 1] < y1)
+                    & track.person).sum())
+        print(f"  120 frames, person {index}: found in {int(track.person.sum())}, box jumps {_jumps(track)}, "
+              f"suspect flags {int(track.suspect_switch.sum())}, re-acquisitions {track.reacquired}, "
+              f"on the wall's cabinets in {wall}")
+    short, long = _follow(frames[:40]), _follow(frames)
+    both = short.person & long.person[:40]
+    same = sum(walkers.iou(short.body_boxes[t], long.body_boxes[t]) >= 0.5 for t in np.nonzero(both)[0])
+    masks = [(short.mask(t) > 0, long.mask(t) > 0) for t in np.nonzero(both)[0]]
+    mask_iou = np.mean([(a & b).sum() / max((a | b).sum(), 1) for a, b in masks]) if masks else 0.0
+    print(f"  40 vs 120 frames: found in {int(short.person.sum())} and {int(long.person[:40].sum())} of the first 40, "
+          f"same person (box IoU >= 0.5) in {same} of {int(both.sum())} found in both; mask IoU {mask_iou:.2f}")
+    if loop_frames:
+        video = media.vtest_frames(loop_frames // 2)
+        track = _follow(np.concatenate([video, video]))
+        per = [int(track.person[k:k + 100].sum()) for k in range(0, loop_frames, 100)]
+        last = int(np.nonzero(track.person)[0].max())
+        print(f"  vtest {loop_frames // 2} frames played twice: found per 100 frames {per}; last found frame {last}; "
+              f"re-acquisitions {track.reacquired}, box jumps {_jumps(track)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=48)
     parser.add_argument("--rss-frames", type=int, default=1000, help="0 skips the memory measurement")
     parser.add_argument("--onnx", help="another ONNX or TFLite person segmenter to time")
     parser.add_argument("--pan-frames", type=int, default=40, help="frames of each portrait pan (0 skips)")
+    parser.add_argument("--loop-frames", type=int, default=600, help="frames of the looped vtest clip (0 skips)")
+    parser.add_argument("--only-tracking", action="store_true", help="measure the tracking alone")
     parser.add_argument("--montage", help="write an image (.jpg, .png) of both pans' cues, built-in and selfie segmenter, here")
     args = parser.parse_args()
+    if args.only_tracking:
+        tracking(args.loop_frames)
+        return
     if args.montage:
         montage(Path(args.montage))
     speed(args.frames, args.onnx)
     if args.pan_frames:
         segmentation(args.pan_frames)
+    tracking(args.loop_frames)
     if args.rss_frames:
         print("peak memory of the streaming extract command (uint8 frames, chunks of 16, PNG masks)")
         with tempfile.TemporaryDirectory() as tmp:

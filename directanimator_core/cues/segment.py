@@ -3,13 +3,12 @@
 The built-in segmenter needs no download: a median background of frames sampled across the clip
 gives motion, OpenCV's HOG people detector names which moving things are people, and GrabCut (or an
 optional ONNX segmenter) cuts the person out of their box. One person is followed through the whole
-clip by box overlap, so a larger passer-by never steals the cue.
+clip (tracking.py: a predicted box, the person's look, a search of the whole frame when they are lost).
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from typing import Optional
 
 import cv2
@@ -17,14 +16,14 @@ import numpy as np
 
 from ..errors import CueError
 from . import detectors
-from .boxes import Box, area, expand, iou, mask_box
+from .boxes import Box, area, expand, mask_box
 from .config import SegmentConfig
 from .frames import FrameSource
+from .tracking import PersonTracker, moves
 
 log = logging.getLogger(__name__)
 
 GRABCUT_HEIGHT = 160  # person height GrabCut works at; finer gains little and costs time
-HOG_TRACK_HEIGHT = 150  # person height the tracker rescales its search window to
 
 
 def sample_frames(source: FrameSource, samples: int, chunk: int) -> dict[int, np.ndarray]:
@@ -69,90 +68,6 @@ def blobs(moving: Optional[np.ndarray], min_area: float) -> list[Box]:
     count, _, stats, _ = cv2.connectedComponentsWithStats(moving, connectivity=8)
     return [np.array([x, y, x + w, y + h], dtype=np.float64)
             for x, y, w, h, pixels in stats[1:count] if pixels >= min_area and h > 0.8 * w]
-
-
-@dataclass
-class PersonTracker:
-    """Follows one person from frame to frame; ``step`` returns (box, found) for each frame."""
-
-    config: SegmentConfig
-    height: int
-    width: int
-    box: Optional[Box] = None
-    velocity: np.ndarray = field(default_factory=lambda: np.zeros(4))
-    lost: int = 0
-    best_count: int = 0  # most people seen in one frame before the target was chosen
-    surveyed: dict[int, list[Box]] = field(default_factory=dict)  # frame index -> candidates (survey)
-
-    @property
-    def min_area(self) -> float:
-        return self.config.min_person_fraction * self.height * self.width
-
-    def step(self, frame: np.ndarray, moving: Optional[np.ndarray],
-             index: Optional[int] = None) -> tuple[Optional[Box], bool]:
-        """(box, found) for frame number ``index`` (given, the survey's candidates for it are reused)."""
-        if self.box is None:
-            return self._acquire(frame, moving, index)
-        return self._follow(frame, moving)
-
-    def candidates(self, frame: np.ndarray, moving: Optional[np.ndarray], index: Optional[int] = None) -> list[Box]:
-        """Everyone a frame shows before anyone is followed; what the survey found for ``index`` if it looked."""
-        if index is not None and index in self.surveyed:
-            return self.surveyed[index]
-        return self._people_anywhere(frame, moving)
-
-    def _acquire(self, frame: np.ndarray, moving: Optional[np.ndarray],
-                 index: Optional[int]) -> tuple[Optional[Box], bool]:
-        people = self.candidates(frame, moving, index)
-        self.best_count = max(self.best_count, len(people))
-        if len(people) <= self.config.person_index:
-            return None, False
-        if len(people) > 1:  # rank by the cut-out person, not by the detector's loose window
-            people = sorted(people, key=lambda b: area(_tight(frame, b, moving, self.config)), reverse=True)
-        self.box = people[self.config.person_index]
-        self.surveyed.clear()  # only acquisition reads them
-        log.info("following person %d of %d at %s", self.config.person_index, len(people), self.box.round())
-        return self.box, True
-
-    def _people_anywhere(self, frame: np.ndarray, moving: Optional[np.ndarray]) -> list[Box]:
-        return find_people(frame, self.config.hog_threshold, self.min_area) or blobs(moving, self.min_area)
-
-    def _people_by_face(self, frame: np.ndarray, region: Box) -> list[Box]:
-        x0, y0, x1, y1 = region.astype(int)
-        faces = detectors.detect_faces(frame[y0:y1, x0:x1], max(12, int(0.04 * min(self.height, self.width))))
-        bodies = [body_from_face(f + np.array([x0, y0, x0, y0]), self.height, self.width) for f in faces]
-        return [b for b in bodies if area(b) >= self.min_area]
-
-    def _follow(self, frame: np.ndarray, moving: Optional[np.ndarray]) -> tuple[Box, bool]:
-        # Coasting is kept inside the frame, so a lost person is looked for where they left.
-        predicted = np.clip(self.box + self.velocity, 0, [self.width, self.height] * 2).astype(np.float64)
-        candidates = self._people_near(frame, predicted) or blobs(moving, self.min_area * 0.5)
-        if not candidates or max(iou(c, predicted) for c in candidates) < self.config.track_iou:
-            candidates += self._people_by_face(frame, expand(predicted, 1.5, self.height, self.width))
-        overlaps = [iou(c, predicted) for c in candidates]
-        if overlaps and max(overlaps) >= self.config.track_iou:
-            best = candidates[int(np.argmax(overlaps))]
-            new = 0.7 * best + 0.3 * predicted  # damps the detector's jitter
-            self.velocity = 0.5 * self.velocity + 0.5 * (new - self.box)
-            self.box, self.lost = new, 0
-            return new, True
-        self.lost += 1
-        self.velocity = self.velocity * 0.5
-        self.box = predicted
-        return predicted, False
-
-    def _people_near(self, frame: np.ndarray, predicted: Box) -> list[Box]:
-        roi = expand(predicted, 2.0 if self.lost <= self.config.max_lost else 3.0, self.height, self.width).astype(int)
-        crop = frame[roi[1]:roi[3], roi[0]:roi[2]]
-        scale = float(np.clip(HOG_TRACK_HEIGHT / max(predicted[3] - predicted[1], 1), 0.3, 3.0))
-        found = detectors.detect_people(crop, scale, self.config.hog_threshold)
-        offset = np.array([roi[0], roi[1], roi[0], roi[1]], dtype=np.float64)
-        return [b + offset for b, _ in found]
-
-
-def _tight(frame: np.ndarray, box: Box, moving: Optional[np.ndarray], config: SegmentConfig) -> Box:
-    tight = mask_box(cut_person(frame, box, moving, config))
-    return tight if tight is not None else np.zeros(4)
 
 
 def find_people(image: np.ndarray, hog_threshold: float, min_area: float) -> list[Box]:
@@ -320,7 +235,8 @@ def survey(sample: dict[int, np.ndarray], background: Optional[np.ndarray], trac
         frame = sample[index]
         moving = motion_mask(frame, background, config.motion_threshold)
         people = tracker.surveyed[index] = tracker.candidates(frame, moving)
-        found = sum(mask_box(cut_person(frame, box, moving, config)) is not None for box in people)
+        found = sum(moves(box, moving) and mask_box(cut_person(frame, box, moving, config)) is not None
+                    for box in people)
         if found:
             counts.append(found)
         if (counts and config.person_index == 0) or len(counts) == SURVEY_VOTES:

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from ..errors import CueError, InputError
-from . import align, checks, face, location, lowpass, segment
+from . import align, checks, face, location, lowpass, segment, tracking
 from .boxes import Box, mask_box
 from .config import AlignConfig, CueConfig
 from .frames import ArraySource, FrameSource, check_frames, check_masks, stack_frames
@@ -48,6 +48,7 @@ class DriverTrack:
     masks: tuple[bytes, ...]  # PNG of each (H, W) uint8 person mask
     suspect_switch: Optional[np.ndarray] = None  # (F,) bool, likely on someone else (checks.suspect_switches)
     mostly_background: Optional[np.ndarray] = None  # (F,) bool (checks.mostly_background)
+    reacquired: int = 0  # times the tracker found the person again after losing them (tracking.py)
 
     @property
     def num_frames(self) -> int:
@@ -192,7 +193,7 @@ def analyse(source: FrameSource, config: CueConfig, masks: Optional[np.ndarray] 
         progress: called with (frames done, frames in all); the total covers both passes.
         should_stop: polled once per frame; True stops with CueStopped.
     """
-    tracker = segment.PersonTracker(config.segment, source.height, source.width)
+    tracker = tracking.PersonTracker(config.segment, source.height, source.width)
     background = None
     if masks is not None:
         masks = check_masks(masks, source.num_frames, source.height, source.width)
@@ -203,35 +204,48 @@ def analyse(source: FrameSource, config: CueConfig, masks: Optional[np.ndarray] 
         background = segment.background_of(sample, source.num_frames)
         segment.survey(sample, background, tracker, source.num_frames)
     rows: list[FrameRow] = []
-    face_box: Optional[Box] = None
+    held: list[tuple[np.ndarray, Optional[np.ndarray]]] = []  # (frame, motion) the tracker has not decided on
+    last_face: list[Optional[Box]] = [None]  # the last face found, where the next is looked for first
+
+    def add(frame: np.ndarray, given: Optional[np.ndarray], box: Optional[Box], found: bool,
+            moving: Optional[np.ndarray]) -> None:
+        row = _analyse_frame(frame, given, box, found, moving, config, last_face[0], rows[-1].pixels if rows else 0.0)
+        last_face[0] = row.face if row.face is not None else last_face[0]
+        rows.append(row)
+        if progress:
+            progress(len(rows), 2 * source.num_frames)
+
     for frames in source.chunks(config.chunk_frames):
         for frame in frames:
-            _check_stop(should_stop, len(rows))
-            given = None if masks is None else masks[len(rows)]
-            row = _analyse_frame(frame, len(rows), given, background, tracker, config, face_box,
-                                 rows[-1].pixels if rows else 0.0)
-            face_box = row.face if row.face is not None else face_box
-            rows.append(row)
-            if progress:
-                progress(len(rows), 2 * source.num_frames)
+            _check_stop(should_stop, len(rows) + len(held))
+            if masks is not None:
+                add(frame, masks[len(rows)], None, False, None)
+                continue
+            held.append((frame, segment.motion_mask(frame, background, config.segment.motion_threshold)))
+            # The tracker holds the first frames while it chooses whom to follow (a bounded look-ahead).
+            for box, found in tracker.push(*held[-1], len(rows) + len(held) - 1):
+                kept, moving = held.pop(0)
+                add(kept, None, box, found, moving)
+    for box, found in tracker.flush():
+        kept, moving = held.pop(0)
+        add(kept, None, box, found, moving)
     if not rows:
         raise InputError("the driving video gave 0 frames; connect a video with at least one frame")
     if not any(r.found for r in rows):
         raise segment.no_person_error(len(rows), tracker.best_count, config.segment.person_index)
-    return _track(rows, source, config)
+    return _track(rows, source, config, tracker.reacquired)
 
 
-def _analyse_frame(frame: np.ndarray, index: int, given: Optional[np.ndarray], background: Optional[np.ndarray],
-                   tracker: segment.PersonTracker, config: CueConfig, last_face: Optional[Box],
+def _analyse_frame(frame: np.ndarray, given: Optional[np.ndarray], box: Optional[Box], found: bool,
+                   moving: Optional[np.ndarray], config: CueConfig, last_face: Optional[Box],
                    last_area: float) -> FrameRow:
+    """One frame's row: from the user's mask ``given``, or the person cut out of the tracker's ``box``."""
     cut_from = None  # the segmenter's own person box, found apart from the mask
     if given is not None:
         mask, box = given, mask_box(given)
         found = box is not None
     else:
-        moving = segment.motion_mask(frame, background, config.segment.motion_threshold)
-        box, found = tracker.step(frame, moving, index)
-        mask = segment.cut_person(frame, box, moving, config.segment) if box is not None else None
+        mask = segment.cut_person(frame, box, moving, config.segment) if found else None
         mask = mask if mask is not None else np.zeros(frame.shape[:2], np.uint8)
         tight = mask_box(mask)
         found = found and tight is not None
@@ -247,7 +261,7 @@ def _analyse_frame(frame: np.ndarray, index: int, given: Optional[np.ndarray], b
                     background)
 
 
-def _track(rows: list[FrameRow], source: FrameSource, config: CueConfig) -> DriverTrack:
+def _track(rows: list[FrameRow], source: FrameSource, config: CueConfig, reacquired: int = 0) -> DriverTrack:
     nan_box = np.full(4, np.nan)
     body = np.stack([r.box if r.box is not None else nan_box for r in rows])
     person = np.array([r.found for r in rows])
@@ -261,6 +275,7 @@ def _track(rows: list[FrameRow], source: FrameSource, config: CueConfig) -> Driv
         height=source.height, width=source.width, body_boxes=body, person=person, quality=quality,
         face_boxes=face.smooth_faces(faces, face_found, config.face.smooth_frames), face_found=face_found,
         masks=tuple(r.mask_png for r in rows), suspect_switch=switch, mostly_background=background,
+        reacquired=reacquired,
     )
 
 

@@ -1,0 +1,88 @@
+"""The tracker on real walkers with known paths (tests/harness/walkers.py): one identity through a
+crossing, the person found again after leaving, a newcomer where they left never taken, no one
+invented for a person_index past the people present, and the same answer for a clip and a longer one."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+from directanimator_core.cues import segment, tracking
+from directanimator_core.cues.config import CueConfig, SegmentConfig
+from directanimator_core.cues.frames import ArraySource
+from directanimator_core.cues.triplet import analyse
+from directanimator_core.errors import CueError
+from harness import media, walkers
+
+
+def follow(frames: np.ndarray, index: int = 0):
+    return analyse(ArraySource(frames), CueConfig(segment=SegmentConfig(person_index=index)))
+
+
+@pytest.fixture(scope="module")
+def crossing() -> walkers.Clip:
+    return walkers.crossing()
+
+
+def test_the_two_walkers_look_apart_and_each_like_itself(crossing) -> None:
+    # The look is taken on the moving pixels of the box, as the tracker takes it.
+    background = segment.background_of(dict(enumerate(crossing.frames[::3])), len(crossing.frames))
+    looks = {name: [] for name in crossing.names}
+    for t in range(len(crossing.frames)):
+        moving = segment.motion_mask(crossing.frames[t], background, SegmentConfig().motion_threshold)
+        for k, name in enumerate(crossing.names):
+            if crossing.seen[k, t] > 0.9:
+                looks[name].append(tracking.appearance(crossing.frames[t], crossing.boxes[k, t], moving))
+    mean = {name: np.mean(v[:5], 0).astype(np.float32) for name, v in looks.items()}
+    own = [tracking.look_distance(mean[n], x) for n in looks for x in looks[n][5:]]
+    other = [tracking.look_distance(mean[n], x) for n in looks for m in looks if m != n for x in looks[m]]
+    assert max(own) < min(other), f"own looks up to {max(own):.2f}, the other's from {min(other):.2f}"
+
+
+@pytest.mark.parametrize("index", [0, 1])
+def test_a_crossing_keeps_one_identity(crossing, index) -> None:
+    track = follow(crossing.frames, index)
+    whom = crossing.followed(track.body_boxes, track.person)
+    first = next(w for w in whom if w is not None)
+    assert [w for w in whom if w is not None and w != first] == [], f"person {index} switched: {whom}"
+    seen = crossing.visible(first)
+    on = sum(w == first for w, s in zip(whom, seen) if s)
+    assert on >= 0.85 * seen.sum(), f"on {first} in {on} of the {seen.sum()} frames he or she is seen"
+
+
+def test_the_two_indices_follow_the_two_walkers(crossing) -> None:
+    chosen = set()
+    for index in (0, 1):
+        track = follow(crossing.frames[:8], index)
+        chosen.add(crossing.followed(track.body_boxes, track.person)[0])
+    assert chosen == {"dark", "light"}  # not the wall's cabinets, which HOG takes for a person
+
+
+def test_a_person_who_leaves_is_found_again_and_the_newcomer_is_not_taken() -> None:
+    clip = walkers.exit_and_return()
+    track = follow(clip.frames)
+    whom = clip.followed(track.body_boxes, track.person)
+    assert whom[0] == "dark"
+    assert "light" not in whom, f"the newcomer at the edge was followed in {whom.count('light')} frames"
+    back = clip.visible("dark") & (np.arange(len(whom)) >= 75)  # he is back in at the other edge
+    on = sum(w == "dark" for w, b in zip(whom, back) if b)
+    assert track.reacquired >= 1, "never found again"
+    assert on >= 0.6 * back.sum(), f"back on him in {on} of the {back.sum()} frames he is half in view or more"
+
+
+def test_a_person_index_past_the_people_present_is_refused_in_one_line(crossing) -> None:
+    with pytest.raises(CueError) as error:
+        follow(crossing.frames[:30], 2)
+    text = str(error.value)
+    # HOG misses the pale woman in some frames, so the survey may see one; never the wall's cabinets as a third
+    assert re.match(r"person_index=2 but at most [12] (person|people) ", text) and "\n" not in text, text
+
+
+def test_a_clip_and_a_longer_one_agree_on_their_common_frames() -> None:
+    frames = media.vtest_frames(120)
+    short, long = follow(frames[:40]), follow(frames)
+    assert np.array_equal(short.person, long.person[:40])
+    same = [walkers.iou(short.body_boxes[t], long.body_boxes[t]) >= 0.5 for t in np.nonzero(short.person)[0]]
+    assert all(same), f"a different person in {same.count(False)} of {len(same)} frames"
