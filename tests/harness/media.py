@@ -146,12 +146,21 @@ def centerface_onnx() -> Path:
 
 
 def selfie_segmenter() -> Path:
-    """MediaPipe's selfie segmenter (Apache 2.0), the .tflite the PyPI wheel mediapipe 0.10.21 ships; cached.
-    Taken out of the wheel by the pack's own scripts/fetch_detectors.py, as a user would."""
+    """MediaPipe's selfie segmenter (Apache 2.0), the .tflite the PyPI wheel mediapipe 0.10.21 ships; cached."""
+    return _fetched_detector("selfie_segmentation.tflite")
+
+
+def blazeface_tflite() -> Path:
+    """MediaPipe's short-range face detector (Apache 2.0), face_detection_short_range.tflite from the same
+    mediapipe 0.10.21 wheel; cached."""
+    return _fetched_detector("face_detection_short_range.tflite")
+
+
+def _fetched_detector(name: str) -> Path:
+    """MEDIA/name, taken out of its wheel by the pack's own scripts/fetch_detectors.py, as a user would."""
     def make(tmp: Path) -> Path:
         script = Path(__file__).resolve().parents[2] / "scripts" / "fetch_detectors.py"
-        subprocess.run([sys.executable, str(script), str(tmp), "--only", "selfie_segmentation.tflite"],
-                       check=True, capture_output=True)
-        return tmp / "selfie_segmentation.tflite"
+        subprocess.run([sys.executable, str(script), str(tmp), "--only", name], check=True, capture_output=True)
+        return tmp / name
 
-    return _cached("selfie_segmentation.tflite", make)
+    return _cached(name, make)
