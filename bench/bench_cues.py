@@ -13,6 +13,8 @@ cut by each segmenter; the truth is MediaPipe's selfie segmenter run once on the
 by the pan's known crop (so its own row measures how well it holds on moving crops of the same
 picture, and the built-in rows how far they are from it): IoU, recall, background leak (the mask's
 share outside the truth).
+Faces: the same pans at 320 and 160 pixels, each face detector (Haar, CenterFace, MediaPipe's short-range
+model) against its own box on the whole still moved by the pan, and against CenterFace's; ms per frame.
 Tracking: two walkers cut out of vtest.avi and walked along known paths on its empty pavement
 (tests/harness/walkers.py; the true box of each is known in every frame): a crossing, and an exit
 with a newcomer at the same edge and the person's return; identity switches and frames on the right
@@ -120,6 +122,55 @@ def segmentation(count: int) -> None:
             leak = (masks & ~truth).sum((1, 2)) / np.maximum(masks.sum((1, 2)), 1)
             print(f"  {name:12s} {backend:28s} person {int(track.person.sum()):3d}/{count}  IoU {np.mean(inter / np.maximum(union, 1)):.2f}  "
                   f"recall {recall.mean():.2f} (min {recall.min():.2f})  leak {leak.mean():.2f} (max {leak.max():.2f})")
+
+
+# -- faces on the portrait pans: each detector's box on the whole still, moved by the pan, is its truth
+def _face_models() -> dict[str, str | None]:
+    return {"opencv haar (built-in)": None, "centerface.onnx": str(media.centerface_onnx()),
+            "mediapipe short-range": str(media.blazeface_tflite())}
+
+
+def _panned(box: np.ndarray, index: int, count: int, width: int, size: int, side: int = 400, drop: int = 20) -> np.ndarray:
+    """A box on the whole still as it lies in frame ``index`` of media.pan_clip(still, count, side, size, drop)."""
+    t = index / max(count - 1, 1)
+    x, y = int(round(t * (width - side))), int(round(t * drop))
+    return (box - [x, y, x, y]) * size / side
+
+
+def _face_run(clip: np.ndarray, path: str | None, truths: list) -> tuple[np.ndarray, int, float]:
+    """IoU (F, T) of each frame's box nearest its first truth with each of its truths, the count of other
+    boxes, and the median ms per frame of the detector alone."""
+    from directanimator_core.cues import boxes, detectors
+
+    detectors.detect_faces(clip[0], 12, path)  # the model is loaded before the clock starts
+    ious, extra, ms = [], 0, []
+    for frame, truth in zip(clip, truths):
+        start = time.perf_counter()
+        found = detectors.detect_faces(frame, 12, path)
+        ms.append(1000 * (time.perf_counter() - start))
+        best = max(found, key=lambda b: boxes.iou(b, truth[0]), default=None)
+        ious.append([0.0 if best is None else boxes.iou(best, t) for t in truth])
+        extra += max(len(found) - 1, 0)
+    return np.array(ious), extra, float(np.median(ms))
+
+
+def faces(count: int) -> None:
+    from directanimator_core.cues import detectors
+
+    print(f"faces on {count}-frame pans over real portraits (truth: each detector's own box on the whole still, "
+          "moved by the pan; 'vs centerface': CenterFace's); found = a box with IoU >= 0.5")
+    models = _face_models()
+    for name, image in (("astronaut", media.astronaut()), ("grace hopper", media.grace_hopper())):
+        whole = {label: detectors.detect_faces(image, 12, path)[0] for label, path in models.items()}
+        for size in (320, 160):
+            clip = media.pan_clip(image, count, size=size)
+            for label, path in models.items():
+                truths = [[_panned(whole[k], i, count, image.shape[1], size) for k in (label, "centerface.onnx")]
+                          for i in range(count)]
+                ious, extra, ms = _face_run(clip, path, truths)
+                print(f"  {name:12s} {size}px {label:22s} found {int((ious[:, 0] >= 0.5).sum()):3d}/{count}  IoU "
+                      f"{ious[:, 0].mean():.2f} (min {ious[:, 0].min():.2f})  vs centerface {ious[:, 1].mean():.2f}  "
+                      f"extra boxes {extra:3d}  {ms:5.1f} ms/frame")
 
 
 def montage(path: Path, count: int = 12) -> None:
@@ -254,6 +305,7 @@ def main() -> None:
     speed(args.frames, args.onnx)
     if args.pan_frames:
         segmentation(args.pan_frames)
+        faces(args.pan_frames)
     tracking(args.loop_frames)
     if args.rss_frames:
         print("peak memory of the streaming extract command (uint8 frames, chunks of 16, PNG masks)")
