@@ -43,6 +43,7 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]
 from directanimator_core.cues.config import CueConfig, FaceConfig, SegmentConfig  # noqa: E402
 from directanimator_core.cues.frames import ArraySource  # noqa: E402
 from directanimator_core.cues.triplet import analyse, build_triplet  # noqa: E402
+from directanimator_core.errors import CueError  # noqa: E402
 from harness import media, walkers  # noqa: E402
 
 PAPER_MS_PER_FRAME = 31.0
@@ -260,6 +261,12 @@ def tracking(loop_frames: int) -> None:
           f"{sum(w == 'light' for w in whom)} frames; after the return on him in {sum(w == 'dark' for w, b in zip(whom, back) if b)} "
           f"of {int(back.sum())} frames he is seen (first at frame "
           f"{next((75 + k for k, w in enumerate(whom[75:]) if w == 'dark'), None)}); re-acquisitions {track.reacquired}")
+    try:
+        track = _follow(clip.frames[:40], 1)
+        print(f"  one walker and the wall's cabinets, person 1: followed {int(track.person.sum())} frames at "
+              f"{track.body_boxes[0].round().tolist()}, mean quality {track.quality.mean():.2f}")
+    except CueError as error:
+        print(f"  one walker and the wall's cabinets, person 1: refused ({error})")
     print("tracking on vtest.avi (no truth: what the tracker did)")
     frames = media.vtest_frames(120)
     for index in (0, 1):

@@ -12,9 +12,10 @@ from ..errors import InputError
 class SegmentConfig:
     """How the driver is found and cut out when no external mask is given.
 
-    ``person_index`` picks whom to follow when several people are in view: 0 is the largest person in
-    the first frame where anyone is found, 1 the next largest, and so on; an index past the people
-    that most sampled frames show is refused before the frames are analysed (segment.survey).
+    ``person_index`` picks whom to follow when several people are in view: 0 is the largest of the
+    people who move and are seen again over the first frames where enough people are found
+    (tracking.py), 1 the next largest, and so on; an index past the people that most sampled frames
+    show is refused before the frames are analysed (segment.survey).
     ``onnx_path`` is an optional person segmenter (any ONNX model with one image input and one- or
     two-channel mask outputs), run through ``cv2.dnn`` in place of GrabCut.
     """
@@ -25,8 +26,7 @@ class SegmentConfig:
     motion_threshold: int = 28  # per-channel grey-level difference that counts as motion
     min_person_fraction: float = 0.002  # smallest person box, as a fraction of the frame area
     hog_threshold: float = 0.5  # SVM score a HOG detection needs
-    track_iou: float = 0.15  # least overlap with the last box to stay the same person
-    max_lost: int = 15  # frames the track may coast on its last box before it is called lost
+    max_lost: int = 15  # lost frames after which the search around the coasting box is widened
     grabcut_iters: int = 2
     onnx_path: Optional[str] = None
     onnx_size: int = 320  # square input size of the ONNX segmenter

@@ -5,7 +5,8 @@
    change the choice, so a clip and a longer one agree on their common frames). People are the
    detections that move (MOVING_SHARE of the box differs from the background: a HOG hit on a wall
    is still; without a background every hit counts) and that are found again in most of those
-   frames; they are ranked by the cut-out person's box in the first frame, largest first, and
+   frames (followed by place and size alone: their looks are still being learnt); they are ranked by
+   the cut-out person's box in the first frame, largest first, and
    ``person_index`` picks among them. Too few such people, and later frames are tried.
 2. **Following**: each frame, the person is looked for around a constant-velocity prediction of the
    box, by HOG, then faces, then moving regions (each only when the one before found nobody who
@@ -16,8 +17,8 @@
    LOOK_FLOOR, at most APPEARANCE_GATE); of those, the cheapest (look + distance) wins. So a walker
    who crosses in front is not taken, nor a newcomer where the person left the frame. When nobody
    fits, the box coasts on the prediction and the frame is not found.
-3. **Re-acquiring**: after REACQUIRE_AFTER lost frames, every REACQUIRE_EVERY frames (SLOW_SEARCH
-   times as seldom after LONG_LOST frames) the whole frame is searched, HOG around each moving region
+3. **Re-acquiring**: after REACQUIRE_AFTER lost frames, every REACQUIRE_EVERY frames the whole frame
+   is searched, HOG around each moving region that looks roughly like the person (BLOB_GATE)
    (every detector on the whole frame, every FULL_SEARCH_EVERY frames, without a background), for
    someone who looks like the person (under the gate, at most REACQUIRE_GATE).
 
@@ -58,9 +59,8 @@ LOOK_MARGIN = 0.15  # a detection may look this much further from the person tha
 LOOK_FLOOR = 0.25  # ... and always this far
 DISTANCE_COST = 0.5  # weight of the centre distance (box heights) against the look in the match cost
 REACQUIRE_AFTER = 3  # lost frames before the whole frame is searched
-REACQUIRE_EVERY = 2  # frames between two whole-frame searches while lost (x SLOW_SEARCH after LONG_LOST frames)
-LONG_LOST = 30
-SLOW_SEARCH = 3
+REACQUIRE_EVERY = 2  # frames between two whole-frame searches while lost
+BLOB_GATE = 0.6  # a moving region that looks further than this from the person is not searched (HOG costs)
 FULL_SEARCH_EVERY = 10  # the same without a background (every detector on the whole frame; slow)
 SIGNATURE_ROWS = 32  # a box is resized to this many rows for its look
 BINS = (4, 2, 4)  # hue, saturation, value bins of the look (finer bins split one walker's frames apart)
@@ -265,7 +265,7 @@ class PersonTracker:
                      lambda: self._blobs_near(moving, predicted)):
             near = find()
             looks = [appearance(frame, b, moving) for b in near]
-            best = self._match(track, predicted, near, looks)
+            best = self._match(track, predicted, near, looks, judge_look=search)
             if best is not None:
                 clear = all(iou(near[best], other) < 0.2 for k, other in enumerate(near) if k != best)
                 if clear:  # what this person's own frames look like, not a frame shared with another
@@ -289,7 +289,10 @@ class PersonTracker:
 
         return [b for b in blobs(moving, self.min_area * 0.5) if iou(b, predicted) > 0]
 
-    def _match(self, track: Track, predicted: Box, boxes: list[Box], looks: list[np.ndarray]) -> Optional[int]:
+    def _match(self, track: Track, predicted: Box, boxes: list[Box], looks: list[np.ndarray],
+               judge_look: bool = True) -> Optional[int]:
+        # While choosing (judge_look False) the look is still being learnt, and on a short clip the
+        # background is too poor for a steady one: the candidates are followed by place and size.
         gate = min(GATE_MAX, GATE_HEIGHTS + GATE_GROWTH * track.lost)
         tall = max(predicted[3] - predicted[1], 1.0)
         best, cost = None, np.inf
@@ -299,7 +302,8 @@ class PersonTracker:
             wide = max(box[2] - box[0], 1.0) / max(predicted[2] - predicted[0], 1.0)  # a blob of several people
             seen = track.distance(look)
             size = SIZE_JUMP + SIZE_GROWTH * track.lost
-            if moved > gate or not 1 / size < ratio < size or wide > 1.5 * size or seen > track.gate(APPEARANCE_GATE):
+            if moved > gate or not 1 / size < ratio < size or wide > 1.5 * size or \
+                    (judge_look and seen > track.gate(APPEARANCE_GATE)):
                 continue
             if seen + DISTANCE_COST * moved < cost:
                 best, cost = k, seen + DISTANCE_COST * moved
@@ -307,7 +311,6 @@ class PersonTracker:
 
     def _search_due(self, track: Track, moving: Optional[np.ndarray]) -> bool:
         every = REACQUIRE_EVERY if moving is not None else FULL_SEARCH_EVERY
-        every *= SLOW_SEARCH if track.lost >= LONG_LOST else 1  # someone gone long costs less per frame
         return (track.lost + 1 - REACQUIRE_AFTER) % every == 0
 
     def _search(self, track: Track, frame: np.ndarray, moving: Optional[np.ndarray]) -> Optional[Box]:
@@ -317,7 +320,10 @@ class PersonTracker:
         if moving is not None:
             found = []
             for blob in blobs(moving, self.min_area * 0.5):
-                if 0.4 < (blob[3] - blob[1]) / track.tall < 3.0:
+                # the region's own look first (a fraction of a millisecond): a newcomer in other
+                # colours is not searched with HOG (tens of milliseconds)
+                if 0.4 < (blob[3] - blob[1]) / track.tall < 3.0 and \
+                        track.distance(appearance(frame, blob, moving)) <= BLOB_GATE:
                     found += self._people_near(frame, blob, 0, grow=2.0)
         else:
             found = find_people(frame, self.config.hog_threshold, self.min_area)
