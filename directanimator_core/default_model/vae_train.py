@@ -66,21 +66,41 @@ def draw_batch(frames: np.ndarray, recipe: Recipe, generator: torch.Generator, w
     return torch.from_numpy(windows).permute(0, 4, 1, 2, 3).float() / 127.5 - 1
 
 
-def vae_losses(vae: WanVAE, video: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
+def vae_losses(vae: WanVAE, video: torch.Tensor, generator: torch.Generator,
+               weight: Optional[torch.Tensor] = None) -> dict[str, torch.Tensor]:
     """Reconstruction and latent-statistics losses of one batch (module docstring).
 
     Args:
         vae: the VAE being trained.
         video: (B, 3, f, H, W) in [-1, 1].
         generator: draws the latent noise.
+        weight: (B, 1, f, H, W) per-pixel weight of the reconstruction terms (e.g. more on the person,
+            ``figure_weights``); None = every pixel alike. The terms are weighted means, so their scale is kept.
     """
     latent = normalize_latents(vae.encode(video, chunk_frames=None))  # (B, 16, T, h, w)
     noisy = latent + LATENT_NOISE * torch.randn(latent.shape, generator=generator)
     recon = vae.decode(denormalize_latents(noisy), chunk_latents=None)
     per_channel = latent.transpose(0, 1).flatten(1)  # (16, B·T·h·w)
     stats = per_channel.mean(1).square().mean() + (per_channel.var(1) - 1).square().mean()
-    l1, l2 = F.l1_loss(recon, video), F.mse_loss(recon, video)
+    if weight is None:
+        l1, l2 = F.l1_loss(recon, video), F.mse_loss(recon, video)
+    else:
+        total = weight.expand_as(video).sum()
+        l1, l2 = (weight * (recon - video).abs()).sum() / total, (weight * (recon - video).square()).sum() / total
     return {"loss": l1 + l2 + STATS_WEIGHT * stats, "l1": l1, "mse": l2, "stats": stats}
+
+
+def figure_weights(masks: torch.Tensor, figure_weight: float, radius: int = 4) -> torch.Tensor:
+    """Per-pixel loss weights: 1 + ``figure_weight`` on the person's mask dilated by ``radius`` pixels.
+
+    Args:
+        masks: (B, f, H, W) person masks in [0, 1].
+        figure_weight: the person's extra weight (0 = none).
+        radius: dilation, so the figure's edge counts as the figure.
+    """
+    b, f, h, w = masks.shape
+    grown = F.max_pool2d(masks.float().reshape(b * f, 1, h, w), 2 * radius + 1, 1, radius)
+    return 1.0 + figure_weight * grown.reshape(b, 1, f, h, w)
 
 
 def train_vae(recipe: Recipe, log_step: Optional[Callable[[int, dict], None]] = None) -> WanVAE:
