@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import replace
+from pathlib import Path
 from typing import Optional
 
 import folder_paths
@@ -17,6 +18,7 @@ from comfy_api.latest import io, ui
 from ..directanimator_core.admission import admit_output
 from ..directanimator_core.cues.config import (ALIGN_MODES, AlignConfig, CueConfig, FaceConfig, LocationConfig,
                                                 PoseConfig, SegmentConfig)
+from ..directanimator_core.cues import blazeface
 from ..directanimator_core.cues.frames import check_masks
 from ..directanimator_core.cues.replace import cut_out, grow_masks
 from ..directanimator_core.cues.triplet import CueTriplet, build_face_cue, build_triplet
@@ -35,10 +37,23 @@ def onnx_files(suffixes: tuple[str, ...] = (".onnx",)) -> list[str]:
     return [name for name in folder_paths.get_filename_list(MODEL_FOLDER) if name.lower().endswith(suffixes)]
 
 
+SELFIE_SEGMENTER, CENTERFACE = "selfie_segmentation.tflite", "centerface.onnx"  # what fetch_detectors.py puts there
+
+
 def segmenter_files() -> list[str]:
     """Person segmenters in models/directanimator: ONNX, or TFLite (MediaPipe's selfie segmenter, which
-    scripts/fetch_detectors.py puts there)."""
-    return onnx_files((".onnx", ".tflite"))
+    scripts/fetch_detectors.py puts there); face detectors, named for faces, are not offered."""
+    return [name for name in onnx_files((".onnx", ".tflite")) if "face" not in name.lower()]
+
+
+def face_detector_files() -> list[str]:
+    """Face detectors in models/directanimator: CenterFace or YuNet .onnx, MediaPipe's face_detection_*.tflite."""
+    return [name for name in onnx_files((".onnx", ".tflite")) if blazeface.is_face_model(name)]
+
+
+def preferred(options: list[str], best: str, built_in: str) -> str:
+    """The default of a detector combo: the measured better model when it is in the folder, else the built-in."""
+    return next((name for name in options if Path(name).name == best), built_in)
 
 
 def onnx_path(choice: str, built_in: str) -> Optional[str]:
@@ -61,16 +76,23 @@ def person_index_input() -> io.Int.Input:
 
 
 def segmenter_input() -> io.Combo.Input:
-    return io.Combo.Input("segmenter", options=[BUILT_IN_SEGMENTER, *segmenter_files()], default=BUILT_IN_SEGMENTER,
+    files = segmenter_files()
+    return io.Combo.Input("segmenter", options=[BUILT_IN_SEGMENTER, *files],
+                          default=preferred(files, SELFIE_SEGMENTER, BUILT_IN_SEGMENTER),
                           tooltip="Person segmenter when no mask is connected: OpenCV's HOG + motion + GrabCut, or "
                                   "an ONNX / TFLite segmenter in models/directanimator (scripts/fetch_detectors.py "
-                                  "puts MediaPipe's selfie_segmentation.tflite there: far less background).")
+                                  "puts MediaPipe's selfie_segmentation.tflite there: far less background; the "
+                                  "default when it is there).")
 
 
 def face_detector_input() -> io.Combo.Input:
-    return io.Combo.Input("face_detector", options=[BUILT_IN_FACE, *onnx_files()], default=BUILT_IN_FACE,
-                          tooltip="Face detector: OpenCV's Haar cascade, or a CenterFace or YuNet .onnx in "
-                                  "models/directanimator (scripts/fetch_detectors.py puts centerface.onnx there).")
+    files = face_detector_files()
+    return io.Combo.Input("face_detector", options=[BUILT_IN_FACE, *files],
+                          default=preferred(files, CENTERFACE, BUILT_IN_FACE),
+                          tooltip="Face detector: OpenCV's Haar cascade, a CenterFace or YuNet .onnx, or MediaPipe's "
+                                  "face_detection_short_range.tflite (fast; faces above about a tenth of the frame) in "
+                                  "models/directanimator; scripts/fetch_detectors.py puts centerface.onnx (the "
+                                  "default when it is there) and the MediaPipe model there.")
 
 
 def cutoff_input() -> io.Float.Input:

@@ -287,6 +287,26 @@ def test_face_cue_node_with_an_onnx_detector_from_the_model_folder(server: Comfy
         assert np.abs((box[:2] + box[2:]) / 2 - 96).max() < 16
 
 
+def test_detector_combos_offer_each_model_in_its_own_list_and_default_to_the_better_one(server: ComfyServer) -> None:
+    """With fetch_detectors.py's three files in models/directanimator: the segmenter list holds the selfie segmenter
+    (not the face models), the face list CenterFace and MediaPipe's short-range model (not the segmenter); the
+    defaults are the selfie segmenter and CenterFace (the measured better ones, docs/face_detectors.md)."""
+    folder = server.base / "models" / "directanimator"
+    folder.mkdir(parents=True, exist_ok=True)
+    for source, name in ((media.selfie_segmenter(), "selfie_segmentation.tflite"),
+                         (media.centerface_onnx(), "centerface.onnx"),
+                         (media.blazeface_tflite(), "face_detection_short_range.tflite")):
+        shutil.copy(source, folder / name)
+    inputs = server.object_info()["DirectAnimatorCueTriplet"]["input"]["required"]
+    segmenters, faces = inputs["segmenter"], inputs["face_detector"]
+    names = lambda combo: combo[1]["options"] if isinstance(combo[0], str) else combo[0]  # noqa: E731 - V3 or V1 combo
+    assert set(names(segmenters)) >= {"opencv (built-in)", "selfie_segmentation.tflite"}
+    assert not {"centerface.onnx", "face_detection_short_range.tflite"} & set(names(segmenters))
+    assert set(names(faces)) >= {"opencv haar (built-in)", "centerface.onnx", "face_detection_short_range.tflite"}
+    assert "selfie_segmentation.tflite" not in names(faces)
+    assert segmenters[1]["default"] == "selfie_segmentation.tflite" and faces[1]["default"] == "centerface.onnx"
+
+
 def test_the_selfie_segmenter_in_the_model_folder_runs_in_the_triplet_node(server: ComfyServer) -> None:
     """MediaPipe's .tflite, put in models/directanimator (as scripts/fetch_detectors.py does), is offered by
     the segmenter combo, cuts the panned portrait, and the report names it; the built-in is named too."""
@@ -295,6 +315,7 @@ def test_the_selfie_segmenter_in_the_model_folder_runs_in_the_triplet_node(serve
     shutil.copy(media.selfie_segmenter(), folder / "selfie_segmentation.tflite")
     options = server.object_info()["DirectAnimatorCueTriplet"]["input"]["required"]["segmenter"]
     assert "selfie_segmentation.tflite" in json.dumps(options)
+    assert options[1]["default"] == "selfie_segmentation.tflite"  # the measured better segmenter, once it is there
     reports, bodies = {}, {}
     for name in ("selfie_segmentation.tflite", "opencv (built-in)"):
         prompt = {**video(PAN), **reference(),
