@@ -25,8 +25,8 @@ FRAME = (20, 340, 288, 768)  # the part of vtest the clips show: y0, y1, x0, x1 
 WALKERS = {"dark": (0, (640, 240, 686, 322)), "light": (120, (684, 213, 729, 312))}
 SPRITE_FRAMES = 24
 # Of the cut frames, those that hold the walker alone (checked by eye): the pale woman is crossed by a
-# man in black in her frames 8-11, and the man in black's frame 23 is cut short by the frame's edge.
-KEEP = {"dark": tuple(range(22)), "light": tuple(range(8)) + tuple(range(12, 24))}
+# man in black in her frames 8-12 (cut out with her); the man in black's frame 23 is cut short.
+KEEP = {"dark": tuple(range(22)), "light": tuple(range(8)) + tuple(range(13, 24))}
 
 
 def background() -> np.ndarray:
