@@ -5,7 +5,9 @@
    change the choice, so a clip and a longer one agree on their common frames). People are the
    detections that move (MOVING_SHARE of the box differs from the background: a HOG hit on a wall
    is still; without a background every hit counts) and that are found again in most of those
-   frames (followed by place and size alone: their looks are still being learnt); they are ranked by
+   frames (followed by place and size alone: their looks are still being learnt), or, when the clip
+   ends before those frames do, in its last frame (a short clip's median background hides a small
+   walker in its middle frames; ``_steady``); they are ranked by
    the cut-out person's box in the first frame, largest first, and
    ``person_index`` picks among them. Too few such people, and later frames are tried.
 2. **Following**: each frame, the person is looked for around a constant-velocity prediction of the
@@ -207,7 +209,7 @@ class PersonTracker:
 
     def flush(self) -> list[tuple[Optional[Box], bool]]:
         """(box, found) of the frames still held at the end of the clip."""
-        return self._choose() if self._tentative else []
+        return self._choose(ended=True) if self._tentative else []
 
     def candidates(self, frame: np.ndarray, moving: Optional[np.ndarray], index: Optional[int] = None) -> list[Box]:
         """Everyone the detectors see in a frame; what the survey found for ``index`` if it looked."""
@@ -222,9 +224,9 @@ class PersonTracker:
         look = appearance(frame, box, moving)
         return Track(box=box.astype(np.float64), look=look, first_look=look.copy(), history=[(box, True)])
 
-    def _choose(self) -> list[tuple[Optional[Box], bool]]:
+    def _choose(self, ended: bool = False) -> list[tuple[Optional[Box], bool]]:
         held = len(self._held)
-        steady = [t for t in self._tentative if sum(f for _, f in t.history) >= max(1.0, PERSISTENT * held)]
+        steady = [t for t in self._tentative if _steady(t, held, ended)]
         self.best_count = max(self.best_count, len(steady))
         # Ranked by the cut-out person in the first frame, not by the detector's loose window.
         steady.sort(key=lambda t: -self._cut_area(*self._held[0], t.history[0][0]))
@@ -350,6 +352,19 @@ class PersonTracker:
         faces = detectors.detect_faces(frame[y0:y1, x0:x1], max(12, int(0.04 * min(self.height, self.width))))
         bodies = [body_from_face(f + np.array([x0, y0, x0, y0]), self.height, self.width) for f in faces]
         return [b for b in bodies if area(b) >= self.min_area]
+
+
+def _steady(track: Track, held: int, ended: bool) -> bool:
+    """Whether a candidate followed over the ``held`` frames of the look-ahead is a person: found again
+    in PERSISTENT of them; or, when the clip ended before the look-ahead did (``ended``), found again
+    in its last frame, where its motion put it. A short clip's median background is made of the few
+    frames there are and holds a small or slow walker wherever they stand in most of them, so its
+    middle frames show them in slivers or not at all (a 5-frame walker moving a third of their width
+    a frame: found in the first and the last frame only; a 3-frame one, not in the middle frame)."""
+    found = [f for _, f in track.history]
+    if sum(found) >= max(1.0, PERSISTENT * held):
+        return True
+    return ended and held > 1 and found[-1]
 
 
 def _same(a: Track, b: Track) -> bool:
