@@ -2,6 +2,7 @@
 
     python bench/bench_cues.py [--frames 48] [--rss-frames 1000] [--onnx SEGMENTER.onnx] [--pan-frames 40]
                                [--montage docs/cues_pan.jpg] [--loop-frames 600] [--only-tracking]
+                               [--only-frame-sizes]
 
 Speed: frames per second of the whole triplet (segmentation, tracking, face, alignment, low-pass,
 location masks) on real footage (vtest.avi, cropped and resized) at 512x512 and 832x480, aligned to
@@ -20,6 +21,8 @@ Tracking: two walkers cut out of vtest.avi and walked along known paths on its e
 with a newcomer at the same edge and the person's return; identity switches and frames on the right
 person. On vtest itself (no truth): frames found, box jumps, re-acquisitions, whether person 1 is the
 wall's cabinets, a looped clip, and whether a 40- and a 120-frame clip agree on their first 40 frames.
+Frame size: the built-in path on vtest resized to 512x512, 1920x1080 and 4000x3000 (streamed, never held
+at the large size), each in a fresh process: ms per frame (analysis, rendering) and peak RSS (docs/cue_speed.md).
 The paper (DirectAnimator, Table 7) reports about 31 ms per frame of preprocessing on a GPU.
 """
 
@@ -221,6 +224,56 @@ def peak_rss(count: int, workdir: Path) -> None:
         print(f"  extract, {n:5d} frames at 832x480: peak RSS {rss:7.1f} MiB, {n / seconds:5.1f} frames/s end to end")
 
 
+# -- frame size: each size in its own process, so each peak RSS is its own ------------------------------
+FRAME_SIZES = {"512x512": (512, 512), "1920x1080": (1080, 1920), "4000x3000": (3000, 4000)}
+
+
+class ResizedSource:
+    """vtest frames resized to (height, width) chunk by chunk, as a video file would stream them: the
+    clip itself is never held at the large size (what a VideoSource costs, without the disk)."""
+
+    def __init__(self, frames: np.ndarray, height: int, width: int) -> None:
+        self.frames, self.height, self.width, self.num_frames = frames, height, width, len(frames)
+
+    def chunks(self, size: int):
+        for start in range(0, self.num_frames, size):
+            yield np.stack([cv2.resize(f, (self.width, self.height), interpolation=cv2.INTER_LINEAR)
+                            for f in self.frames[start:start + size]])
+
+
+def frame_size_run(label: str, count: int) -> None:
+    """One size, in this process: ms per frame of the built-in path (analysis + rendering onto the
+    512x512 astronaut) and the process's peak RSS (VmHWM)."""
+    import re
+
+    from directanimator_core.cues.triplet import alignment_for, render
+    from directanimator_core.cues.reference import find_reference
+
+    height, width = FRAME_SIZES[label]
+    source = ResizedSource(media.vtest_frames(count), height, width)
+    config = CueConfig()
+    reference = find_reference(media.astronaut(), None, config)
+    start = time.perf_counter()
+    track = analyse(source, config)
+    analysed = time.perf_counter()
+    for _ in render(source, track, alignment_for(track, reference, config.align), config):
+        pass
+    end = time.perf_counter()
+    rss = int(re.search(r"VmHWM:\s+(\d+)", open("/proc/self/status").read()).group(1)) / 1024
+    print(f"  {label:9s} {count} frames: {1000 * (end - start) / count:7.1f} ms/frame (analysis "
+          f"{1000 * (analysed - start) / count:.1f}, rendering {1000 * (end - analysed) / count:.1f}), person in "
+          f"{int(track.person.sum())}, peak RSS {rss:7.1f} MiB")
+
+
+def frame_sizes(count: int) -> None:
+    print(f"built-in path by frame size (vtest resized with cv2.resize, streamed; cues on the 512x512 astronaut; "
+          f"{count} frames; each size in a fresh process)")
+    for label in FRAME_SIZES:
+        result = subprocess.run([sys.executable, __file__, "--frame-size-run", label, "--frames", str(count)],
+                                cwd=REPO, capture_output=True, text=True)
+        print(result.stdout.rstrip() if result.returncode == 0 else f"  {label}: failed: {result.stderr.strip()[-400:]}")
+
+
 def _follow(frames: np.ndarray, index: int = 0):
     return analyse(ArraySource(frames), CueConfig(segment=SegmentConfig(person_index=index)))
 
@@ -302,8 +355,16 @@ def main() -> None:
     parser.add_argument("--pan-frames", type=int, default=40, help="frames of each portrait pan (0 skips)")
     parser.add_argument("--loop-frames", type=int, default=600, help="frames of the looped vtest clip (0 skips)")
     parser.add_argument("--only-tracking", action="store_true", help="measure the tracking alone")
+    parser.add_argument("--only-frame-sizes", action="store_true", help="measure speed and memory by frame size alone")
+    parser.add_argument("--frame-size-run", choices=list(FRAME_SIZES), help=argparse.SUPPRESS)
     parser.add_argument("--montage", help="write an image (.jpg, .png) of both pans' cues, built-in and selfie segmenter, here")
     args = parser.parse_args()
+    if args.frame_size_run:
+        frame_size_run(args.frame_size_run, args.frames)
+        return
+    if args.only_frame_sizes:
+        frame_sizes(args.frames)
+        return
     if args.only_tracking:
         tracking(args.loop_frames)
         return
@@ -314,6 +375,7 @@ def main() -> None:
         segmentation(args.pan_frames)
         faces(args.pan_frames)
     tracking(args.loop_frames)
+    frame_sizes(args.frames)
     if args.rss_frames:
         print("peak memory of the streaming extract command (uint8 frames, chunks of 16, PNG masks)")
         with tempfile.TemporaryDirectory() as tmp:

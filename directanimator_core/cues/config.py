@@ -121,8 +121,14 @@ class CueConfig:
     location: LocationConfig = field(default_factory=LocationConfig)
     align: AlignConfig = field(default_factory=AlignConfig)
     chunk_frames: int = 16  # frames held in float at once; bounds memory on long videos
+    # Long side, in pixels, frames are analysed at (detection, background, segmentation); larger frames
+    # are downscaled for it and the masks and boxes brought back, so time and memory stop growing with size
+    analysis_side: int = 1024
 
     def __post_init__(self) -> None:
+        if self.analysis_side < 64:
+            raise InputError(f"analysis_side={self.analysis_side} is below 64; it is the long side frames are "
+                             "analysed at (1024 is the default)")
         if self.chunk_frames < 1:
             raise InputError(f"chunk_frames={self.chunk_frames} is below 1; it is how many frames are processed at "
                              "once (16 is the default)")

@@ -150,6 +150,40 @@ class VideoSource:
             capture.release()
 
 
+CHUNK_PIXELS = 16 * 1024 * 1024  # pixels of a chunk of full-size frames; larger frames come in fewer a chunk
+
+
+def chunk_size(frames: int, height: int, width: int) -> int:
+    """``frames`` a chunk, fewer for frames so large that a chunk would pass CHUNK_PIXELS (at least one)."""
+    return max(1, min(frames, CHUNK_PIXELS // max(height * width, 1)))
+
+
+def analysis_scale(height: int, width: int, side: int) -> float:
+    """The factor frames are analysed at: 1 up to a long side of ``side`` pixels, smaller above."""
+    return min(1.0, side / max(height, width))
+
+
+class ScaledSource:
+    """Another source's frames resized by ``scale`` (INTER_AREA), chunk by chunk: what the analysis of a
+    large clip reads, so no background sample or kept frame is ever at the full size."""
+
+    def __init__(self, source: FrameSource, scale: float) -> None:
+        self.source, self.num_frames = source, source.num_frames
+        self.height = max(16, round(source.height * scale))
+        self.width = max(16, round(source.width * scale))
+
+    @property
+    def factors(self) -> np.ndarray:
+        """(4,) multipliers that take an (x0, y0, x1, y1) box from these frames to the source's."""
+        fx, fy = self.source.width / self.width, self.source.height / self.height
+        return np.array([fx, fy, fx, fy])
+
+    def chunks(self, size: int) -> Iterator[np.ndarray]:
+        for frames in self.source.chunks(chunk_size(size, self.source.height, self.source.width)):
+            yield np.stack([cv2.resize(frame, (self.width, self.height), interpolation=cv2.INTER_AREA)
+                            for frame in frames])
+
+
 def read_image(path: str) -> np.ndarray:
     """An image file as (H, W, 3) uint8 RGB."""
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)

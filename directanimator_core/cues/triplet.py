@@ -21,7 +21,8 @@ from ..errors import CueError, InputError
 from . import align, checks, face, location, lowpass, segment, tracking
 from .boxes import Box, mask_box
 from .config import AlignConfig, CueConfig
-from .frames import ArraySource, FrameSource, check_frames, check_masks, stack_frames
+from .frames import (ArraySource, FrameSource, ScaledSource, analysis_scale, check_frames, check_masks, chunk_size,
+                     stack_frames)
 from .reference import ReferenceBoxes, find_reference
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ class DriverTrack:
     quality: np.ndarray  # (F,) float32 segmentation quality 0..1
     face_boxes: np.ndarray  # (F, 4) smoothed face boxes
     face_found: np.ndarray  # (F,) bool
-    masks: tuple[bytes, ...]  # PNG of each (H, W) uint8 person mask
+    masks: tuple[bytes, ...]  # PNG of each person mask: (H, W) uint8, or at the analysis size (see mask)
     suspect_switch: Optional[np.ndarray] = None  # (F,) bool, likely on someone else (checks.suspect_switches)
     mostly_background: Optional[np.ndarray] = None  # (F,) bool (checks.mostly_background)
     reacquired: int = 0  # times the tracker found the person again after losing them (tracking.py)
@@ -55,7 +56,13 @@ class DriverTrack:
         return len(self.person)
 
     def mask(self, index: int) -> np.ndarray:
-        return cv2.imdecode(np.frombuffer(self.masks[index], np.uint8), cv2.IMREAD_GRAYSCALE)
+        """Frame ``index``'s person mask (H, W) uint8 0/255, at the frames' full size (a mask cut at the
+        analysis size is brought back to it, smoothly: linear, then thresholded)."""
+        mask = cv2.imdecode(np.frombuffer(self.masks[index], np.uint8), cv2.IMREAD_GRAYSCALE)
+        if mask.shape == (self.height, self.width):
+            return mask
+        full = cv2.resize(mask, (self.width, self.height), interpolation=cv2.INTER_LINEAR)
+        return cv2.threshold(full, 127, 255, cv2.THRESH_BINARY)[1]
 
 
 LOW_QUALITY = 0.1  # the most a flagged frame's quality may be (FrameFlags)
@@ -193,15 +200,18 @@ def analyse(source: FrameSource, config: CueConfig, masks: Optional[np.ndarray] 
         progress: called with (frames done, frames in all); the total covers both passes.
         should_stop: polled once per frame; True stops with CueStopped.
     """
-    tracker = tracking.PersonTracker(config.segment, source.height, source.width)
+    # Large frames are analysed downscaled (config.analysis_side); the track comes back at full size.
+    scale = analysis_scale(source.height, source.width, config.analysis_side)
+    work = source if scale == 1.0 else ScaledSource(source, scale)
+    tracker = tracking.PersonTracker(config.segment, work.height, work.width)
     background = None
     if masks is not None:
         masks = check_masks(masks, source.num_frames, source.height, source.width)
     else:
         # Frames sampled across the clip give the background and, before any frame is analysed, tell
         # whether anyone is there to follow (a clip without a person fails here, not at its end).
-        sample = segment.sample_frames(source, config.segment.background_samples, config.chunk_frames)
-        background = segment.background_of(sample, source.num_frames)
+        sample = segment.sample_frames(work, config.segment.background_samples, config.chunk_frames)
+        background = segment.background_of(sample, source.num_frames)  # (h, w, 3) at the working size
         segment.survey(sample, background, tracker, source.num_frames)
     rows: list[FrameRow] = []
     held: list[tuple[np.ndarray, Optional[np.ndarray]]] = []  # (frame, motion) the tracker has not decided on
@@ -209,13 +219,16 @@ def analyse(source: FrameSource, config: CueConfig, masks: Optional[np.ndarray] 
 
     def add(frame: np.ndarray, given: Optional[np.ndarray], box: Optional[Box], found: bool,
             moving: Optional[np.ndarray]) -> None:
-        row = _analyse_frame(frame, given, box, found, moving, config, last_face[0], rows[-1].pixels if rows else 0.0)
+        small = given if given is None or work is source else _resized_mask(given, work.width, work.height)
+        row = _analyse_frame(frame, small, box, found, moving, config, last_face[0], rows[-1].pixels if rows else 0.0)
+        if small is not given:  # the user's mask is kept as given, at the full size
+            row = row._replace(mask_png=cv2.imencode(".png", given)[1].tobytes())
         last_face[0] = row.face if row.face is not None else last_face[0]
         rows.append(row)
         if progress:
             progress(len(rows), 2 * source.num_frames)
 
-    for frames in source.chunks(config.chunk_frames):
+    for frames in work.chunks(config.chunk_frames):
         for frame in frames:
             _check_stop(should_stop, len(rows) + len(held))
             if masks is not None:
@@ -233,7 +246,20 @@ def analyse(source: FrameSource, config: CueConfig, masks: Optional[np.ndarray] 
         raise InputError("the driving video gave 0 frames; connect a video with at least one frame")
     if not any(r.found for r in rows):
         raise segment.no_person_error(len(rows), tracker.best_count, config.segment.person_index)
-    return _track(rows, source, config, tracker.reacquired)
+    track = _track(rows, work, config, tracker.reacquired)
+    return track if work is source else _at_full_size(track, work)
+
+
+def _resized_mask(mask: np.ndarray, width: int, height: int) -> np.ndarray:
+    """A 0/255 mask at (height, width), by area (a thin part stays while it covers half a pixel)."""
+    return np.where(cv2.resize(mask, (width, height), interpolation=cv2.INTER_AREA) > 127, 255, 0).astype(np.uint8)
+
+
+def _at_full_size(track: DriverTrack, work: ScaledSource) -> DriverTrack:
+    """A track of downscaled frames with its boxes at the full size; masks stay as analysed (``mask``
+    brings each back to the full size when it is read)."""
+    return replace(track, height=work.source.height, width=work.source.width,
+                   body_boxes=track.body_boxes * work.factors, face_boxes=track.face_boxes * work.factors)
 
 
 def _analyse_frame(frame: np.ndarray, given: Optional[np.ndarray], box: Optional[Box], found: bool,
@@ -330,7 +356,7 @@ def render(source: FrameSource, track: DriverTrack, alignment: align.Alignment, 
     """
     face_size = config.face.size or alignment.size
     start = 0
-    for frames in source.chunks(config.chunk_frames):
+    for frames in source.chunks(chunk_size(config.chunk_frames, source.height, source.width)):
         stop = min(start + len(frames), track.num_frames)
         frames = frames[:stop - start]
         if len(frames) == 0:
@@ -467,11 +493,15 @@ def build_face_cue(frames: np.ndarray | FrameSource, config: CueConfig = CueConf
     source = as_source(frames)
     if masks is not None:
         masks = check_masks(masks, source.num_frames, source.height, source.width)
+    scale = analysis_scale(source.height, source.width, config.analysis_side)
+    work = source if scale == 1.0 else ScaledSource(source, scale)  # faces found at the analysis size
+    to_work = np.ones(4) if work is source else 1 / work.factors
     boxes, last = [], None
-    for chunk in source.chunks(config.chunk_frames):
+    for chunk in work.chunks(config.chunk_frames):
         for frame in chunk:
             _check_stop(should_stop, len(boxes))
             person = None if masks is None else mask_box(masks[len(boxes)])
+            person = person if person is None else person * to_work
             found = None if masks is not None and person is None else face.find_face(frame, person, config.face, last)
             last = found if found is not None else last
             boxes.append(found)
@@ -479,10 +509,10 @@ def build_face_cue(frames: np.ndarray | FrameSource, config: CueConfig = CueConf
                 progress(len(boxes), 2 * source.num_frames)
     found = np.array([b is not None for b in boxes])
     smoothed = face.smooth_faces(np.stack([b if b is not None else np.zeros(4) for b in boxes]), found,
-                                 config.face.smooth_frames)
+                                 config.face.smooth_frames) / to_work  # (F, 4) at the full size
     size = config.face.size or (source.height, source.width)
     out, start = [], 0
-    for chunk in source.chunks(config.chunk_frames):
+    for chunk in source.chunks(chunk_size(config.chunk_frames, source.height, source.width)):
         span = slice(start, start + len(chunk))
         out.append(face.crop_faces(chunk, smoothed[span], found[span], config.face, size))
         start += len(chunk)
