@@ -22,12 +22,28 @@ def soften(masks: np.ndarray, softness: float, grid: int = 0) -> np.ndarray:
         softness: Gaussian sigma of the edges, in pixels (0 = hard edges).
         grid: cell size in pixels of the max-pool that hides the outline (0 = none).
     """
-    out = np.empty_like(masks)
+    out = np.zeros_like(masks)
     for index, mask in enumerate(masks):
         if grid > 1:
             mask = _grid_max(mask, grid)
-        out[index] = cv2.GaussianBlur(mask, (0, 0), softness) if softness > 0 else mask
+        if softness <= 0:
+            out[index] = mask
+            continue
+        # Blurred only around the mask: zeros blur to zeros. The region reaches past the kernel's
+        # radius (so what is reflected at its edges is zeros) or to the image border (reflected as
+        # the whole image's is), so the result equals the whole frame's blur.
+        found = cv2.boundingRect(mask)
+        if found[2] == 0:
+            continue
+        x0, y0, x1, y1 = _around(found, int(np.ceil(4 * softness)) + 2, mask.shape)
+        out[index, y0:y1, x0:x1] = cv2.GaussianBlur(mask[y0:y1, x0:x1], (0, 0), softness)
     return out
+
+
+def _around(rect: tuple[int, int, int, int], margin: int, shape: tuple[int, ...]) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1) of an (x, y, w, h) rectangle grown by ``margin`` pixels, cut at the image."""
+    x, y, w, h = rect
+    return max(0, x - margin), max(0, y - margin), min(shape[1], x + w + margin), min(shape[0], y + h + margin)
 
 
 def _grid_max(mask: np.ndarray, grid: int) -> np.ndarray:

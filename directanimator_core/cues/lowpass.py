@@ -9,6 +9,8 @@ is kept for wide cut-offs, where the blur is under a pixel and a sampled kernel 
 
 from __future__ import annotations
 
+from typing import Optional
+
 import cv2
 import numpy as np
 import torch
@@ -26,18 +28,23 @@ def gaussian_response(height: int, width: int, cutoff: float) -> torch.Tensor:
 BATCH = 4  # frames filtered at once: the float spectra of a whole chunk would cost ~40 bytes/pixel/frame
 
 
-def lowpass(frames: np.ndarray, cutoff: float, greyscale: bool = False) -> np.ndarray:
+def lowpass(frames: np.ndarray, cutoff: float, greyscale: bool = False, flat: Optional[int] = None) -> np.ndarray:
     """Low-pass a chunk of frames.
 
     Args:
         frames: (n, H, W, 3) uint8 RGB.
         cutoff: Gaussian sigma in cycles per pixel, in (0, 0.5]; 0.5 leaves frames nearly as they are.
         greyscale: average the channels first (the cue then carries no colour of the driver's clothes).
+        flat: the grey level (0..255) of a flat background around what is to be filtered (the pose cue's
+            neutral grey), or None. With it, the blur runs only around the pixels of another value (a
+            flat region blurs to itself), with the same result as on the whole frame.
 
     Returns:
         (n, H, W, 3) uint8.
     """
     sigma = 1 / (2 * np.pi * cutoff)
+    if sigma >= SPATIAL_MIN_SIGMA and flat is not None:
+        return np.stack([_blur_around(frame, sigma, greyscale, flat) for frame in frames]) if len(frames) else frames.copy()
     if sigma >= SPATIAL_MIN_SIGMA:
         return np.stack([_blur(frame, sigma, greyscale) for frame in frames]) if len(frames) else frames.copy()
     return np.concatenate([_lowpass(frames[i:i + BATCH], cutoff, greyscale) for i in range(0, len(frames), BATCH)])
@@ -52,6 +59,21 @@ def _blur(frame: np.ndarray, sigma: float, greyscale: bool) -> np.ndarray:
     out = cv2.GaussianBlur(x, (side, side), sigma, borderType=cv2.BORDER_REFLECT_101)
     out = np.clip(np.rint(out), 0, 255).astype(np.uint8)
     return np.repeat(out[..., None], 3, -1) if greyscale else out
+
+
+def _blur_around(frame: np.ndarray, sigma: float, greyscale: bool, flat: int) -> np.ndarray:
+    """``_blur`` of a frame that is ``flat`` but for one region: that region, grown past the kernel's
+    radius (so what is reflected at its edges is flat) or to the frame's border (reflected as the whole
+    frame's is), is blurred; the rest stays ``flat``."""
+    x, y, w, h = cv2.boundingRect(cv2.bitwise_not(cv2.inRange(frame, (flat,) * 3, (flat,) * 3)))  # not flat
+    out = np.full_like(frame, flat)
+    if w == 0:
+        return out
+    margin = int(np.ceil(4 * sigma)) + 2
+    x0, y0 = max(0, x - margin), max(0, y - margin)
+    x1, y1 = min(frame.shape[1], x + w + margin), min(frame.shape[0], y + h + margin)
+    out[y0:y1, x0:x1] = _blur(frame[y0:y1, x0:x1], sigma, greyscale)
+    return out
 
 
 def _lowpass(frames: np.ndarray, cutoff: float, greyscale: bool) -> np.ndarray:

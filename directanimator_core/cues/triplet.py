@@ -376,7 +376,7 @@ def _render_chunk(frames: np.ndarray, track: DriverTrack, span: slice, alignment
     # Filter after the warp, so the cut-off means the same on every driver: cycles per pixel of
     # a body already scaled to the reference's size.
     pose = align.warp(cut, alignment, fill=config.pose.background, start=span.start)
-    pose = lowpass.lowpass(pose, config.pose.cutoff, config.pose.greyscale)
+    pose = lowpass.lowpass(pose, config.pose.cutoff, config.pose.greyscale, flat=config.pose.background)
     placed = align.warp(masks, alignment, fill=0, start=span.start)  # (n, H', W') the driver on the canvas
     body = location.soften(placed, config.location.softness, config.location.grid)
     face_found = track.face_found[span]
