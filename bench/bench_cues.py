@@ -228,19 +228,6 @@ def peak_rss(count: int, workdir: Path) -> None:
 FRAME_SIZES = {"512x512": (512, 512), "1920x1080": (1080, 1920), "4000x3000": (3000, 4000)}
 
 
-class ResizedSource:
-    """vtest frames resized to (height, width) chunk by chunk, as a video file would stream them: the
-    clip itself is never held at the large size (what a VideoSource costs, without the disk)."""
-
-    def __init__(self, frames: np.ndarray, height: int, width: int) -> None:
-        self.frames, self.height, self.width, self.num_frames = frames, height, width, len(frames)
-
-    def chunks(self, size: int):
-        for start in range(0, self.num_frames, size):
-            yield np.stack([cv2.resize(f, (self.width, self.height), interpolation=cv2.INTER_LINEAR)
-                            for f in self.frames[start:start + size]])
-
-
 def frame_size_run(label: str, count: int) -> None:
     """One size, in this process: ms per frame of the built-in path (analysis + rendering onto the
     512x512 astronaut) and the process's peak RSS (VmHWM)."""
@@ -250,7 +237,7 @@ def frame_size_run(label: str, count: int) -> None:
     from directanimator_core.cues.reference import find_reference
 
     height, width = FRAME_SIZES[label]
-    source = ResizedSource(media.vtest_frames(count), height, width)
+    source = media.ResizedClip(media.vtest_frames(count), height, width)
     config = CueConfig()
     reference = find_reference(media.astronaut(), None, config)
     start = time.perf_counter()

@@ -44,8 +44,13 @@ def signature(frame: np.ndarray, mask: np.ndarray) -> np.ndarray:
     size = (max(1, round((x1 - x0) * scale)), SIGNATURE_HEIGHT)
     crop = cv2.resize(frame[y0:y1, x0:x1], size, interpolation=cv2.INTER_AREA)
     person = cv2.resize((mask[y0:y1, x0:x1] > 0).astype(np.uint8), size, interpolation=cv2.INTER_NEAREST)
-    hsv = cv2.cvtColor(crop, cv2.COLOR_RGB2HSV)
-    hist = cv2.calcHist([hsv], [0, 1, 2], person, list(BINS), [0, 180, 0, 256, 0, 256]).ravel()
+    return hsv_histogram(cv2.cvtColor(crop, cv2.COLOR_RGB2HSV), person, BINS)
+
+
+def hsv_histogram(hsv: np.ndarray, weight: np.ndarray, bins: tuple[int, int, int]) -> np.ndarray:
+    """(prod(bins),) float32 histogram of an HSV image's pixels where ``weight`` is non-zero, summing to 1
+    (zeros when none is)."""
+    hist = cv2.calcHist([hsv], [0, 1, 2], weight, list(bins), [0, 180, 0, 256, 0, 256]).ravel()
     total = hist.sum()
     return (hist / total).astype(np.float32) if total > 0 else np.zeros(hist.size, np.float32)
 

@@ -40,6 +40,7 @@ import numpy as np
 
 from . import detectors
 from .boxes import Box, area, centre, expand, iou, mask_box
+from .checks import hsv_histogram
 from .config import SegmentConfig
 
 log = logging.getLogger(__name__)
@@ -92,9 +93,7 @@ def appearance(frame: np.ndarray, box: Box, moving: Optional[np.ndarray]) -> np.
     if weight is None:
         weight = np.zeros(hsv.shape[:2], np.uint8)
         weight[:, size[0] // 5: size[0] - size[0] // 5] = 255
-    hist = cv2.calcHist([hsv], [0, 1, 2], weight, list(BINS), [0, 180, 0, 256, 0, 256]).ravel()
-    total = hist.sum()
-    return (hist / total).astype(np.float32) if total > 0 else np.zeros(hist.size, np.float32)
+    return hsv_histogram(hsv, weight, BINS)
 
 
 def look_distance(a: np.ndarray, b: np.ndarray) -> float:

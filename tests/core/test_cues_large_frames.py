@@ -15,18 +15,6 @@ from harness import media
 FRAMES = 12
 
 
-class Resized:
-    """vtest frames resized chunk by chunk (a large clip streamed, as a video file is, never held whole)."""
-
-    def __init__(self, frames: np.ndarray, height: int, width: int) -> None:
-        self.frames, self.height, self.width, self.num_frames = frames, height, width, len(frames)
-
-    def chunks(self, size: int):
-        for start in range(0, self.num_frames, size):
-            yield np.stack([cv2.resize(f, (self.width, self.height), interpolation=cv2.INTER_LINEAR)
-                            for f in self.frames[start:start + size]])
-
-
 @pytest.fixture(scope="module")
 def walk():
     return media.vtest_frames(FRAMES)
@@ -35,7 +23,7 @@ def walk():
 @pytest.fixture(scope="module")
 def tracks(walk):
     """(1000x750 track, 4000x3000 track, background shapes seen while analysing the large clip)."""
-    small = analyse(Resized(walk, 750, 1000), CueConfig())
+    small = analyse(media.ResizedClip(walk, 750, 1000), CueConfig())
     shapes = []
     original = segment.background_of
 
@@ -46,7 +34,7 @@ def tracks(walk):
 
     segment.background_of = recording
     try:
-        large = analyse(Resized(walk, 3000, 4000), CueConfig())
+        large = analyse(media.ResizedClip(walk, 3000, 4000), CueConfig())
     finally:
         segment.background_of = original
     return small, large, shapes
@@ -55,7 +43,7 @@ def tracks(walk):
 def test_working_size_and_chunks() -> None:
     assert analysis_scale(512, 512, 1024) == 1.0 and analysis_scale(750, 1000, 1024) == 1.0
     assert analysis_scale(3000, 4000, 1024) == 0.256
-    scaled = ScaledSource(Resized(media.vtest_frames(2), 3000, 4000), 0.256)
+    scaled = ScaledSource(media.ResizedClip(media.vtest_frames(2), 3000, 4000), 0.256)
     assert (scaled.height, scaled.width) == (768, 1024)
     assert next(scaled.chunks(16)).shape == (1, 768, 1024, 3)  # one full-size frame read at a time
     assert chunk_size(16, 576, 768) == 16 and chunk_size(16, 3000, 4000) == 1
@@ -78,12 +66,12 @@ def test_large_clip_cues_at_full_size_with_the_person_in_place(tracks) -> None:
     for index in np.nonzero(both)[0][:3]:
         a, b = small.mask(index) > 0, cv2.resize(large.mask(index), (1000, 750), interpolation=cv2.INTER_AREA) > 127
         assert (a & b).sum() / (a | b).sum() > 0.7
-    chunk = next(render(Resized(media.vtest_frames(FRAMES), 3000, 4000), large, alignment_for(large, None), CueConfig()))
+    chunk = next(render(media.ResizedClip(media.vtest_frames(FRAMES), 3000, 4000), large, alignment_for(large, None), CueConfig()))
     assert chunk.pose.shape == (1, 3000, 4000, 3) and chunk.body_mask.shape == (1, 3000, 4000)
 
 
 def test_a_given_mask_is_kept_at_full_size(walk) -> None:
-    source = Resized(walk[:3], 1500, 2000)
+    source = media.ResizedClip(walk[:3], 1500, 2000)
     masks = np.zeros((3, 1500, 2000), np.uint8)
     masks[:, 500:1400, 900:1201] = 255  # one column of odd width: lost if stored downscaled
     track = analyse(source, CueConfig(), masks=masks)
@@ -96,7 +84,7 @@ def test_face_cue_of_a_large_portrait_matches_the_small_one() -> None:
 
     clip = media.pan_clip(media.grace_hopper(), 3)
     small, found_small = build_face_cue(clip, CueConfig())
-    large, found_large = build_face_cue(Resized(clip, 2400, 2400), CueConfig())
+    large, found_large = build_face_cue(media.ResizedClip(clip, 2400, 2400), CueConfig())
     assert large.shape == (3, 2400, 2400, 3) and found_small.all() and found_large.all()
     # the same face, centred alike: the large cue brought down to the small one's size is close to it
     down = np.stack([cv2.resize(f, clip.shape[2:0:-1], interpolation=cv2.INTER_AREA) for f in large])

@@ -164,3 +164,19 @@ def _fetched_detector(name: str) -> Path:
         return tmp / name
 
     return _cached(name, make)
+
+
+class ResizedClip:
+    """Frames resized to (height, width) chunk by chunk, as a video file streams them: a large clip is never
+    held whole at its large size (a FrameSource for the cue pipeline: num_frames, height, width, chunks)."""
+
+    def __init__(self, frames, height: int, width: int) -> None:
+        self.frames, self.height, self.width, self.num_frames = frames, height, width, len(frames)
+
+    def chunks(self, size: int):
+        import cv2
+        import numpy as np
+
+        for start in range(0, self.num_frames, size):
+            yield np.stack([cv2.resize(f, (self.width, self.height), interpolation=cv2.INTER_LINEAR)
+                            for f in self.frames[start:start + size]])
