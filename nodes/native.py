@@ -235,12 +235,17 @@ def applied_state(model: Any) -> Optional[CueState]:
     return None
 
 
-def patched_model(model, state: CueState) -> Any:
-    """A clone of ``model`` with the wrapper and one block patch per fused block (InputError when DirectAnimator is
-    on it already: the cues would be fused twice)."""
+def refuse_applied(model: Any) -> None:
+    """InputError when DirectAnimator is on ``model`` already: the cues would be fused twice."""
     if applied_state(model) is not None:
         raise InputError("this MODEL already has DirectAnimator on it (DirectAnimator Apply's output): connect the "
                          "MODEL that went into Apply instead")
+
+
+def patched_model(model, state: CueState) -> Any:
+    """A clone of ``model`` with the wrapper and one block patch per fused block (InputError when DirectAnimator is
+    on it already: the cues would be fused twice)."""
+    refuse_applied(model)
     model = model.clone()
     model.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, state.key, CueFusionWrapper(state))
     earlier = model.model_options["transformer_options"].get("patches_replace", {}).get("dit", {})
@@ -310,6 +315,7 @@ class DirectAnimatorApply(io.ComfyNode):
                 clip_vision_output=None) -> io.NodeOutput:
         # 1. checks, before the VAE runs
         diffusion = wan_of(model)
+        refuse_applied(model)
         adapter = check_apply_inputs(diffusion, model_patch, width, height, positive, negative, clip_vision_output)
         picture = _convert.reference_tensor(reference)
         size = output_size(picture, cues, (height, width) if width and height else None, adapter.backbone_config)

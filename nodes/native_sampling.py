@@ -38,8 +38,8 @@ from ..directanimator_core.sampling.loop import initial_noise, sampling_sigmas
 from ..directanimator_core.sampling.windows import WindowPlan, plan_windows, windowed_velocity
 from . import _progress
 from .native import (
-    CATEGORY, CueState, admit_encoding, applied_state, check_apply_inputs, conditioning_values, patched_model, wan_of,
-    with_image)
+    CATEGORY, CueState, admit_encoding, applied_state, check_apply_inputs, conditioning_values, patched_model,
+    refuse_applied, wan_of, with_image)
 from .comfy_vae import comfy_encoder
 
 log = logging.getLogger(__name__)
@@ -179,9 +179,7 @@ def check_core_run(model: Any, model_patch: Optional[Any], vae: Any, picture: to
     """InputError for anything the run cannot use, before the VAE runs; (Wan model, adapter, output size)."""
     check_model_patch(model_patch)
     diffusion = wan_of(model)
-    if applied_state(model) is not None:
-        raise InputError("this MODEL already has DirectAnimator on it (DirectAnimator Apply's output): connect the "
-                         "MODEL that went into Apply; the sampler puts the adapter on itself")
+    refuse_applied(model)
     height, width = size if size is not None else (0, 0)
     adapter = check_apply_inputs(diffusion, model_patch, width, height, positive, negative, clip_vision_output)
     comfy_encoder(vae)  # checks it is the Wan 2.1 VAE
