@@ -18,7 +18,7 @@ from comfy_api.latest import io, ui
 from ..directanimator_core.admission import admit_output
 from ..directanimator_core.cues.config import (ALIGN_MODES, AlignConfig, CueConfig, FaceConfig, LocationConfig,
                                                 PoseConfig, SegmentConfig)
-from ..directanimator_core.cues import blazeface
+from ..directanimator_core.cues import blazeface, detectors
 from ..directanimator_core.cues.frames import check_masks
 from ..directanimator_core.cues.replace import cut_out, grow_masks
 from ..directanimator_core.cues.triplet import CueTriplet, build_face_cue, build_triplet
@@ -29,8 +29,7 @@ log = logging.getLogger(__name__)
 
 CATEGORY = "DirectAnimator/cues"
 MODEL_FOLDER = "directanimator"
-BUILT_IN_SEGMENTER = "opencv (built-in)"
-BUILT_IN_FACE = "opencv haar (built-in)"
+BUILT_IN_SEGMENTER, BUILT_IN_FACE = detectors.BUILT_IN_SEGMENTER, detectors.BUILT_IN_FACE
 
 
 def onnx_files(suffixes: tuple[str, ...] = (".onnx",)) -> list[str]:

@@ -136,7 +136,7 @@ def _check_least(option: str, value: Optional[int], least: int, advice: str) -> 
 def run(args: argparse.Namespace) -> int:
     config = check_args(args)
     # 2. the files themselves; OpenCV and the cue modules are imported only now
-    from . import outputs, segment, triplet
+    from . import detectors, outputs, segment, triplet
     from .frames import VideoSource, read_image
 
     _check_models(config)
@@ -157,6 +157,7 @@ def run(args: argparse.Namespace) -> int:
         with outputs.scratch_folder(out) as scratch:
             quality, flags = _write_videos(scratch, source, track, alignment, config)
             report = triplet.summary(track.person, track.face_found, quality, alignment, flags)
+            report |= detectors.ran(config.segment.onnx_path, config.face.onnx_path)
             report["outputs"] = {name: f"{name}.mp4" for name in OUTPUTS}
             report["quality"] = [round(float(q), 3) for q in quality]
             (scratch / REPORT).write_text(json.dumps(report, indent=1))

@@ -58,7 +58,9 @@ class FaceConfig:
     margin: float = 1.6  # crop side = margin x the detected face side
     smooth_frames: float = 3.0  # Gaussian sigma of the temporal box smoothing, in frames
     min_face_fraction: float = 0.03  # smallest face side, as a fraction of the person box height
-    onnx_path: Optional[str] = None  # YuNet face detector (.onnx) run through cv2.FaceDetectorYN
+    # a CenterFace or YuNet .onnx, or MediaPipe's short-range face .tflite, run by cv2.dnn in place of
+    # OpenCV's Haar cascade (detectors.detect_faces)
+    onnx_path: Optional[str] = None
 
     def __post_init__(self) -> None:
         if self.margin < 1.0:

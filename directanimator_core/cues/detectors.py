@@ -30,6 +30,8 @@ FACE_FILES = "a CenterFace or YuNet .onnx or MediaPipe's face_detection_short_ra
 SEGMENTER_MODELS = "an ONNX or TFLite person segmenter"
 SEGMENTER_SUFFIXES = (".onnx", ".tflite")
 PROBED_SIDES = (256, 224, 192, 160, 128, 320, 384, 512)  # input sides tried on a fixed-size model, in order
+BUILT_IN_SEGMENTER = "opencv (built-in)"  # HOG people, motion against the median background, GrabCut
+BUILT_IN_FACE = "opencv haar (built-in)"  # OpenCV's Haar frontal-face cascade
 SEGMENTER_SHAPE = "one (1, 3, S, S) RGB input and 1- or 2-channel mask outputs (1, C, h, w)"
 
 
@@ -57,6 +59,13 @@ def _haar() -> cv2.CascadeClassifier:
         raise InputError(f"OpenCV's {HAAR_FACE} is missing (opencv-python {cv2.__version__}); install "
                          "opencv-python 4.x, which ships it, or give a YuNet face detector .onnx")
     return cv2.CascadeClassifier(str(path))
+
+
+def ran(segmenter: str | None, face_detector: str | None) -> dict[str, str]:
+    """What a report says ran: each model file's name, or the built-in detector's (the names the nodes'
+    combos show)."""
+    return {"segmenter": Path(segmenter).name if segmenter else BUILT_IN_SEGMENTER,
+            "face_detector": Path(face_detector).name if face_detector else BUILT_IN_FACE}
 
 
 def detect_people(image: np.ndarray, scale: float = 1.0, threshold: float = 0.5) -> list[tuple[Box, float]]:

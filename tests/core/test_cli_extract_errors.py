@@ -249,3 +249,15 @@ def test_a_finished_run_replaces_the_outputs_and_removes_a_dead_runs_leftovers(c
     report = json.loads((out / "report.json").read_text())
     assert report["frames"] == 12 and report["frames_with_person"] > 0
     assert all((out / name).stat().st_size > 1000 for name in OUTPUT_FILES - {"report.json"})
+
+
+def test_the_report_names_the_detectors_that_ran(clips, tmp_path) -> None:
+    built_in = _extract("--driving", str(clips["person"]), "--out", str(tmp_path / "a"), "--chunk-frames", "4")
+    assert built_in.returncode == 0, built_in.stderr
+    report = json.loads((tmp_path / "a" / "report.json").read_text())
+    assert (report["segmenter"], report["face_detector"]) == ("opencv (built-in)", "opencv haar (built-in)")
+    given = _extract("--driving", str(clips["person"]), "--out", str(tmp_path / "b"), "--chunk-frames", "4",
+                     "--face-onnx", str(media.centerface_onnx()))
+    assert given.returncode == 0, given.stderr
+    report = json.loads((tmp_path / "b" / "report.json").read_text())
+    assert (report["segmenter"], report["face_detector"]) == ("opencv (built-in)", "centerface.onnx")
