@@ -46,8 +46,14 @@ def train_config(recipe: Recipe, out: Path, stage: int) -> TrainConfig:
                           adapter_lr_scale=recipe.adapter_lr_scale),
         run=RunConfig(out=str(out / f"stage{stage}"), seed=recipe.seed, steps=steps, batch_size=recipe.batch_size,
                       timestep_shift=recipe.timestep_shift, figure_weight=recipe.figure_weight,
-                      cue_dropout=recipe.cue_dropout, precision="fp32", checkpoint_every=max(steps // 2, 1),
+                      cue_dropout=recipe.cue_dropout, precision="fp32", checkpoint_every=checkpoint_every(steps),
                       keep_checkpoints=1, log_every=10, device="cpu", ema=ema_decay(recipe.ema, steps)))
+
+
+def checkpoint_every(steps: int) -> int:
+    """A checkpoint every 250 steps (a few minutes of a CPU), at least twice a stage: a stopped run resumes
+    from the last one and loses minutes, not half a stage."""
+    return max(1, min(250, steps // 2))
 
 
 def ema_decay(decay: float, steps: int) -> float:
