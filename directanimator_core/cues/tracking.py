@@ -18,7 +18,9 @@
    distance to the track's signature at most LOOK_MARGIN over the person's usual distance, at least
    LOOK_FLOOR, at most APPEARANCE_GATE); of those, the cheapest (look + distance) wins. So a walker
    who crosses in front is not taken, nor a newcomer where the person left the frame. When nobody
-   fits, the box coasts on the prediction and the frame is not found.
+   fits, the box coasts on the prediction and the frame is not found. A frame where another person's
+   cost is within CLOSE_CALL of the winner's is a close call (``close_calls``): its cue is flagged as
+   possibly on someone else (triplet.FrameFlags.suspect_switch).
 3. **Re-acquiring**: after REACQUIRE_AFTER lost frames, every REACQUIRE_EVERY frames the whole frame
    is searched, HOG around each moving region that looks roughly like the person (BLOB_GATE)
    (every detector on the whole frame, every FULL_SEARCH_EVERY frames, without a background), for
@@ -63,6 +65,7 @@ LOOK_FLOOR = 0.25  # ... and always this far
 DISTANCE_COST = 0.5  # weight of the centre distance (box heights) against the look in the match cost
 REACQUIRE_AFTER = 3  # lost frames before the whole frame is searched
 REACQUIRE_EVERY = 2  # frames between two whole-frame searches while lost
+CLOSE_CALL = 0.05  # a second person whose match cost is within this of the best makes the frame a close call
 BLOB_GATE = 0.6  # a moving region that looks further than this from the person is not searched (HOG costs)
 FULL_SEARCH_EVERY = 10  # the same without a background (every detector on the whole frame; slow)
 SIGNATURE_ROWS = 32  # a box is resized to this many rows for its look
@@ -176,6 +179,8 @@ class PersonTracker:
     best_count: int = 0  # most people seen steadily at once while choosing (for the refusal's message)
     reacquired: int = 0  # times the person was found again by a whole-frame search
     surveyed: dict[int, list[Box]] = field(default_factory=dict)  # frame index -> detections (segment.survey)
+    close_calls: set[int] = field(default_factory=set)  # followed frames where another person fit about as well
+    _close: bool = False  # the last step's match was a close call
     _held: list[tuple[np.ndarray, Optional[np.ndarray]]] = field(default_factory=list)  # frames while choosing
     _tentative: list[Track] = field(default_factory=list)
     _wait: int = 0  # frames to skip before the next attempt to choose
@@ -189,7 +194,10 @@ class PersonTracker:
              index: Optional[int] = None) -> list[tuple[Optional[Box], bool]]:
         """Take frame ``index``; return (box, found) for every frame now decided, oldest first."""
         if self.target is not None:
-            return [self._follow(frame, moving)]
+            decided = self._follow(frame, moving)
+            if self._close and index is not None:
+                self.close_calls.add(index)
+            return [decided]
         if self._tentative:
             self._held.append((frame, moving))
             for track in self._tentative:
@@ -259,6 +267,7 @@ class PersonTracker:
 
     def _step(self, track: Track, frame: np.ndarray, moving: Optional[np.ndarray], search: bool) -> None:
         predicted = track.predicted(self.height, self.width)
+        self._close = False
         # Detectors in turn, each only when the one before found nobody who fits: HOG around the
         # prediction, faces there (portraits, half-body shots), moving regions touching it.
         for find in (lambda: self._people_near(frame, predicted, track.lost),
@@ -296,7 +305,7 @@ class PersonTracker:
         # background is too poor for a steady one: the candidates are followed by place and size.
         gate = min(GATE_MAX, GATE_HEIGHTS + GATE_GROWTH * track.lost)
         tall = max(predicted[3] - predicted[1], 1.0)
-        best, cost = None, np.inf
+        costs: dict[int, float] = {}
         for k, (box, look) in enumerate(zip(boxes, looks)):
             moved = float(np.linalg.norm(centre(box) - centre(predicted))) / tall
             ratio = max(box[3] - box[1], 1.0) / tall
@@ -306,8 +315,14 @@ class PersonTracker:
             if moved > gate or not 1 / size < ratio < size or wide > 1.5 * size or \
                     (judge_look and seen > track.gate(APPEARANCE_GATE)):
                 continue
-            if seen + DISTANCE_COST * moved < cost:
-                best, cost = k, seen + DISTANCE_COST * moved
+            costs[k] = seen + DISTANCE_COST * moved
+        if not costs:
+            return None
+        best = min(costs, key=costs.get)
+        # Another person (a box apart from the best's) nearly as cheap: the choice is a coin toss, and the
+        # frame's cue may be on the wrong one (a crossing of two people who look alike).
+        self._close = judge_look and any(cost - costs[best] < CLOSE_CALL and iou(boxes[k], boxes[best]) < 0.2
+                                         for k, cost in costs.items() if k != best)
         return best
 
     def _search_due(self, track: Track, moving: Optional[np.ndarray]) -> bool:

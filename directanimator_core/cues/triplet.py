@@ -77,7 +77,8 @@ class FrameFlags:
 
     blank: nobody was found (the cue holds no driver). off_canvas: the driver was found, but the aligned
     body box lies mostly outside the canvas or no driver pixel lands on it. suspect_switch: the box
-    jumped or the look changed (another person). mostly_background: the mask is larger than a person.
+    jumped or the look changed (another person), or another person fit the track about as well (a close
+    call: tracking.CLOSE_CALL). mostly_background: the mask is larger than a person.
     """
 
     blank: np.ndarray
@@ -246,7 +247,7 @@ def analyse(source: FrameSource, config: CueConfig, masks: Optional[np.ndarray] 
         raise InputError("the driving video gave 0 frames; connect a video with at least one frame")
     if not any(r.found for r in rows):
         raise segment.no_person_error(len(rows), tracker.best_count, config.segment.person_index)
-    track = _track(rows, work, config, tracker.reacquired)
+    track = _track(rows, work, config, tracker.reacquired, tracker.close_calls)
     return track if work is source else _at_full_size(track, work)
 
 
@@ -287,13 +288,16 @@ def _analyse_frame(frame: np.ndarray, given: Optional[np.ndarray], box: Optional
                     background)
 
 
-def _track(rows: list[FrameRow], source: FrameSource, config: CueConfig, reacquired: int = 0) -> DriverTrack:
+def _track(rows: list[FrameRow], source: FrameSource, config: CueConfig, reacquired: int = 0,
+           close_calls: frozenset[int] | set[int] = frozenset()) -> DriverTrack:
     nan_box = np.full(4, np.nan)
     body = np.stack([r.box if r.box is not None else nan_box for r in rows])
     person = np.array([r.found for r in rows])
     face_found = np.array([r.face is not None for r in rows])
     faces = np.stack([r.face if r.face is not None else np.zeros(4) for r in rows])
     switch = checks.suspect_switches(body, person, np.stack([r.signature for r in rows]))
+    switch[[i for i in close_calls if i < len(rows)]] = True  # another person fit as well (tracking.CLOSE_CALL)
+    switch &= person
     background = np.array([r.background for r in rows]) & person
     quality = np.array([r.quality for r in rows], np.float32)
     quality = np.where(switch | background, np.minimum(quality, LOW_QUALITY), quality).astype(np.float32)

@@ -53,6 +53,23 @@ def test_a_crossing_keeps_one_identity(crossing, index) -> None:
     assert on >= 0.85 * seen.sum(), f"on {first} in {on} of the {seen.sum()} frames he or she is seen"
 
 
+def test_a_crossing_of_two_who_look_apart_flags_no_frame(crossing) -> None:
+    for index in (0, 1):
+        track = follow(crossing.frames, index)
+        assert not track.suspect_switch.any(), np.nonzero(track.suspect_switch)[0]
+
+
+def test_a_crossing_of_two_who_look_alike_flags_the_coin_toss() -> None:
+    # Two people of one look: past the crossing the track may be on either, and nothing in the look can
+    # say which. The frame where both fit about as well is a close call, flagged as a possible switch
+    # (with the close call off, no frame of this clip is flagged at all).
+    twins = walkers.twins_crossing()
+    track = follow(twins.frames)
+    flagged = np.nonzero(track.suspect_switch)[0]
+    assert len(flagged) and all(25 <= f <= 45 for f in flagged), flagged
+    assert (track.quality[flagged] <= 0.1).all()
+
+
 def test_the_two_indices_follow_the_two_walkers(crossing) -> None:
     chosen = set()
     for index in (0, 1):

@@ -191,6 +191,12 @@ def crossing(count: int = 70) -> Clip:
     return compose([Walk("dark", (40, 300), (6, 0), mirror=True), Walk("light", (440, 285), (-6, 0))], count)
 
 
+def twins_crossing(count: int = 70) -> Clip:
+    """The pale woman twice, at the same distance, walking towards each other: no look tells the two apart
+    where they cross (about frame 33)."""
+    return compose([Walk("light", (40, 285), (6, 0), mirror=True), Walk("light", (440, 285), (-6, 0))], count)
+
+
 def exit_and_return(count: int = 110) -> Clip:
     """The man in black walks out of the left edge (gone from about frame 42); the pale woman walks in at
     that edge at frame 48; the man comes back in at the right edge at frame 75, farther away, walking left."""
