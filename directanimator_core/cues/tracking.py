@@ -180,7 +180,6 @@ class PersonTracker:
     reacquired: int = 0  # times the person was found again by a whole-frame search
     surveyed: dict[int, list[Box]] = field(default_factory=dict)  # frame index -> detections (segment.survey)
     close_calls: set[int] = field(default_factory=set)  # followed frames where another person fit about as well
-    _close: bool = False  # the last step's match was a close call
     _held: list[tuple[np.ndarray, Optional[np.ndarray]]] = field(default_factory=list)  # frames while choosing
     _tentative: list[Track] = field(default_factory=list)
     _wait: int = 0  # frames to skip before the next attempt to choose
@@ -194,10 +193,10 @@ class PersonTracker:
              index: Optional[int] = None) -> list[tuple[Optional[Box], bool]]:
         """Take frame ``index``; return (box, found) for every frame now decided, oldest first."""
         if self.target is not None:
-            decided = self._follow(frame, moving)
-            if self._close and index is not None:
+            box, found, close = self._follow(frame, moving)
+            if close and index is not None:
                 self.close_calls.add(index)
-            return [decided]
+            return [(box, found)]
         if self._tentative:
             self._held.append((frame, moving))
             for track in self._tentative:
@@ -259,15 +258,16 @@ class PersonTracker:
         return area(tight) if tight is not None else 0.0
 
     # -- following -------------------------------------------------------------------------------------
-    def _follow(self, frame: np.ndarray, moving: Optional[np.ndarray]) -> tuple[Box, bool]:
+    def _follow(self, frame: np.ndarray, moving: Optional[np.ndarray]) -> tuple[Box, bool, bool]:
+        """(box, found, close call) of the followed person in this frame."""
         track = self.target
-        self._step(track, frame, moving, search=True)
+        close = self._step(track, frame, moving, search=True)
         box, found = track.history.pop()
-        return box, found
+        return box, found, close
 
-    def _step(self, track: Track, frame: np.ndarray, moving: Optional[np.ndarray], search: bool) -> None:
+    def _step(self, track: Track, frame: np.ndarray, moving: Optional[np.ndarray], search: bool) -> bool:
+        """Advance ``track`` by one frame; True when its match was a close call (only judged with ``search``)."""
         predicted = track.predicted(self.height, self.width)
-        self._close = False
         # Detectors in turn, each only when the one before found nobody who fits: HOG around the
         # prediction, faces there (portraits, half-body shots), moving regions touching it.
         for find in (lambda: self._people_near(frame, predicted, track.lost),
@@ -275,15 +275,16 @@ class PersonTracker:
                      lambda: self._blobs_near(moving, predicted)):
             near = find()
             looks = [appearance(frame, b, moving) for b in near]
-            best = self._match(track, predicted, near, looks, judge_look=search)
-            if best is not None:
+            costs = self._costs(track, predicted, near, looks, judge_look=search)
+            if costs:
+                best = min(costs, key=costs.get)
                 clear = all(iou(near[best], other) < 0.2 for k, other in enumerate(near) if k != best)
                 if clear:  # what this person's own frames look like, not a frame shared with another
                     track.usual = 0.8 * track.usual + 0.2 * track.distance(looks[best])
                 if clear and track.distance(looks[best]) < CLEAR_MATCH:
                     track.learn(looks[best])
                 track.found_at(near[best], predicted)
-                return
+                return search and close_call(costs, near, best)
         if search and track.lost + 1 >= REACQUIRE_AFTER and self._search_due(track, moving):
             again = self._search(track, frame, moving)
             if again is not None:
@@ -291,16 +292,19 @@ class PersonTracker:
                 track.history.append((again, True))
                 self.reacquired += 1
                 log.info("person found again at %s", again.round())
-                return
+                return False
         track.coast(predicted)
+        return False
 
     def _blobs_near(self, moving: Optional[np.ndarray], predicted: Box) -> list[Box]:
         from .segment import blobs
 
         return [b for b in blobs(moving, self.min_area * 0.5) if iou(b, predicted) > 0]
 
-    def _match(self, track: Track, predicted: Box, boxes: list[Box], looks: list[np.ndarray],
-               judge_look: bool = True) -> Optional[int]:
+    def _costs(self, track: Track, predicted: Box, boxes: list[Box], looks: list[np.ndarray],
+               judge_look: bool = True) -> dict[int, float]:
+        """Match cost (look + distance) of each of ``boxes`` that fits the track's gates, by index; the
+        cheapest is the person."""
         # While choosing (judge_look False) the look is still being learnt, and on a short clip the
         # background is too poor for a steady one: the candidates are followed by place and size.
         gate = min(GATE_MAX, GATE_HEIGHTS + GATE_GROWTH * track.lost)
@@ -316,14 +320,7 @@ class PersonTracker:
                     (judge_look and seen > track.gate(APPEARANCE_GATE)):
                 continue
             costs[k] = seen + DISTANCE_COST * moved
-        if not costs:
-            return None
-        best = min(costs, key=costs.get)
-        # Another person (a box apart from the best's) nearly as cheap: the choice is a coin toss, and the
-        # frame's cue may be on the wrong one (a crossing of two people who look alike).
-        self._close = judge_look and any(cost - costs[best] < CLOSE_CALL and iou(boxes[k], boxes[best]) < 0.2
-                                         for k, cost in costs.items() if k != best)
-        return best
+        return costs
 
     def _search_due(self, track: Track, moving: Optional[np.ndarray]) -> bool:
         every = REACQUIRE_EVERY if moving is not None else FULL_SEARCH_EVERY
@@ -366,6 +363,13 @@ class PersonTracker:
         faces = detectors.detect_faces(frame[y0:y1, x0:x1], max(12, int(0.04 * min(self.height, self.width))))
         bodies = [body_from_face(f + np.array([x0, y0, x0, y0]), self.height, self.width) for f in faces]
         return [b for b in bodies if area(b) >= self.min_area]
+
+
+def close_call(costs: dict[int, float], boxes: list[Box], best: int) -> bool:
+    """Another person (a box apart from the best's) nearly as cheap as the best: the choice is a coin toss,
+    and the frame's cue may be on the wrong one (a crossing of two people who look alike)."""
+    return any(cost - costs[best] < CLOSE_CALL and iou(boxes[k], boxes[best]) < 0.2
+               for k, cost in costs.items() if k != best)
 
 
 def _steady(track: Track, held: int, ended: bool) -> bool:

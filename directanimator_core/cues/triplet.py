@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
-from typing import Callable, Iterator, NamedTuple, Optional, Sequence
+from typing import AbstractSet, Callable, Iterator, NamedTuple, Optional, Sequence
 
 import cv2
 import numpy as np
@@ -289,15 +289,14 @@ def _analyse_frame(frame: np.ndarray, given: Optional[np.ndarray], box: Optional
 
 
 def _track(rows: list[FrameRow], source: FrameSource, config: CueConfig, reacquired: int = 0,
-           close_calls: frozenset[int] | set[int] = frozenset()) -> DriverTrack:
+           close_calls: AbstractSet[int] = frozenset()) -> DriverTrack:
     nan_box = np.full(4, np.nan)
     body = np.stack([r.box if r.box is not None else nan_box for r in rows])
     person = np.array([r.found for r in rows])
     face_found = np.array([r.face is not None for r in rows])
     faces = np.stack([r.face if r.face is not None else np.zeros(4) for r in rows])
     switch = checks.suspect_switches(body, person, np.stack([r.signature for r in rows]))
-    switch[[i for i in close_calls if i < len(rows)]] = True  # another person fit as well (tracking.CLOSE_CALL)
-    switch &= person
+    switch[sorted(close_calls)] = True  # another person fit as well (tracking.CLOSE_CALL); found frames only
     background = np.array([r.background for r in rows]) & person
     quality = np.array([r.quality for r in rows], np.float32)
     quality = np.where(switch | background, np.minimum(quality, LOW_QUALITY), quality).astype(np.float32)

@@ -59,15 +59,17 @@ def test_a_crossing_of_two_who_look_apart_flags_no_frame(crossing) -> None:
         assert not track.suspect_switch.any(), np.nonzero(track.suspect_switch)[0]
 
 
-def test_a_crossing_of_two_who_look_alike_flags_the_coin_toss() -> None:
+def test_a_crossing_of_two_who_look_alike_flags_the_coin_toss(monkeypatch) -> None:
     # Two people of one look: past the crossing the track may be on either, and nothing in the look can
-    # say which. The frame where both fit about as well is a close call, flagged as a possible switch
-    # (with the close call off, no frame of this clip is flagged at all).
+    # say which. The frame where both fit about as well is a close call, flagged as a possible switch;
+    # the box-jump and look checks alone flag no frame of this clip.
     twins = walkers.twins_crossing()
     track = follow(twins.frames)
     flagged = np.nonzero(track.suspect_switch)[0]
     assert len(flagged) and all(25 <= f <= 45 for f in flagged), flagged
     assert (track.quality[flagged] <= 0.1).all()
+    monkeypatch.setattr(tracking, "CLOSE_CALL", -1.0)  # no cost is ever that close
+    assert not follow(twins.frames).suspect_switch.any()
 
 
 def test_the_two_indices_follow_the_two_walkers(crossing) -> None:
