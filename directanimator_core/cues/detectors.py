@@ -83,13 +83,20 @@ def detect_people(image: np.ndarray, scale: float = 1.0, threshold: float = 0.5)
     if min(work.shape[:2]) < HOG_WINDOW_HEIGHT:
         return []
     rects, weights = _hog().detectMultiScale(work, winStride=(8, 8), padding=(8, 8), scale=1.05)
-    found = []
+    found: list[tuple[Box, float]] = []
     for (x, y, w, h), score in zip(np.asarray(rects).reshape(-1, 4), np.asarray(weights).ravel()):
         if score >= threshold:
             # The detector's window has a margin of about 1/8 around the person: trim it.
             box = from_xywh(x + w * 0.1, y + h * 0.06, w * 0.8, h * 0.88) / scale
             found.append((box, float(score)))
-    return found
+    return in_order(found)
+
+
+def in_order(scored: list[tuple[Box, float]]) -> list[tuple[Box, float]]:
+    """Most confident first, ties by position. OpenCV's multi-threaded detectors return their windows in
+    an order that depends on thread timing, and ties are common (Haar's votes are counts), so without a
+    total order the same frame could give another first face or person from one run to the next."""
+    return sorted(scored, key=lambda item: (-item[1], *(float(v) for v in item[0])))
 
 
 def detect_faces(image: np.ndarray, min_side: int = 12, onnx_path: str | None = None) -> list[Box]:
@@ -114,7 +121,7 @@ def detect_faces(image: np.ndarray, min_side: int = 12, onnx_path: str | None = 
         # dozens, a face-like patch on clothing a handful.
         scored = [(from_xywh(*r), float(v)) for r, v in zip(np.asarray(rects).reshape(-1, 4), np.asarray(votes).ravel())]
     scored = [(b, s) for b, s in scored if b[2] - b[0] >= min_side]
-    return [b for b, _ in sorted(scored, key=lambda item: -item[1])]
+    return [b for b, _ in in_order(scored)]
 
 
 def _onnx_faces(image: np.ndarray, onnx_path: str) -> list[tuple[Box, float]]:

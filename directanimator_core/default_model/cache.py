@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Iterator, Optional, Sequence
 
 import cv2
 import numpy as np
@@ -27,7 +28,7 @@ from ..models.cue_embed import pack_uint8_mask
 from ..models.vae import WanVAE, normalize_latents
 from ..synth import cross_id_pair, same_id_clip, split_seed
 from ..train.cache import (FORMAT, POSE_BACKGROUND, checksum, entry_path, file_identity, fingerprint,
-                           latent_quality, reference_indices, write_atomic)
+                           latent_quality, read_entry, reference_indices, write_atomic)
 from ..train.config import DataConfig
 from .recipe import Recipe
 from .world import cue_config, exact_triplet
@@ -69,12 +70,25 @@ def save_frames(frames: np.ndarray, folder: Path) -> Path:
     return folder
 
 
-class EntryWriter:
-    """Collects clips (frames, cues, references), encodes them in batches, writes trainer entries."""
+ENCODED = frozenset({"latent", "image", "pose", "face"})  # the entry tensors that cost a VAE pass
 
-    def __init__(self, config: DataConfig, recipe: Recipe, vae: WanVAE, vae_file: Path) -> None:
+
+class EntryWriter:
+    """Collects clips (frames, cues, references), encodes them in batches, writes trainer entries.
+
+    With ``reuse`` (another world's cache folder of the same clips, VAE and sizes), only the tensors named in
+    ``encode`` are encoded; the other ENCODED ones are read from the entry of the same name there. A
+    variant world that changes one cue (the reproduction table's rows) then costs one VAE pass a clip, not
+    five; masks are always recomputed from the triplet (no VAE).
+    """
+
+    def __init__(self, config: DataConfig, recipe: Recipe, vae: WanVAE, vae_file: Path,
+                 reuse: Optional[Path] = None, encode: frozenset[str] = ENCODED) -> None:
+        if not encode <= ENCODED:
+            raise ValueError(f"encode={sorted(encode)}: only {sorted(ENCODED)} are encoded")
         self.config, self.recipe, self.vae = config, recipe, vae
         self.vae_identity = file_identity(vae_file)
+        self.reuse, self.encode = reuse, encode if reuse is not None else ENCODED
         self.rows: list[tuple[str, np.ndarray, CueTriplet, list[np.ndarray], bool, np.ndarray]] = []
 
     def add(self, name: str, frames: np.ndarray, triplet: CueTriplet, references: list[np.ndarray],
@@ -83,6 +97,13 @@ class EntryWriter:
         own latent and references."""
         self.rows.append((name, frames, triplet, references, target, person))
 
+    def _encoded(self, key: str, videos: Callable[[], list[np.ndarray]], names: list[str]) -> Iterator[torch.Tensor]:
+        """The ``key`` latents of ``names`` in order: encoded, or read from the reused world's entries."""
+        if key in self.encode:
+            return iter(encode_many(self.vae, videos()))
+        reused = replace(self.config, cache=str(self.reuse))
+        return (read_entry(entry_path(reused, name))[key] for name in names)
+
     def write(self) -> list[str]:
         """Encode every queued clip and write its entry; returns the clip names."""
         clip_dir = Path(self.config.clips)
@@ -90,10 +111,15 @@ class EntryWriter:
             save_frames(frames, clip_dir / name)
         frames_count = self.config.frames
         targets = [r for r in self.rows if r[4]]
-        latents = iter(encode_many(self.vae, [r[1] for r in targets]))
-        poses = iter(encode_many(self.vae, [r[2].pose for r in self.rows]))
-        faces = iter(encode_many(self.vae, [r[2].face for r in self.rows]))
-        refs = iter(encode_many(self.vae, [reference_video(ref, frames_count) for r in targets for ref in r[3]]))
+        names, target_names = [r[0] for r in self.rows], [r[0] for r in targets]
+        latents = self._encoded("latent", lambda: [r[1] for r in targets], target_names)
+        poses = self._encoded("pose", lambda: [r[2].pose for r in self.rows], names)
+        faces = self._encoded("face", lambda: [r[2].face for r in self.rows], names)
+        if "image" in self.encode:
+            refs = iter(encode_many(self.vae, [reference_video(ref, frames_count) for r in targets for ref in r[3]]))
+            images = (torch.stack([image_condition(next(refs)) for _ in r[3]]) for r in targets)
+        else:
+            images = self._encoded("image", list, target_names)
         blank = encode_many(self.vae, [np.full_like(self.rows[0][1], POSE_BACKGROUND)])[0]
         for name, _frames, triplet, references, target, person in self.rows:
             masks = (triplet.body_mask, triplet.face_mask, person.astype(np.uint8) * 255)
@@ -103,9 +129,9 @@ class EntryWriter:
                        "figure": packed[2].contiguous(), "pose_quality": latent_quality(triplet.quality)}
             if target:
                 tensors["latent"] = next(latents)
-                tensors["image"] = torch.stack([image_condition(next(refs)) for _ in references])
+                tensors["image"] = next(images)
             self._write_entry(name, tensors)
-        return [r[0] for r in self.rows]
+        return names
 
     def _write_entry(self, name: str, tensors: dict[str, torch.Tensor]) -> None:
         expected = fingerprint(Path(self.config.clips) / name, self.config, cue_config(self.recipe), self.vae_identity)
@@ -121,9 +147,11 @@ def cross_id_seeds(recipe: Recipe) -> list[int]:
     return [split_seed("train", 5_000 + i) for i in range(recipe.cross_id_pairs)]
 
 
-def write_same_id(config: DataConfig, recipe: Recipe, vae: WanVAE, vae_file: Path) -> list[str]:
-    """Stage 1's clips and entries: every clip referenced by its own frames (reference_indices)."""
-    writer = EntryWriter(config, recipe, vae, vae_file)
+def write_same_id(config: DataConfig, recipe: Recipe, vae: WanVAE, vae_file: Path, reuse: Optional[Path] = None,
+                  encode: frozenset[str] = ENCODED) -> list[str]:
+    """Stage 1's clips and entries: every clip referenced by its own frames (reference_indices). ``reuse``
+    and ``encode``: EntryWriter's."""
+    writer = EntryWriter(config, recipe, vae, vae_file, reuse, encode)
     for seed in same_id_seeds(recipe):
         clip = same_id_clip(seed, recipe.frames, recipe.height, recipe.width).render
         picks = reference_indices(recipe.frames, config.reference_frames)
@@ -132,11 +160,12 @@ def write_same_id(config: DataConfig, recipe: Recipe, vae: WanVAE, vae_file: Pat
     return writer.write()
 
 
-def write_cross_id(config: DataConfig, recipe: Recipe, vae: WanVAE, vae_file: Path,
-                   manifest: Path) -> list[tuple[str, str]]:
+def write_cross_id(config: DataConfig, recipe: Recipe, vae: WanVAE, vae_file: Path, manifest: Path,
+                   reuse: Optional[Path] = None, encode: frozenset[str] = ENCODED) -> list[tuple[str, str]]:
     """Stage 2's pairs, entries and manifest: target = A performing M (A's picture as the reference,
-    A's own cues for the teacher); driver = B performing M, cues aligned to A's picture."""
-    writer, pairs = EntryWriter(config, recipe, vae, vae_file), []
+    A's own cues for the teacher); driver = B performing M, cues aligned to A's picture. ``reuse`` and
+    ``encode``: EntryWriter's."""
+    writer, pairs = EntryWriter(config, recipe, vae, vae_file, reuse, encode), []
     for seed in cross_id_seeds(recipe):
         pair = cross_id_pair(seed, recipe.frames, recipe.height, recipe.width)
         target, driver = f"pair_{seed:05d}_target", f"pair_{seed:05d}_driver"

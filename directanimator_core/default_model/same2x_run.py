@@ -8,7 +8,7 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 
@@ -18,7 +18,7 @@ from ..models.checkpoints.vae import load_wan_vae
 from ..models.wan_dit import build_backbone, init_weights
 from ..train.config import DataConfig, ModelConfig, OptimConfig, RunConfig, Same2XConfig, TrainConfig
 from ..train.loop import train
-from .cache import write_cross_id, write_same_id
+from .cache import ENCODED, write_cross_id, write_same_id
 from .recipe import Recipe
 from .world import cue_config
 
@@ -33,12 +33,13 @@ def data_config(recipe: Recipe, out: Path, stage: int) -> DataConfig:
                       cross_manifest=str(out / folder / "pairs.json") if stage == 2 else None)
 
 
-def train_config(recipe: Recipe, out: Path, stage: int) -> TrainConfig:
-    """The trainer's config for stage 1 (from the random base) or stage 2 (from stage 1's export)."""
+def train_config(recipe: Recipe, out: Path, stage: int, world: Optional[Path] = None) -> TrainConfig:
+    """The trainer's config for stage 1 (from the random base) or stage 2 (from stage 1's export); the clips,
+    cache and VAE are in ``world`` (default ``out``: the reproduction table's seeds share one world)."""
     backbone = out / "base.safetensors" if stage == 1 else out / "stage1" / "model.safetensors"
     steps = recipe.stage1_steps if stage == 1 else recipe.stage2_steps
     return TrainConfig(
-        data=data_config(recipe, out, stage),
+        data=data_config(recipe, world or out, stage),
         model=ModelConfig(backbone=str(backbone), train="full", num_heads=recipe.num_heads),
         same2x=Same2XConfig(stage=stage, depth=recipe.same2x_depth, weight=recipe.same2x_weight,
                             teacher_dtype="fp32"),
@@ -77,18 +78,25 @@ def write_base(recipe: Recipe, path: Path) -> Path:
     return path
 
 
-def stage_world(recipe: Recipe, out: Path) -> dict:
-    """Write the clips, cache entries and pair manifest of both stages (skipped when done)."""
+def stage_world(recipe: Recipe, out: Path, reuse: Optional[Path] = None, encode: frozenset[str] = ENCODED,
+                base: bool = True) -> dict:
+    """Write the clips, cache entries and pair manifest of both stages, and (``base``) the random start
+    (skipped when done). ``reuse``: another world folder of the same clips whose entries give every tensor
+    not named in ``encode`` (cache.EntryWriter)."""
     done = out / "world.json"
     if done.is_file():
         return json.loads(done.read_text())
     start = time.time()
     vae_file = out / "vae.safetensors"
     vae = load_wan_vae(vae_file)[0]
-    same = write_same_id(data_config(recipe, out, 1), recipe, vae, vae_file)
-    cross = write_cross_id(data_config(recipe, out, 2), recipe, vae, vae_file, out / "cross_id" / "pairs.json")
-    write_base(recipe, out / "base.safetensors")
-    record = {"same_id_clips": len(same), "cross_id_pairs": len(cross), "wall_s": round(time.time() - start, 1)}
+    reused = {stage: None if reuse is None else Path(data_config(recipe, reuse, stage).cache) for stage in (1, 2)}
+    same = write_same_id(data_config(recipe, out, 1), recipe, vae, vae_file, reused[1], encode)
+    cross = write_cross_id(data_config(recipe, out, 2), recipe, vae, vae_file, out / "cross_id" / "pairs.json",
+                           reused[2], encode)
+    if base:
+        write_base(recipe, out / "base.safetensors")
+    record = {"same_id_clips": len(same), "cross_id_pairs": len(cross), "wall_s": round(time.time() - start, 1),
+              "encoded": sorted(encode) if reuse is not None else sorted(ENCODED)}
     done.write_text(json.dumps(record))
     return record
 
@@ -103,9 +111,10 @@ def final_losses(run: Path, rows: int = 5) -> dict:
     return {"step": int(log_rows[-1]["step"]), "loss": mean("loss"), "denoise": mean("denoise"), "same2x": mean("same2x")}
 
 
-def stage_train(recipe: Recipe, out: Path, stage: int) -> dict:
-    """Run (or resume) trainer stage 1 or 2; a finished stage's record (stage_record.json) is reused."""
-    config = train_config(recipe, out, stage)
+def stage_train(recipe: Recipe, out: Path, stage: int, world: Optional[Path] = None) -> dict:
+    """Run (or resume) trainer stage 1 or 2 (on ``world``'s data, default ``out``'s); a finished stage's
+    record (stage_record.json) is reused."""
+    config = train_config(recipe, out, stage, world)
     done = Path(config.run.out) / "stage_record.json"
     if done.is_file() and (Path(config.run.out) / "model.safetensors").is_file():
         return json.loads(done.read_text())

@@ -20,7 +20,7 @@ from ..cues.boxes import mask_box
 from ..cues.config import CueConfig, PoseConfig
 from ..cues.frames import ArraySource
 from ..cues.reference import ReferenceBoxes
-from ..cues.triplet import CueTriplet, DriverTrack, concatenate, render
+from ..cues.triplet import CueTriplet, DriverTrack, analyse, concatenate, render
 from ..synth import draw_skeleton
 from ..synth.render import Render
 from .recipe import Recipe
@@ -63,8 +63,19 @@ def exact_triplet(clip: Render, recipe: Recipe, reference: Optional[Render] = No
         recipe: which cues (pixel pose or skeleton map, face, location, low-pass).
         reference: the reference picture's render; None keeps the driver's frame (same-ID clips).
     """
+    return triplet_of(clip, exact_track(clip), recipe, reference)
+
+
+def segmented_triplet(clip: Render, recipe: Recipe, reference: Optional[Render] = None) -> CueTriplet:
+    """The cue triplet as real footage gets it: masks and face boxes from the built-in segmenter and face
+    detector (cues/triplet.analyse) instead of the renderer, so the masks are noisy (the reproduction
+    table's segmenter row). The reference's boxes stay exact: the row is about the driver's masks."""
+    return triplet_of(clip, analyse(ArraySource(clip.frames), cue_config(recipe)), recipe, reference)
+
+
+def triplet_of(clip: Render, track: DriverTrack, recipe: Recipe, reference: Optional[Render]) -> CueTriplet:
+    """Render the cues of ``track`` (the clip's analysis), aligned to ``reference``, with the recipe's ablations."""
     config = cue_config(recipe)
-    track = exact_track(clip)
     if reference is None:
         alignment = align.identity(track.height, track.width)
     else:

@@ -236,16 +236,31 @@ def animate(reference: torch.Tensor, triplet: CueTriplet, model: nn.Module, vae:
     if config.cfg_text != 1.0 and negative_text is None:
         raise InputError(f"cfg_text={config.cfg_text} needs negative_text (the negative prompt's embedding): "
                          "pass it or set cfg_text to 1.0")
-    device = next(model.parameters()).device
     frames, height, width = triplet.pose.shape[:3]
     # 2-3. encode cues and reference
     cues = encode_cues(vae, triplet, (height, width), should_stop)
     image = image_condition(vae, reference, frames, should_stop)
+    return animate_encoded(image, cues, frames, model, vae, config, text=text, negative_text=negative_text,
+                           clip_fea=clip_fea, decode=decode, tile=tile, tile_overlap=tile_overlap,
+                           callback=callback, should_stop=should_stop)
+
+
+def animate_encoded(image: torch.Tensor, cues: CueLatents, frames: int, model: nn.Module, vae: WanVAE,
+                    config: SamplerConfig = SamplerConfig(), *, text: Optional[torch.Tensor] = None,
+                    negative_text: Optional[torch.Tensor] = None, clip_fea: Optional[torch.Tensor] = None,
+                    decode: bool = True, tile: Optional[tuple[int, int]] = None, tile_overlap: int = 64,
+                    callback: Optional[Callable[[StepInfo], None]] = None,
+                    should_stop: Optional[Callable[[], bool]] = None) -> Animation:
+    """Steps 4-5 of animate() on inputs already encoded (image_condition, encode_cues): a bench that scores
+    many models on the same pairs encodes each pair's reference and cues once. The arguments are
+    animate()'s, checked there; ``frames`` is the pixel frame count."""
+    backbone = backbone_config(model)
+    device = next(model.parameters()).device
     context = text if text is not None else torch.zeros(1, 1, backbone.text_dim)
     cond = _conditioning_on(device, image, clip_fea, cues)
     conds = guidance_inputs(context.to(device), _on(device, negative_text), cond)
     # 4. sample
-    shape = (1, backbone.out_dim, latent_frames(frames), height // SPACE_STRIDE, width // SPACE_STRIDE)
+    shape = (1, backbone.out_dim, latent_frames(frames), *image.shape[-2:])
     with torch.no_grad():
         latents = sample(wan_velocity(model), conds, config, shape=shape, device=device,
                          callback=callback, should_stop=should_stop)
