@@ -18,13 +18,20 @@
    distance to the track's signature at most LOOK_MARGIN over the person's usual distance, at least
    LOOK_FLOOR, at most APPEARANCE_GATE); of those, the cheapest (look + distance) wins. So a walker
    who crosses in front is not taken, nor a newcomer where the person left the frame. When nobody
-   fits, the box coasts on the prediction and the frame is not found. A frame where another person's
+   fits, the box coasts on the prediction and the frame is not found. Where the person merges with
+   someone (a match much wider than their usual width, or another detection overlapping it) the
+   merged boxes say nothing of where each one is going, so the velocity is held at its value before
+   the merge and the prediction dead-reckons from the last box before it, until the two part (two
+   apart detections fit: the one where the person's own motion put them wins) or MERGE_FRAMES pass:
+   two people of one look who cross are told apart by where each was heading. A frame where another person's
    cost is within CLOSE_CALL of the winner's is a close call (``close_calls``): its cue is flagged as
    possibly on someone else (triplet.FrameFlags.suspect_switch).
 3. **Re-acquiring**: after REACQUIRE_AFTER lost frames, every REACQUIRE_EVERY frames the whole frame
    is searched, HOG around each moving region that looks roughly like the person (BLOB_GATE)
    (every detector on the whole frame, every FULL_SEARCH_EVERY frames, without a background), for
-   someone who looks like the person (under the gate, at most REACQUIRE_GATE).
+   someone who looks like the person (under the gate, at most REACQUIRE_GATE) and no farther from where
+   they were lost than they can have walked since (REACH + REACH_PER_FRAME a lost frame, in heights),
+   and not where someone else was seen beside them in the last BESIDE_FRAMES frames.
 
 The signature is the mean of the first looks, then updated slowly (SIGNATURE_RATE), only on clear
 matches (under CLEAR_MATCH, nobody else's box close), so a crossing does not blend two people; the
@@ -34,6 +41,7 @@ first looks are kept too, and a detection is compared with the nearer of the two
 from __future__ import annotations
 
 import logging
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -65,7 +73,13 @@ LOOK_FLOOR = 0.25  # ... and always this far
 DISTANCE_COST = 0.5  # weight of the centre distance (box heights) against the look in the match cost
 REACQUIRE_AFTER = 3  # lost frames before the whole frame is searched
 REACQUIRE_EVERY = 2  # frames between two whole-frame searches while lost
+REACH = 1.0  # a person found again is at most this many of their heights from where they were lost ...
+REACH_PER_FRAME = 0.3  # ... plus this many a lost frame (a brisk walk is about 0.1)
 CLOSE_CALL = 0.05  # a second person whose match cost is within this of the best makes the frame a close call
+MERGE_WIDTH = 1.4  # a match this much wider than the person's usual width holds others too: a merge begins
+MERGE_FRAMES = 10  # the longest a merge's held velocity is trusted
+HOLD_AFTER = 5  # unmerged matches before the person's drift is trusted to be held
+BESIDE_FRAMES = 8  # a person seen apart from the followed one this recently is not them when found again
 BLOB_GATE = 0.6  # a moving region that looks further than this from the person is not searched (HOG costs)
 FULL_SEARCH_EVERY = 10  # the same without a background (every detector on the whole frame; slow)
 SIGNATURE_ROWS = 32  # a box is resized to this many rows for its look
@@ -127,6 +141,16 @@ class Track:
     usual: float = LOOK_FLOOR - LOOK_MARGIN  # running mean of the matches' look distances
     looks: int = 1  # looks blended into ``look``
     history: list[tuple[Box, bool]] = field(default_factory=list)  # (box, found) per frame followed
+    width: float = 0.0  # running width of the person's own (unmerged) matches
+    drift: np.ndarray = field(default_factory=lambda: np.zeros(2))  # slow running centre velocity
+    held: Optional[np.ndarray] = None  # (2,) centre velocity held through a merge; None when not in one
+    reckoned: Optional[Box] = None  # during a merge, the last box before it moved on by ``held``
+    merged: int = 0  # frames into the merge
+    steady: int = 0  # unmerged matches since the track began or was found again (its drift is learnt)
+    beside: deque = field(default_factory=lambda: deque(maxlen=BESIDE_FRAMES))  # per frame, others seen apart
+
+    def __post_init__(self) -> None:
+        self.width = self.width or float(max(self.box[2] - self.box[0], 1.0))
 
     @property
     def tall(self) -> float:
@@ -143,19 +167,56 @@ class Track:
 
     def predicted(self, height: int, width: int) -> Box:
         # Coasting is kept inside the frame, so a lost person is looked for where they left.
-        return np.clip(self.box + self.velocity, 0, [width, height] * 2).astype(np.float64)
+        ahead = self.box + self.velocity if self.held is None else self.reckoned + np.tile(self.held, 2)
+        return np.clip(ahead, 0, [width, height] * 2).astype(np.float64)
 
-    def found_at(self, box: Box, predicted: Box) -> None:
+    def wide(self, box: Box) -> bool:
+        """A match much wider than the person's own: a blob of them and someone else."""
+        return box[2] - box[0] > MERGE_WIDTH * self.width
+
+    def found_at(self, box: Box, predicted: Box, merging: bool = False, parted: bool = False) -> None:
+        """Matched to ``box``; ``merging``: it holds someone else too (a merge begins, or goes on);
+        ``parted``: someone apart from it is seen too (a merge ends)."""
         new = 0.7 * box + 0.3 * predicted  # damps the detector's jitter
-        self.velocity = 0.5 * self.velocity + 0.5 * (new - self.box)
+        if self.held is None and merging and self.steady >= HOLD_AFTER:
+            self._hold()
+        if self.held is not None:
+            self._reckon(release=parted)
+        else:
+            self.velocity = 0.5 * self.velocity + 0.5 * (new - self.box)
+            self.drift = 0.8 * self.drift + 0.2 * (centre(new) - centre(self.box))
+            if not merging:
+                self.width = 0.8 * self.width + 0.2 * float(box[2] - box[0])
+                self.steady += 1
         self.box, self.lost = new, 0
         self.history.append((new, True))
 
     def coast(self, predicted: Box) -> None:
         self.lost += 1
-        self.velocity = self.velocity * 0.5
+        if self.held is not None:
+            self._reckon()
+        else:
+            self.velocity = self.velocity * 0.5
         self.box = predicted
         self.history.append((predicted, False))
+
+    def found_again(self, box: Box) -> None:
+        """Found again somewhere else by a search: nothing of the old motion or width holds."""
+        self.box, self.lost = box, 0
+        self.velocity, self.drift, self.held, self.reckoned = np.zeros(4), np.zeros(2), None, None
+        self.width, self.steady = float(max(box[2] - box[0], 1.0)), 0
+        self.history.append((box, True))
+
+    def _hold(self) -> None:
+        self.held = self.drift.copy()
+        self.reckoned, self.merged = self.box.copy(), 0
+
+    def _reckon(self, release: bool = False) -> None:
+        """One frame of a merge: the reckoned box moves on; at its end the held velocity is the velocity."""
+        self.reckoned = self.reckoned + np.tile(self.held, 2)
+        self.merged += 1
+        if release or self.merged >= MERGE_FRAMES:
+            self.velocity, self.held, self.reckoned = np.tile(self.held, 2), None, None
 
     def learn(self, look: np.ndarray) -> None:
         """Blend a clear match's look in: the plain mean over the first CHOOSE_FRAMES looks, then slowly."""
@@ -283,18 +344,26 @@ class PersonTracker:
                     track.usual = 0.8 * track.usual + 0.2 * track.distance(looks[best])
                 if clear and track.distance(looks[best]) < CLEAR_MATCH:
                     track.learn(looks[best])
-                track.found_at(near[best], predicted)
+                apart = [other for k, other in enumerate(near) if k != best and iou(other, near[best]) < 0.2]
+                track.beside.append(apart)
+                parted = bool(apart)
+                # a box at the frame's edge widens as the person comes into view: no merge
+                merging = not clear or (track.wide(near[best]) and not self._at_edge(near[best]))
+                track.found_at(near[best], predicted, merging=merging, parted=parted)
                 return search and close_call(costs, near, best)
         if search and track.lost + 1 >= REACQUIRE_AFTER and self._search_due(track, moving):
             again = self._search(track, frame, moving)
             if again is not None:
-                track.box, track.velocity, track.lost = again, np.zeros(4), 0
-                track.history.append((again, True))
+                track.found_again(again)
                 self.reacquired += 1
                 log.info("person found again at %s", again.round())
                 return False
+        track.beside.append([])
         track.coast(predicted)
         return False
+
+    def _at_edge(self, box: Box) -> bool:
+        return box[0] <= 1 or box[1] <= 1 or box[2] >= self.width - 1 or box[3] >= self.height - 1
 
     def _blobs_near(self, moving: Optional[np.ndarray], predicted: Box) -> list[Box]:
         from .segment import blobs
@@ -341,9 +410,14 @@ class PersonTracker:
         else:
             found = find_people(frame, self.config.hog_threshold, self.min_area)
         best, closest = None, track.gate(REACQUIRE_GATE)
+        reach = REACH + REACH_PER_FRAME * track.lost  # no farther than the person can have walked since
         for box in found:
+            if not 0.5 < (box[3] - box[1]) / track.tall < 2.0 or \
+                    np.linalg.norm(centre(box) - centre(track.box)) > reach * track.tall or \
+                    any(iou(box, other) > 0.3 for seen in track.beside for other in seen):
+                continue
             seen = track.distance(appearance(frame, box, moving))
-            if seen < closest and 0.5 < (box[3] - box[1]) / track.tall < 2.0:
+            if seen < closest:
                 best, closest = box, seen
         return best
 

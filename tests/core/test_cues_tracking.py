@@ -59,11 +59,36 @@ def test_a_crossing_of_two_who_look_apart_flags_no_frame(crossing) -> None:
         assert not track.suspect_switch.any(), np.nonzero(track.suspect_switch)[0]
 
 
-def test_a_crossing_of_two_who_look_alike_flags_the_coin_toss(monkeypatch) -> None:
-    # Two people of one look: past the crossing the track may be on either, and nothing in the look can
-    # say which. The frame where both fit about as well is a close call, flagged as a possible switch;
-    # the box-jump and look checks alone flag no frame of this clip.
-    twins = walkers.twins_crossing()
+def walks_followed(clip: walkers.Clip, track) -> list[int]:
+    """Per frame, which walk (an index into the clip's walks) the found box is on; -1 on none."""
+    on = []
+    for t in range(len(clip.frames)):
+        overlaps = [walkers.iou(track.body_boxes[t], clip.boxes[k, t]) if track.person[t] else 0.0
+                    for k in range(len(clip.names))]
+        on.append(int(np.argmax(overlaps)) if max(overlaps) >= 0.3 else -1)
+    return on
+
+
+@pytest.fixture(scope="module")
+def twins() -> walkers.Clip:
+    return walkers.twins_crossing()
+
+
+def test_a_crossing_of_two_who_look_alike_keeps_one_by_their_motion(twins) -> None:
+    # No look tells the two apart; where each was heading does. Through the merge the velocity is held
+    # at its value before it, so when they part the one the track's own motion reaches wins.
+    on = walks_followed(twins, follow(twins.frames))
+    first = next(w for w in on if w >= 0)
+    assert [t for t, w in enumerate(on) if w >= 0 and w != first] == [], f"switched: {on}"
+    seen = twins.seen[first] >= 0.5
+    assert sum(w == first for w, s in zip(on, seen) if s) >= 0.9 * seen.sum()
+
+
+def test_without_the_held_motion_the_look_alike_crossing_is_a_flagged_coin_toss(twins, monkeypatch) -> None:
+    # The close call: another person whose cost is about the winner's flags the frame as a possible switch.
+    # With the motion not held, the twins part as a coin toss; the frame of the choice is flagged, and with
+    # the close call off no frame is (the box-jump and look checks alone flag none).
+    monkeypatch.setattr(tracking.Track, "_hold", lambda self: None)
     track = follow(twins.frames)
     flagged = np.nonzero(track.suspect_switch)[0]
     assert len(flagged) and all(25 <= f <= 45 for f in flagged), flagged
@@ -110,11 +135,20 @@ def test_the_wall_is_not_a_second_person() -> None:
 
 
 def test_a_clip_and_a_longer_one_agree_on_their_common_frames() -> None:
+    # The choice of person looks only a bounded way ahead, so a clip and a longer one follow one person. The
+    # median background is the clip's own, though, so a look at the edge of a gate can fall either way: in
+    # vtest's frames 32-39 the man in black turns back behind the sign, and whether the frame where he
+    # comes out half hidden is found again depends on it. Where both find him, it is the same man.
     frames = media.vtest_frames(120)
     short, long = follow(frames[:40]), follow(frames)
-    assert np.array_equal(short.person, long.person[:40])
-    same = [walkers.iou(short.body_boxes[t], long.body_boxes[t]) >= 0.5 for t in np.nonzero(short.person)[0]]
+    both = np.nonzero(short.person & long.person[:40])[0]
+    same = [walkers.iou(short.body_boxes[t], long.body_boxes[t]) >= 0.5 for t in both]
     assert all(same), f"a different person in {same.count(False)} of {len(same)} frames"
+    assert (short.person != long.person[:40]).sum() <= 2, (short.person.astype(int), long.person[:40].astype(int))
+    assert short.person[:32].all() and len(both) >= 32
+    # Frame 30, checked by eye: the man in black by the pole, not the two men talking behind him (the
+    # tracker before this one went over to them at frame 26, in both clips alike)
+    assert walkers.iou(short.body_boxes[30], np.array([392.0, 226.0, 428.0, 293.0])) >= 0.6
 
 
 def test_detections_come_in_one_order_whatever_the_threads_did() -> None:
@@ -157,3 +191,25 @@ def test_a_short_clip_of_a_small_walker_is_followed(frames) -> None:
     if frames == 5:
         overlap = [walkers.iou(track.body_boxes[t], truth[t]) for t in range(frames)]
         assert min(overlap) >= 0.3, f"box IoU with the walker per frame {np.round(overlap, 2)}"
+
+
+def test_a_merge_dead_reckons_on_the_velocity_before_it_and_ends_when_the_two_part() -> None:
+    look = np.zeros(32, np.float32)
+    track = tracking.Track(box=np.array([0.0, 0.0, 40.0, 90.0]), look=look, first_look=look.copy())
+    for k in range(1, 11):  # walking right at 6 px a frame
+        track.found_at(np.array([6.0 * k, 0.0, 6.0 * k + 40, 90.0]), track.predicted(1000, 1000))
+    before = (track.box[0] + track.box[2]) / 2
+    assert track.drift[0] == pytest.approx(6.0, abs=1.0)
+    blob = np.array([60.0, 0.0, 150.0, 90.0])  # a still blob of the person and someone else
+    for _ in range(4):
+        track.found_at(blob, track.predicted(1000, 1000), merging=True)
+    ahead = track.predicted(1000, 1000)
+    # the prediction is where the walk before the merge leads (5 frames on), not where the blob stands
+    assert (ahead[0] + ahead[2]) / 2 == pytest.approx(before + 5 * track.held[0], abs=0.5)
+    assert ahead[2] - ahead[0] == pytest.approx(40.0, abs=1.0)  # the person's own width, not the blob's
+    track.found_at(np.array([140.0, 0.0, 180.0, 90.0]), ahead, parted=True)
+    assert track.held is None and track.velocity[0] == pytest.approx(track.velocity[2]) and track.velocity[0] > 4
+    # without the steady frames first (a track just found again) the velocity is not held
+    fresh = tracking.Track(box=np.array([0.0, 0.0, 40.0, 90.0]), look=look, first_look=look.copy())
+    fresh.found_at(blob, fresh.predicted(1000, 1000), merging=True)
+    assert fresh.held is None

@@ -13,7 +13,9 @@ import os
 import subprocess
 import sys
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -29,12 +31,36 @@ def opencv_doc_file(name: str) -> Path:
     target = MEDIA / name
     if target.is_file():
         return target
-    MEDIA.mkdir(parents=True, exist_ok=True)
-    with open(MEDIA / "media.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with media_lock():
         if not target.is_file():
             _fetch_opencv_doc()
     return target
+
+
+_held = 0  # how deep this process is inside media_lock
+
+
+@contextmanager
+def media_lock() -> Iterator[None]:
+    """The cache's lock across processes (tests run side by side), re-entrant within one: a cached file
+    made from another (the walkers' background from vtest.avi) takes it again while it is held, and a
+    second flock on a new handle would wait for this very process for ever."""
+    global _held
+    if _held:
+        _held += 1
+        try:
+            yield
+        finally:
+            _held -= 1
+        return
+    MEDIA.mkdir(parents=True, exist_ok=True)
+    with open(MEDIA / "media.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _held = 1
+        try:
+            yield
+        finally:
+            _held = 0
 
 
 def _fetch_opencv_doc() -> None:
@@ -122,9 +148,7 @@ def _cached(name: str, make) -> Path:
     target = MEDIA / name
     if target.is_file():
         return target
-    MEDIA.mkdir(parents=True, exist_ok=True)
-    with open(MEDIA / "media.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with media_lock():
         if not target.is_file():
             with tempfile.TemporaryDirectory(dir=MEDIA) as tmp:
                 os.replace(make(Path(tmp)), target)

@@ -57,7 +57,7 @@ class Sprite:
 
 def sprites(name: str) -> list[Sprite]:
     """SPRITE_FRAMES consecutive cut-outs of one walker (WALKERS), each cropped to its mask's box."""
-    empty = background()  # before the media lock is taken: background() takes it too
+    empty = background()
 
     def make(tmp):
         start, box = WALKERS[name]
