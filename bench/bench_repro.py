@@ -2,8 +2,8 @@
 several seeds, every model scored for driven-ness on the same held-out cross-ID pairs against exact
 ground truth (default_model/repro.py says what each row is).
 
-    python bench/bench_repro.py --out out/repro [--rows ROW ...] [--seeds 0 1 2]   # train and score
-    python bench/bench_repro.py --out out/repro --report [--json FILE] [--figure PNG]
+    python bench/bench_repro.py --out out/repro [--results DIR] [--rows ROW ...] [--seeds 0 1 2]   # train, score
+    python bench/bench_repro.py --results docs/repro --report [--json FILE] [--figure PNG]   # the table
 
 Rows may run as separate processes side by side (each with its own --rows): the worlds are built once
 under a lock, each (row, seed) result is saved as it finishes (OUT/results/), and --report gathers every
@@ -49,55 +49,63 @@ def tasks(rows: Sequence[str], seeds: Sequence[int]) -> list[tuple[str, int]]:
     return [(row, seed) for seed in seeds for row in ordered]
 
 
-def claim(out: Path, row: str, seed: int) -> bool:
+def claim(out: Path, results: Path, row: str, seed: int) -> bool:
     """Take (row, seed) for this process: False when its result exists or a live process holds it. A claim
     left by a dead process (its PID gone) is taken over."""
-    if repro.result_path(out, row, seed).is_file():
+    if repro.result_path(results, row, seed).is_file():
         return False
     path = out / "claims" / f"{row}_seed{seed}"
     path.parent.mkdir(parents=True, exist_ok=True)
     with locked(out / "claims.lock"):
-        if path.is_file():
-            try:
-                os.kill(int(path.read_text()), 0)
-                return False
-            except (ProcessLookupError, ValueError):
-                pass  # its process is gone
+        if held_by_another(path):
+            return False
         path.write_text(str(os.getpid()))
     return True
 
 
-def wait_for(path: Path, poll_s: float = 10.0) -> None:
-    """Until ``path`` exists (another process is making it)."""
-    while not path.is_file():
+def held_by_another(claim_file: Path) -> bool:
+    """Whether a live process other than this one holds the claim."""
+    try:
+        pid = int(claim_file.read_text())
+        os.kill(pid, 0)
+        return pid != os.getpid()
+    except (FileNotFoundError, ProcessLookupError, ValueError):
+        return False  # no claim, or its process is gone
+
+
+def wait_for_ours(out: Path, seed: int, poll_s: float = 10.0) -> None:
+    """no_s2x starts from ours' stage 1: wait while another process trains it (when nobody does, train_row
+    trains it itself, e.g. when ours' result was kept from an earlier run but its run folder was not)."""
+    record = out / "runs" / "ours" / f"seed{seed}" / "stage1" / "stage_record.json"
+    while not record.is_file() and held_by_another(out / "claims" / f"ours_seed{seed}"):
         time.sleep(poll_s)
 
 
-def train_and_score(out: Path, rows: Sequence[str], seeds: Sequence[int], recipe: repro.Recipe, pairs: int,
-                    steps: int) -> None:
+def train_and_score(out: Path, results: Path, rows: Sequence[str], seeds: Sequence[int], recipe: repro.Recipe,
+                    pairs: int, steps: int) -> None:
     """Every (row, seed) not done and not taken by another process running this bench on the same OUT."""
     with locked(out / "worlds" / "base.lock"):
         repro.build_world(out, "base", recipe)
     scorer = repro.Scorer(repro.vae_for(out), recipe, pairs, steps)
     for row, seed in tasks(rows, seeds):
-        if not claim(out, row, seed):
+        if not claim(out, results, row, seed):
             continue
         start = time.time()
         world = repro.TRAINED[row].world
         with locked(out / "worlds" / f"{world}.lock"):
             repro.build_world(out, world, recipe)
         if row == "no_s2x":
-            wait_for(out / "runs" / "ours" / f"seed{seed}" / "stage1" / "stage_record.json")
-        result = repro.run_row(out, row, seed, scorer, recipe)
+            wait_for_ours(out, seed)
+        result = repro.run_row(out, row, seed, scorer, recipe, results)
         own = result["scores"]["main"]["mean"]["own"]
         log.info("%s seed %d (%.0f s): figure PSNR %.2f, IoU %.3f", row, seed, time.time() - start,
                  own["fig_psnr"], own["iou"])
 
 
-def report(out: Path, json_file: Optional[Path], figure: Optional[Path]) -> int:
-    results = list(repro.load_results(out / "results"))
+def report(results_folder: Path, json_file: Optional[Path], figure: Optional[Path]) -> int:
+    results = list(repro.load_results(results_folder))
     if not results:
-        print(f"no results in {out / 'results'}: run the rows first (without --report)")
+        print(f"no results in {results_folder}: run the rows first (without --report)")
         return 2
     summary = repro.summary(results)
     print(repro.markdown(summary))
@@ -147,6 +155,9 @@ def draw(summary: dict, png: Path) -> bool:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="out/repro", help="worlds, runs and results")
+    parser.add_argument("--results", type=Path, default=None,
+                        help="where each (row, seed) result is saved and found (default OUT/results; the committed "
+                             "table's are in docs/repro: with --results docs/repro a run adds the rows it lacks)")
     parser.add_argument("--rows", nargs="*", default=list(repro.TRAINED), choices=list(repro.TRAINED))
     parser.add_argument("--seeds", nargs="*", type=int, default=list(repro.SEEDS))
     parser.add_argument("--pairs", type=int, default=repro.PAIRS, help="held-out cross-ID pairs scored")
@@ -158,12 +169,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     out = Path(args.out)
+    results = args.results or out / "results"
     if args.report:
-        return report(out, args.json, args.figure)
+        return report(results, args.json, args.figure)
     recipe = quick(repro.TABLE_RECIPE) if args.quick else repro.TABLE_RECIPE
     torch.set_num_threads(recipe.threads)
-    train_and_score(out, args.rows, args.seeds, recipe, args.pairs, args.steps)
-    return report(out, None, None)
+    train_and_score(out, results, args.rows, args.seeds, recipe, args.pairs, args.steps)
+    return report(results, None, None)
 
 
 if __name__ == "__main__":

@@ -277,13 +277,15 @@ def same_loss_steps(out: Path, seed: int) -> dict:
             "speed_up": steps[1] / steps[0] if all(steps) else None}
 
 
-def result_path(out: Path, row: str, seed: int) -> Path:
-    return out / "results" / f"{row}_seed{seed}.json"
+def result_path(results: Path, row: str, seed: int) -> Path:
+    return results / f"{row}_seed{seed}.json"
 
 
-def run_row(out: Path, row: str, seed: int, scorer: Scorer, recipe: Recipe = TABLE_RECIPE) -> dict:
-    """Train and score one (row, seed), unless its result is already saved; returns the result."""
-    path = result_path(out, row, seed)
+def run_row(out: Path, row: str, seed: int, scorer: Scorer, recipe: Recipe = TABLE_RECIPE,
+            results: Optional[Path] = None) -> dict:
+    """Train and score one (row, seed), unless its result is already saved in ``results`` (OUT/results);
+    returns the result."""
+    path = result_path(results or out / "results", row, seed)
     if path.is_file():
         return json.loads(path.read_text())
     start = time.time()
