@@ -52,7 +52,8 @@ def tasks(rows: Sequence[str], seeds: Sequence[int]) -> list[tuple[str, int]]:
 def claim(out: Path, results: Path, row: str, seed: int) -> bool:
     """Take (row, seed) for this process: False when its result exists or a live process holds it. A claim
     left by a dead process (its PID gone) is taken over."""
-    if repro.result_path(results, row, seed).is_file():
+    saved = repro.result_path(results, row, seed)
+    if saved.is_file() and repro.complete(json.loads(saved.read_text())):
         return False
     path = out / "claims" / f"{row}_seed{seed}"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -284,25 +284,38 @@ def result_path(results: Path, row: str, seed: int) -> Path:
 def run_row(out: Path, row: str, seed: int, scorer: Scorer, recipe: Recipe = TABLE_RECIPE,
             results: Optional[Path] = None) -> dict:
     """Train and score one (row, seed), unless its result is already saved in ``results`` (OUT/results);
-    returns the result."""
+    a saved result that lacks one of the row's evaluation sets (SCORED) gets it added. Returns the result."""
     path = result_path(results or out / "results", row, seed)
-    if path.is_file():
-        return json.loads(path.read_text())
+    saved = json.loads(path.read_text()) if path.is_file() else None
+    if saved is not None and complete(saved):
+        return saved
     start = time.time()
     model_file = train_row(out, row, seed, recipe)
     trained = time.time()
     model = load_model(model_file, compute_dtype=torch.float32).eval()
     variant = row_recipe(row, seed, recipe)
-    result = {"row": row, "seed": seed, "recipe": json.loads(variant.to_json()),
-              "scores": {evaluation: scorer.score(model, variant, evaluation, seed) for evaluation in SCORED[row]},
-              "train_s": round(trained - start, 1), "score_s": round(time.time() - trained, 1)}
-    if row == "no_s2x":
+    if saved is not None:
+        missing = [e for e in SCORED[row] if e not in saved["scores"]]
+        saved["scores"].update({e: scorer.score(model, variant, e, seed) for e in missing})
+        saved["scores"] = {e: saved["scores"][e] for e in SCORED[row]}
+        saved.setdefault("rescored", []).extend(missing)
+        result = saved
+    else:
+        result = {"row": row, "seed": seed, "recipe": json.loads(variant.to_json()),
+                  "scores": {evaluation: scorer.score(model, variant, evaluation, seed) for evaluation in SCORED[row]},
+                  "train_s": round(trained - start, 1), "score_s": round(time.time() - trained, 1)}
+    if row == "no_s2x" and "same_loss" not in result:
         result["same_loss"] = same_loss_steps(out, seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".json.partial")
     partial.write_text(json.dumps(result, indent=1))
     partial.replace(path)
     return result
+
+
+def complete(result: dict) -> bool:
+    """Whether a saved result holds every evaluation set its row is scored on."""
+    return all(e in result["scores"] for e in SCORED[result["row"]])
 
 
 def load_results(folder: Path) -> Iterator[dict]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -136,3 +137,24 @@ def test_the_summary_gives_mean_and_spread_over_seeds_and_paired_differences() -
     assert "ours, built-in segmenter cues" in summary["table"]
     text = repro.markdown(summary)
     assert "17.50 ± 0.71" in text and "(1 seed)" in text
+
+
+def test_a_saved_result_is_reused_and_one_lacking_an_evaluation_set_is_completed(tmp_path: Path, monkeypatch) -> None:
+    recipe = replace(quick(DEFAULT), frames=5)
+    model_file = tmp_path / "base.safetensors"
+    write_base(recipe, model_file)
+    scorer = repro.Scorer(load_wan_vae(VAE_FILE)[0], recipe, pairs=1, steps=1)
+    results = tmp_path / "results"
+    results.mkdir()
+    path = repro.result_path(results, "no_face", 0)
+    path.write_text(json.dumps({"row": "no_face", "seed": 0, "scores": {}, "train_s": 12.5}))
+    monkeypatch.setattr(repro, "train_row", lambda *args: model_file)  # the model trained before
+    done = repro.run_row(tmp_path, "no_face", 0, scorer, recipe, results)
+    assert list(done["scores"]) == ["main"] and done["rescored"] == ["main"] and done["train_s"] == 12.5
+    assert json.loads(path.read_text()) == done and repro.complete(done)
+
+    def never(*args):
+        raise AssertionError("a complete result is not trained or scored again")
+
+    monkeypatch.setattr(repro, "train_row", never)
+    assert repro.run_row(tmp_path, "no_face", 0, scorer, recipe, results) == done
