@@ -134,11 +134,12 @@ def draw(summary: dict, png: Path) -> bool:
         return False
     rows = summary["table"]
     labels = list(rows)[::-1]
+    names = [f"{k} ({len(rows[k]['seeds'])} seed{'s' if len(rows[k]['seeds']) > 1 else ''})" for k in labels]
     figure, axes = plt.subplots(1, 2, figsize=(14, 0.45 * len(labels) + 1.5))
     for ax, metric in zip(axes, ("fig_psnr", "iou")):
         means = [rows[k][metric]["mean"] for k in labels]
         errors = [rows[k][metric]["std"] or 0.0 for k in labels]
-        ax.barh(labels, means, xerr=errors, color="tab:blue", capsize=3)
+        ax.barh(names, means, xerr=errors, color="tab:blue", capsize=3)
         for (name, base), style in zip(summary["baselines"].items(), ("--", ":", "-.")):
             if metric in base:
                 ax.axvline(base[metric], color="tab:red", linestyle=style, label=name)
