@@ -279,13 +279,6 @@ def _jumps(track) -> int:
     return int((np.linalg.norm(np.diff(centres, axis=0), axis=1) > 0.5 * tall[1:]).sum())
 
 
-def _walk_on(clip, track, t: int) -> int:
-    """Which of the clip's walks the found box of frame ``t`` is on (the twins share a name); -1 on none."""
-    overlaps = [walkers.iou(track.body_boxes[t], clip.boxes[k, t]) if track.person[t] else 0.0
-                for k in range(len(clip.names))]
-    return int(np.argmax(overlaps)) if max(overlaps) >= 0.3 else -1
-
-
 CABINETS = (670, 20, 730, 120)  # the white cabinets on vtest's wall, where HOG sees a person
 
 
@@ -303,7 +296,7 @@ def tracking(loop_frames: int) -> None:
     clip = walkers.twins_crossing()
     for index in (0, 1):
         track = _follow(clip.frames, index)
-        on = [_walk_on(clip, track, t) for t in range(len(clip.frames))]
+        on = clip.walks_followed(track.body_boxes, track.person)
         first = next(w for w in on if w >= 0)
         seen = clip.seen[first] >= 0.5
         print(f"  crossing of two who look alike, person {index} (walk {first}): on it in "

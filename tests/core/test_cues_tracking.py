@@ -59,16 +59,6 @@ def test_a_crossing_of_two_who_look_apart_flags_no_frame(crossing) -> None:
         assert not track.suspect_switch.any(), np.nonzero(track.suspect_switch)[0]
 
 
-def walks_followed(clip: walkers.Clip, track) -> list[int]:
-    """Per frame, which walk (an index into the clip's walks) the found box is on; -1 on none."""
-    on = []
-    for t in range(len(clip.frames)):
-        overlaps = [walkers.iou(track.body_boxes[t], clip.boxes[k, t]) if track.person[t] else 0.0
-                    for k in range(len(clip.names))]
-        on.append(int(np.argmax(overlaps)) if max(overlaps) >= 0.3 else -1)
-    return on
-
-
 @pytest.fixture(scope="module")
 def twins() -> walkers.Clip:
     return walkers.twins_crossing()
@@ -77,7 +67,8 @@ def twins() -> walkers.Clip:
 def test_a_crossing_of_two_who_look_alike_keeps_one_by_their_motion(twins) -> None:
     # No look tells the two apart; where each was heading does. Through the merge the velocity is held
     # at its value before it, so when they part the one the track's own motion reaches wins.
-    on = walks_followed(twins, follow(twins.frames))
+    track = follow(twins.frames)
+    on = twins.walks_followed(track.body_boxes, track.person)
     first = next(w for w in on if w >= 0)
     assert [t for t, w in enumerate(on) if w >= 0 and w != first] == [], f"switched: {on}"
     seen = twins.seen[first] >= 0.5

@@ -118,6 +118,15 @@ class Clip:
         """(F,) bool: frames where at least ``least`` of walker ``name`` is seen."""
         return np.any([self.seen[k] >= least for k, n in enumerate(self.names) if n == name], axis=0)
 
+    def walks_followed(self, boxes: np.ndarray, found: np.ndarray, least: float = 0.3) -> list[int]:
+        """Which walk (an index into the clip's walks) each found box is on: the one whose true box it overlaps
+        most (IoU >= ``least``); -1 on none. For clips where one walker walks twice (names alike)."""
+        out = []
+        for t in range(len(found)):
+            overlaps = [iou(boxes[t], self.boxes[k, t]) if found[t] else 0.0 for k in range(len(self.names))]
+            out.append(int(np.argmax(overlaps)) if max(overlaps) >= least else -1)
+        return out
+
     def followed(self, boxes: np.ndarray, found: np.ndarray, least: float = 0.3) -> list[Optional[str]]:
         """Whom each found box is on: the walker whose true box it overlaps most (IoU >= ``least``); None
         where it is on no one, and where it overlaps two walkers' boxes by IoU 0.5 or more each (one in
