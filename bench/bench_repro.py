@@ -6,8 +6,8 @@ ground truth (default_model/repro.py says what each row is).
     python bench/bench_repro.py --results docs/repro --report [--json FILE] [--figure PNG]   # the table
 
 Rows may run as separate processes side by side (each with its own --rows): the worlds are built once
-under a lock, each (row, seed) result is saved as it finishes (OUT/results/), and --report gathers every
-result found. Every number printed comes from runs this command made.
+under a lock, each (row, seed) result is saved as it finishes (--results, default OUT/results/; the
+committed table's are in docs/repro), and --report gathers every result found. Every number printed comes from runs this command made.
 """
 
 from __future__ import annotations
