@@ -7,7 +7,8 @@ ground truth (default_model/repro.py says what each row is).
 
 Rows may run as separate processes side by side (each with its own --rows): the worlds are built once
 under a lock, each (row, seed) result is saved as it finishes (--results, default OUT/results/; the
-committed table's are in docs/repro), and --report gathers every result found. Every number printed comes from runs this command made.
+committed table's are in docs/repro), and --report gathers every result found. Every number printed
+comes from runs this command made.
 """
 
 from __future__ import annotations
