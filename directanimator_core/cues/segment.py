@@ -169,6 +169,8 @@ def _face_seeds(seeds: np.ndarray, face: Box, box: tuple[int, int, int, int]) ->
         seeds[int(max(top, y0)):int(min(bottom, y1)), int(max(left, x0)):int(min(right, x1))] = label
 
     mark(cx - 1.6 * side, chin, cx + 1.6 * side, y1, cv2.GC_PR_FGD)
+    # the hair over the face, which a body box hung from a face (segment.body_from_face) cuts at the brow
+    seeds[int(max(face[1] - 0.5 * side, 0)):int(max(face[1], 0)), int(max(cx - 0.6 * side, 0)):int(max(cx + 0.6 * side, 0))] = cv2.GC_PR_FGD
     mark(cx - 0.25 * side, cy - 0.25 * side, cx + 0.25 * side, cy + 0.25 * side, cv2.GC_FGD)
     mark(cx - 0.8 * side, chin + 0.4 * side, cx + 0.8 * side, chin + 1.6 * side, cv2.GC_FGD)
 
