@@ -389,6 +389,25 @@ def talking_head(montage_path: Path | None = None) -> None:
             print(f"  montage (driver | pose | face | location, frames 0, 30, 60, 90, 119): {montage_path}")
 
 
+def motion_shares() -> None:
+    """The share of each frame that differs from its clip's median background (checks.motion_everywhere)."""
+    from directanimator_core.cues import checks, segment
+
+    print(f"share of a frame that differs from the median background (over {checks.MOTION_EVERYWHERE}: the camera "
+          "moves or the shot changed; a person no face confirms is then flagged mostly background)")
+    clips = {"vtest (still camera)": media.vtest_frames(120), "carphone (talking head)": media.carphone_frames(),
+             "pan over the astronaut": media.pan_clip(media.astronaut(), 40),
+             "pan over Grace Hopper": media.pan_clip(media.grace_hopper(), 40),
+             "bikes (a cut-up trailer)": np.stack(media.read_video(media.bikes(), 250))}
+    for name, frames in clips.items():
+        source = ArraySource(frames)
+        background = segment.background_of(segment.sample_frames(source, 25, 16), len(frames))
+        shares = np.array([np.count_nonzero(segment.motion_mask(f, background, SegmentConfig().motion_threshold))
+                           / f[..., 0].size for f in frames])
+        print(f"  {name:26s} {shares.min():.2f}-{shares.max():.2f} (median {np.median(shares):.2f}), over it in "
+              f"{int((shares > checks.MOTION_EVERYWHERE).sum())} of {len(frames)} frames")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=48)
@@ -411,6 +430,7 @@ def main() -> None:
         return
     if args.only_talking_head:
         talking_head(args.talking_head_montage)
+        motion_shares()
         return
     if args.only_tracking:
         tracking(args.loop_frames)
@@ -422,6 +442,7 @@ def main() -> None:
         segmentation(args.pan_frames)
         faces(args.pan_frames)
     talking_head(args.talking_head_montage)
+    motion_shares()
     tracking(args.loop_frames)
     frame_sizes(args.frames)
     if args.rss_frames:

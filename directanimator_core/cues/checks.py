@@ -25,6 +25,10 @@ SIZE_JUMP = 1.6  # box height ratio between consecutive found frames that no one
 FRAME_SHARE = 0.8  # a mask over this share of the frame is mostly background
 FACE_AREAS = 30.0  # a mask over this many face areas is larger than any person with that face
 BOX_SHARE = 1.05  # a mask larger than this share of the segmenter's own person box leaked out of it
+# share of a frame that differs from the median background past which the camera moved or the shot changed
+# (measured: vtest at most 0.03, the carphone talking head 0.26; pans over stills 0.38-0.66, a cut-up
+# trailer 0.57-0.82; bench_cues.motion_shares)
+MOTION_EVERYWHERE = 0.5
 
 
 def signature(frame: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -123,3 +127,10 @@ def mostly_background(pixels: float, frame_area: float, face: Optional[Box], per
     if face is not None and pixels > FACE_AREAS * max(area(face), 1.0):
         return True
     return person_box is not None and pixels > BOX_SHARE * max(area(person_box), 1.0)
+
+
+def motion_everywhere(moving: Optional[np.ndarray]) -> bool:
+    """Whether most of a frame differs from the median background (MOTION_EVERYWHERE): the camera moves or
+    the shot changed, so motion no longer tells a person from the wall behind them (a HOG hit on a
+    panned pavement moves too). None (no background) is not."""
+    return moving is not None and np.count_nonzero(moving) > MOTION_EVERYWHERE * moving.size

