@@ -402,8 +402,8 @@ def motion_shares() -> None:
     for name, frames in clips.items():
         source = ArraySource(frames)
         background = segment.background_of(segment.sample_frames(source, 25, 16), len(frames))
-        shares = np.array([np.count_nonzero(segment.motion_mask(f, background, SegmentConfig().motion_threshold))
-                           / f[..., 0].size for f in frames])
+        shares = np.array([checks.motion_share(segment.motion_mask(f, background, SegmentConfig().motion_threshold))
+                           for f in frames])
         print(f"  {name:26s} {shares.min():.2f}-{shares.max():.2f} (median {np.median(shares):.2f}), over it in "
               f"{int((shares > checks.MOTION_EVERYWHERE).sum())} of {len(frames)} frames")
 

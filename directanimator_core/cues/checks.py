@@ -129,8 +129,13 @@ def mostly_background(pixels: float, frame_area: float, face: Optional[Box], per
     return person_box is not None and pixels > BOX_SHARE * max(area(person_box), 1.0)
 
 
+def motion_share(moving: np.ndarray) -> float:
+    """The share of a frame's motion mask (segment.motion_mask) that differs from the median background."""
+    return np.count_nonzero(moving) / max(moving.size, 1)
+
+
 def motion_everywhere(moving: Optional[np.ndarray]) -> bool:
     """Whether most of a frame differs from the median background (MOTION_EVERYWHERE): the camera moves or
     the shot changed, so motion no longer tells a person from the wall behind them (a HOG hit on a
     panned pavement moves too). None (no background) is not."""
-    return moving is not None and np.count_nonzero(moving) > MOTION_EVERYWHERE * moving.size
+    return moving is not None and motion_share(moving) > MOTION_EVERYWHERE

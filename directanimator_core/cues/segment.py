@@ -157,20 +157,21 @@ def _inside(face: Box, box: Box) -> bool:
 
 
 def _face_seeds(seeds: np.ndarray, face: Box, box: tuple[int, int, int, int]) -> None:
-    """Mark the face's middle and the chest under it as the person, the shoulders' width below as likely
-    the person: a torso prior at 0.4 of the box's height is the face itself in a close-up, whose
-    box is cut by the frame's bottom, and GrabCut then drops dark clothing that looks like the
-    seat behind it."""
-    x0, y0, x1, y1 = box
+    """Mark the face's middle and the chest under it as the person, the shoulders' width below and the hair
+    over the brow as likely the person: a torso prior at 0.4 of the box's height is the face itself in a
+    close-up, whose box is cut by the frame's bottom, and GrabCut then drops dark clothing that looks
+    like the seat behind it. Marks stay inside ``box``, but for the hair, which a body box hung from a
+    face (body_from_face) cuts at the brow."""
     side = face[2] - face[0]
     cx, cy, chin = (face[0] + face[2]) / 2, (face[1] + face[3]) / 2, face[3]
+    whole = (0, 0, seeds.shape[1], seeds.shape[0])
 
-    def mark(left: float, top: float, right: float, bottom: float, label: int) -> None:
-        seeds[int(max(top, y0)):int(min(bottom, y1)), int(max(left, x0)):int(min(right, x1))] = label
+    def mark(left: float, top: float, right: float, bottom: float, label: int, within=box) -> None:
+        x0, y0, x1, y1 = within
+        seeds[int(max(top, y0)):int(max(min(bottom, y1), 0)), int(max(left, x0)):int(max(min(right, x1), 0))] = label
 
-    mark(cx - 1.6 * side, chin, cx + 1.6 * side, y1, cv2.GC_PR_FGD)
-    # the hair over the face, which a body box hung from a face (segment.body_from_face) cuts at the brow
-    seeds[int(max(face[1] - 0.5 * side, 0)):int(max(face[1], 0)), int(max(cx - 0.6 * side, 0)):int(max(cx + 0.6 * side, 0))] = cv2.GC_PR_FGD
+    mark(cx - 1.6 * side, chin, cx + 1.6 * side, box[3], cv2.GC_PR_FGD)
+    mark(cx - 0.6 * side, face[1] - 0.5 * side, cx + 0.6 * side, face[1], cv2.GC_PR_FGD, within=whole)
     mark(cx - 0.25 * side, cy - 0.25 * side, cx + 0.25 * side, cy + 0.25 * side, cv2.GC_FGD)
     mark(cx - 0.8 * side, chin + 0.4 * side, cx + 0.8 * side, chin + 1.6 * side, cv2.GC_FGD)
 

