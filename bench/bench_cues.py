@@ -7,7 +7,8 @@
 Speed: frames per second of the whole triplet (segmentation, tracking, face, alignment, low-pass,
 location masks) on real footage (vtest.avi, cropped and resized) at 512x512 and 832x480, aligned to
 scikit-image's astronaut, for each backend: the built-in segmenter, external masks, CenterFace
-faces, and an ONNX segmenter when one is given. Memory: peak RSS of the streaming ``extract``
+faces, and an ONNX segmenter when one is given; and the built-in path's cost at 512x512 split into
+what a clip pays once and what each further frame pays (two clip lengths). Memory: peak RSS of the streaming ``extract``
 command on a 1,000-frame video, against a 100-frame one (bounded memory means about equal).
 Segmentation: slow pans over two real portraits (scikit-image's astronaut, matplotlib's Grace Hopper)
 cut by each segmenter; the truth is MediaPipe's selfie segmenter run once on the whole still and moved
@@ -95,6 +96,20 @@ def speed(count: int, onnx: str | None) -> None:
             print(f"  {label:8s} {backend:28s} {rate:6.1f} frames/s  {1000 / rate:6.1f} ms/frame")
         if not onnx:
             print(f"  {label:8s} {'onnx segmenter':28s} not measured: no model given (--onnx)")
+    clip_s, frame_ms, long_ms = split_cost(count, SIZES["512x512"])
+    print(f"  512x512  built-in, {count} and {3 * count} frames: {clip_s:.2f} s a clip (the reference, the survey, "
+          f"choosing whom to follow) + {frame_ms:.1f} ms a frame; {long_ms:.1f} ms/frame over {3 * count} frames")
+
+
+def split_cost(count: int, size: tuple[int, int]) -> tuple[float, float, float]:
+    """The built-in path's cost split into what a clip pays once and what each frame pays: two clip
+    lengths (``count`` and 3x), best of two runs each. Returns (seconds a clip, ms a frame, ms/frame of the
+    longer clip)."""
+    frames = driving(3 * count, size)
+    short = count / fps(frames[:count], CueConfig())
+    long = 3 * count / fps(frames, CueConfig())
+    per_frame = (long - short) / (2 * count)
+    return short - count * per_frame, 1000 * per_frame, 1000 * long / (3 * count)
 
 
 def pan_truth(image: np.ndarray, count: int, side: int = 400, size: int = 320, drop: int = 20) -> np.ndarray:

@@ -11,13 +11,13 @@ import contextlib
 import functools
 import logging
 from pathlib import Path
-from typing import Callable, Iterator, TypeVar
+from typing import Callable, Iterator, Optional, Sequence, TypeVar
 
 import cv2
 import numpy as np
 
 from ..errors import CheckpointError, InputError
-from . import blazeface
+from . import blazeface, hog_search
 from .boxes import Box, from_xywh
 
 log = logging.getLogger(__name__)
@@ -69,7 +69,8 @@ def ran(segmenter: str | None, face_detector: str | None) -> dict[str, str]:
             "face_detector": Path(face_detector).name if face_detector else BUILT_IN_FACE}
 
 
-def detect_people(image: np.ndarray, scale: float = 1.0, threshold: float = 0.5) -> list[tuple[Box, float]]:
+def detect_people(image: np.ndarray, scale: float = 1.0, threshold: float = 0.5,
+                  regions: Optional[Sequence[Box]] = None) -> list[tuple[Box, float]]:
     """People in an RGB image as (box, score), boxes in the image's pixels.
 
     Args:
@@ -77,13 +78,20 @@ def detect_people(image: np.ndarray, scale: float = 1.0, threshold: float = 0.5)
         scale: the image is resized by this factor first, so people shorter than the detector's
             128-pixel window are found (1.5 finds people about 90 pixels tall).
         threshold: least SVM score kept.
+        regions: boxes (image pixels) the detector's windows must lie in, or None for all of them; the
+            windows kept are those of the whole-image search, with its scores (hog_search).
     """
     if image.size == 0:
         return []
     work = image if scale == 1.0 else cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
     if min(work.shape[:2]) < HOG_WINDOW_HEIGHT:
         return []
-    rects, weights = _hog().detectMultiScale(work, winStride=(8, 8), padding=(8, 8), scale=1.05)
+    if regions is None:
+        rects, weights = _hog().detectMultiScale(work, winStride=(8, 8), padding=(8, 8), scale=1.05)
+    else:
+        scaled = [(int(np.floor(r[0] * scale)), int(np.floor(r[1] * scale)), int(np.ceil(r[2] * scale)),
+                   int(np.ceil(r[3] * scale))) for r in regions]
+        rects, weights = hog_search.detect(_hog(), work, scaled)
     found: list[tuple[Box, float]] = []
     for (x, y, w, h), score in zip(np.asarray(rects).reshape(-1, 4), np.asarray(weights).ravel()):
         if score >= threshold:

@@ -38,7 +38,7 @@ def find_reference(image: np.ndarray, mask: Optional[np.ndarray], config: CueCon
     if mask is not None:
         body, person = _mask_body(mask, height, width)
     else:
-        body, person = _detected_body(image, config)
+        body, person = _detected_body(image, config, faces)
     shoulders = align.shoulder_width(person) if person is not None else None
     return ReferenceBoxes(body=body, face=face, size=(height, width), shoulders=shoulders)
 
@@ -54,8 +54,9 @@ def _mask_body(mask: np.ndarray, height: int, width: int) -> tuple[Box, np.ndarr
     return box, person
 
 
-def _detected_body(image: np.ndarray, config: CueConfig) -> tuple[Box, Optional[np.ndarray]]:
-    people = segment.find_people(image, config.segment.hog_threshold, 0.01 * image.shape[0] * image.shape[1])
+def _detected_body(image: np.ndarray, config: CueConfig, faces: list[Box]) -> tuple[Box, Optional[np.ndarray]]:
+    people = segment.find_people(image, config.segment.hog_threshold, 0.01 * image.shape[0] * image.shape[1],
+                                 faces=faces)
     if not people:
         raise CueError("no person was found in the reference image (no face, no standing figure); connect a "
                        "reference mask")

@@ -69,31 +69,81 @@ def motion_mask(frame: np.ndarray, background: Optional[np.ndarray], threshold: 
     return cv2.morphologyEx(moving, cv2.MORPH_CLOSE, np.ones((3 * side, 3 * side), np.uint8))
 
 
-def blobs(moving: Optional[np.ndarray], min_area: float) -> list[Box]:
-    """Boxes of the connected moving regions at least ``min_area`` pixels large."""
+def blobs(moving: Optional[np.ndarray], min_area: float, upright: bool = True) -> list[Box]:
+    """Boxes of the connected moving regions at least ``min_area`` pixels large (``upright``: and taller
+    than 0.8 of their width, as a standing person is)."""
     if moving is None:
         return []
     count, _, stats, _ = cv2.connectedComponentsWithStats(moving, connectivity=8)
     return [np.array([x, y, x + w, y + h], dtype=np.float64)
-            for x, y, w, h, pixels in stats[1:count] if pixels >= min_area and h > 0.8 * w]
+            for x, y, w, h, pixels in stats[1:count] if pixels >= min_area and (h > 0.8 * w or not upright)]
 
 
-def find_people(image: np.ndarray, hog_threshold: float, min_area: float) -> list[Box]:
+HOG_SCALES = (1.0, 1.5, 2.0)  # enlargements HOG is run at: people down to about 57 pixels tall are found
+REGION_GROW = 2.5  # a moving region is searched grown by this factor: a person partly standing still, HOG's margin
+SEARCHED_SHARE = 0.5  # when the moving regions cover more of the frame, the whole frame is searched
+
+
+def find_people(image: np.ndarray, hog_threshold: float, min_area: float, moving: Optional[np.ndarray] = None,
+                faces: Optional[list[Box]] = None) -> list[Box]:
     """Everyone the built-in detectors see in one image, largest first.
 
     HOG knows whole standing people only; portraits and half-body shots are found by their face,
     the body taken to hang below it. A HOG box that holds a face near its top is that face's body.
+    With a motion mask HOG looks only at windows inside its moving regions (search_regions): whoever
+    stands still does not count as a driver anyway (tracking.moves), and walkers are a fraction of
+    the frame. The windows it looks at are the whole-frame search's own (hog_search), so what it finds
+    does not hang on where the regions start. Faces are looked for in the whole image.
+
+    Args:
+        image: (H, W, 3) uint8 RGB.
+        hog_threshold: least HOG score kept.
+        min_area: least box area, in pixels.
+        moving: the image's motion mask (motion_mask), or None to search the whole image.
+        faces: the image's faces when the caller has already looked (detectors.detect_faces on the
+            whole image), so they are not looked for twice.
     """
     height, width = image.shape[:2]
+    regions = None if moving is None else search_regions(moving, min_area)
+    if regions == [(0, 0, width, height)]:
+        regions = None  # detectMultiScale itself: the same windows, its levels in parallel
     # Small people need the image enlarged to the detector's 128-pixel window; every scale is tried,
     # as one person can be missed at one scale and found at the next.
-    found = [b for scale in (1.0, 1.5, 2.0) for b, _ in detectors.detect_people(image, scale, hog_threshold)]
+    found = [] if regions == [] else [b for scale in HOG_SCALES
+                                      for b, _ in detectors.detect_people(image, scale, hog_threshold, regions)]
     people = _merge([b for b in found if area(b) >= min_area])
-    faces = detectors.detect_faces(image, max(12, int(0.04 * min(height, width))))
+    if faces is None:
+        faces = detectors.detect_faces(image, max(12, int(0.04 * min(height, width))))
     for face in faces:
         if not any(_holds_head(body, face) for body in people):
             people.append(body_from_face(face, height, width))
     return sorted([b for b in people if area(b) >= min_area], key=area, reverse=True)
+
+
+def search_regions(moving: np.ndarray, min_area: float) -> list[tuple[int, int, int, int]]:
+    """Where in a frame with motion mask ``moving`` to look for people, as (x0, y0, x1, y1) pixel boxes:
+    each moving region of at least a quarter of ``min_area``, grown by REGION_GROW, overlapping ones
+    joined; the whole frame where they cover most of it (a moving camera); none when nothing moves."""
+    height, width = moving.shape
+    joined = _joined([expand(b, REGION_GROW, height, width) for b in blobs(moving, 0.25 * min_area, upright=False)])
+    if sum(area(b) for b in joined) > SEARCHED_SHARE * height * width:
+        return [(0, 0, width, height)]
+    return [(int(b[0]), int(b[1]), int(np.ceil(b[2])), int(np.ceil(b[3]))) for b in joined]
+
+
+def _joined(boxes: list[Box]) -> list[Box]:
+    """Boxes with every overlapping pair replaced by the box around both, until none overlap."""
+    boxes = list(boxes)
+    k = 0
+    while k < len(boxes):
+        other = next((j for j in range(k + 1, len(boxes)) if _overlap_of_smaller(boxes[k], boxes[j]) > 0), None)
+        if other is None:
+            k += 1
+            continue
+        b = boxes.pop(other)
+        boxes[k] = np.concatenate([np.minimum(boxes[k][:2], b[:2]), np.maximum(boxes[k][2:], b[2:])])
+        k = 0
+    return boxes
 
 
 def _holds_head(body: Box, face: Box) -> bool:

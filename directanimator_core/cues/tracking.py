@@ -288,7 +288,7 @@ class PersonTracker:
             return self.surveyed[index]
         from .segment import blobs, find_people
 
-        return find_people(frame, self.config.hog_threshold, self.min_area) or blobs(moving, self.min_area)
+        return find_people(frame, self.config.hog_threshold, self.min_area, moving) or blobs(moving, self.min_area)
 
     # -- choosing --------------------------------------------------------------------------------------
     def _start(self, frame: np.ndarray, box: Box, moving: Optional[np.ndarray]) -> Track:

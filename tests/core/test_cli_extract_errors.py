@@ -183,7 +183,7 @@ def test_candidates_that_never_cut_out_are_no_person_not_a_person_index_problem(
 def test_a_clip_without_a_person_fails_on_a_sample_of_its_frames(clips, tmp_path, monkeypatch, capsys) -> None:
     searched, analysed = [], []
     find_people, analyse_frame = segment.find_people, triplet._analyse_frame
-    monkeypatch.setattr(segment, "find_people", lambda image, *a: searched.append(1) or find_people(image, *a))
+    monkeypatch.setattr(segment, "find_people", lambda image, *a, **k: searched.append(1) or find_people(image, *a, **k))
     monkeypatch.setattr(triplet, "_analyse_frame", lambda *a: analysed.append(1) or analyse_frame(*a))
     assert cli.main(["extract", "--driving", str(clips["texture"]), "--out", str(tmp_path / "out")]) == 2
     line = capsys.readouterr().err.strip()
