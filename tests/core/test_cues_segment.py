@@ -216,4 +216,3 @@ def test_extract_runs_the_selfie_segmenter(tmp_path) -> None:
     import json
     report = json.loads((tmp_path / "cues" / "report.json").read_text())
     assert report["frames"] == 5 and report["frames_with_person"] == 5
-
