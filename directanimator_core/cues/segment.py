@@ -19,7 +19,7 @@ from . import detectors
 from .boxes import Box, area, expand, mask_box
 from .config import SegmentConfig
 from .frames import FrameSource
-from .tracking import PersonTracker, moves
+from .tracking import PersonTracker
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ def find_people(image: np.ndarray, hog_threshold: float, min_area: float, moving
     HOG knows whole standing people only; portraits and half-body shots are found by their face,
     the body taken to hang below it. A HOG box that holds a face near its top is that face's body.
     With a motion mask HOG looks only at windows inside its moving regions (search_regions): whoever
-    stands still does not count as a driver anyway (tracking.moves), and walkers are a fraction of
+    stands still does not count as a driver anyway (tracking.PersonTracker.candidates; faces are looked for everywhere), and walkers are a fraction of
     the frame. The windows it looks at are the whole-frame search's own (hog_search), so what it finds
     does not hang on where the regions start. Faces are looked for in the whole image.
 
@@ -113,11 +113,16 @@ def find_people(image: np.ndarray, hog_threshold: float, min_area: float, moving
                                       for b, _ in detectors.detect_people(image, scale, hog_threshold, regions)]
     people = _merge([b for b in found if area(b) >= min_area])
     if faces is None:
-        faces = detectors.detect_faces(image, max(12, int(0.04 * min(height, width))))
+        faces = detectors.detect_faces(image, face_side(height, width))
     for face in faces:
         if not any(_holds_head(body, face) for body in people):
             people.append(body_from_face(face, height, width))
     return sorted([b for b in people if area(b) >= min_area], key=area, reverse=True)
+
+
+def face_side(height: int, width: int) -> int:
+    """The smallest face (side, pixels) looked for in a whole frame of this size."""
+    return max(12, int(0.04 * min(height, width)))
 
 
 def search_regions(moving: np.ndarray, min_area: float) -> list[tuple[int, int, int, int]]:
@@ -324,8 +329,7 @@ def survey(sample: dict[int, np.ndarray], background: Optional[np.ndarray], trac
         frame = sample[index]
         moving = motion_mask(frame, background, config.motion_threshold)
         people = tracker.surveyed[index] = tracker.candidates(frame, moving)
-        found = sum(moves(box, moving) and mask_box(cut_person(frame, box, moving, config)) is not None
-                    for box in people)
+        found = sum(mask_box(cut_person(frame, box, moving, config)) is not None for box in people)
         if found:
             counts.append(found)
         if (counts and config.person_index == 0) or len(counts) == SURVEY_VOTES:

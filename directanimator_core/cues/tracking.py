@@ -59,6 +59,7 @@ HOG_TRACK_HEIGHT = 150  # person height the tracker rescales its search window t
 CHOOSE_FRAMES = 6  # frames every candidate is followed for before person_index picks one
 PERSISTENT = 0.5  # share of those frames a candidate must be found in to count as a person
 MOVING_SHARE = 0.08  # share of a detection's box that must move (differ from the background) to be a person
+SUBJECT_FACE = 0.1  # a face this large (of the frame's short side) is a person's, moving or not: a close-up
 APPEARANCE_GATE = 0.45  # Bhattacharyya distance to the signature over which a detection is someone else
 REACQUIRE_GATE = 0.35  # the (stricter) distance under which a detection found anywhere is the person
 SIGNATURE_RATE = 0.1  # weight of a clear match's look in the running signature
@@ -148,6 +149,7 @@ class Track:
     reckoned: Optional[Box] = None  # during a merge, the last box before it moved on by ``held``
     merged: int = 0  # frames into the merge
     steady: int = 0  # unmerged matches since the track began or was found again (its drift is learnt)
+    by_face: bool = False  # last matched by their face (a portrait, a talking head): searched for by face when lost
     beside: deque = field(default_factory=lambda: deque(maxlen=BESIDE_FRAMES))  # per frame, others seen apart
 
     def __post_init__(self) -> None:
@@ -270,7 +272,7 @@ class PersonTracker:
         if self._wait > 0:
             self._wait -= 1
             return [(None, False)]
-        people = [b for b in self.candidates(frame, moving, index) if moves(b, moving)]
+        people = self.candidates(frame, moving, index)
         if len(people) <= self.config.person_index:
             self.best_count = max(self.best_count, len(people))
             return [(None, False)]
@@ -283,12 +285,18 @@ class PersonTracker:
         return self._choose(ended=True) if self._tentative else []
 
     def candidates(self, frame: np.ndarray, moving: Optional[np.ndarray], index: Optional[int] = None) -> list[Box]:
-        """Everyone the detectors see in a frame; what the survey found for ``index`` if it looked."""
+        """Everyone the detectors see in a frame who can be the driver: who moves (``moves``); when nobody
+        does, whoever shows a subject's face (SUBJECT_FACE): a talking head or a portrait barely moves, and
+        the median background of a short clip holds them. What the survey found for ``index`` if it looked."""
         if index is not None and index in self.surveyed:
             return self.surveyed[index]
-        from .segment import blobs, find_people
+        from .segment import blobs, face_side, find_people
 
-        return find_people(frame, self.config.hog_threshold, self.min_area, moving) or blobs(moving, self.min_area)
+        faces = detectors.detect_faces(frame, face_side(self.height, self.width))
+        people = find_people(frame, self.config.hog_threshold, self.min_area, moving, faces) or \
+            blobs(moving, self.min_area)
+        subjects = [f for f in faces if f[2] - f[0] >= SUBJECT_FACE * min(self.height, self.width)]
+        return [b for b in people if moves(b, moving)] or [b for b in people if any(_shows(b, f) for f in subjects)]
 
     # -- choosing --------------------------------------------------------------------------------------
     def _start(self, frame: np.ndarray, box: Box, moving: Optional[np.ndarray]) -> Track:
@@ -335,9 +343,9 @@ class PersonTracker:
         predicted = track.predicted(self.height, self.width)
         # Detectors in turn, each only when the one before found nobody who fits: HOG around the
         # prediction, faces there (portraits, half-body shots), moving regions touching it.
-        for find in (lambda: self._people_near(frame, predicted, track.lost),
-                     lambda: self._people_by_face(frame, expand(predicted, 1.5, self.height, self.width)),
-                     lambda: self._blobs_near(moving, predicted)):
+        for by_face, find in ((False, lambda: self._people_near(frame, predicted, track.lost)),
+                              (True, lambda: self._people_by_face(frame, expand(predicted, 1.5, self.height, self.width))),
+                              (False, lambda: self._blobs_near(moving, predicted))):
             near = find()
             looks = [appearance(frame, b, moving) for b in near]
             costs = self._costs(track, predicted, near, looks, judge_look=search)
@@ -354,6 +362,7 @@ class PersonTracker:
                 # a box at the frame's edge widens as the person comes into view: no merge
                 merging = not clear or (track.wide(near[best]) and not self._at_edge(near[best]))
                 track.found_at(near[best], predicted, merging=merging, parted=parted)
+                track.by_face = by_face
                 return search and close_call(costs, near, best)
         if search and track.lost + 1 >= REACQUIRE_AFTER and self._search_due(track, moving):
             again = self._search(track, frame, moving)
@@ -412,6 +421,8 @@ class PersonTracker:
                 if 0.4 < (blob[3] - blob[1]) / track.tall < 3.0 and \
                         track.distance(appearance(frame, blob, moving)) <= BLOB_GATE:
                     found += self._people_near(frame, blob, 0, grow=2.0)
+            if track.by_face:  # a talking head may not move against the background (a short clip's median holds them)
+                found += self._people_by_face(frame, np.array([0.0, 0.0, self.width, self.height]))
         else:
             found = find_people(frame, self.config.hog_threshold, self.min_area)
         best, closest = None, track.gate(REACQUIRE_GATE)
@@ -442,6 +453,12 @@ class PersonTracker:
         faces = detectors.detect_faces(frame[y0:y1, x0:x1], max(12, int(0.04 * min(self.height, self.width))))
         bodies = [body_from_face(f + np.array([x0, y0, x0, y0]), self.height, self.width) for f in faces]
         return [b for b in bodies if area(b) >= self.min_area]
+
+
+def _shows(body: Box, face: Box) -> bool:
+    """Whether ``face`` is the face of ``body``: its centre in the box's upper half."""
+    cx, cy = (face[0] + face[2]) / 2, (face[1] + face[3]) / 2
+    return bool(body[0] <= cx <= body[2] and body[1] <= cy <= body[1] + 0.5 * (body[3] - body[1]))
 
 
 def _sized_like(ahead: Box, box: Box) -> Box:

@@ -67,3 +67,13 @@ def test_the_face_cue_is_a_centred_face_in_nearly_every_frame() -> None:
     # (the short-range model's box sits low, brows to chin), 0.17 at most
     assert len(offsets) >= 0.9 * len(frames) and np.mean(offsets) <= 0.15 and max(offsets) <= 0.25, \
         (len(offsets), np.mean(offsets), max(offsets))
+
+
+@pytest.mark.parametrize("start,count", [(0, 9), (40, 17), (0, 20)])
+def test_a_short_talking_head_clip_is_a_person(start, count) -> None:
+    # A clip of a few frames: the median background holds the man, who barely moves against it, so
+    # nobody counted as moving and the clip was refused ("no person was found", 9, 17 and 20 frames)
+    # or he was found in a few of its frames only. A face this size is a person's, moving or not.
+    frames = media.carphone_frames()[start:start + count]
+    track = analyse(ArraySource(frames), CueConfig())
+    assert track.person.all() and track.face_found.all(), (track.person.astype(int), track.face_found.astype(int))
