@@ -85,13 +85,16 @@ BESIDE_FRAMES = 8  # a person seen apart from the followed one this recently is 
 BLOB_GATE = 0.6  # a moving region that looks further than this from the person is not searched (HOG costs)
 FULL_SEARCH_EVERY = 10  # the same without a background (every detector on the whole frame; slow)
 SIGNATURE_ROWS = 32  # a box is resized to this many rows for its look
+# a box whose moving pixels are fewer is looked at by its middle: a walker fills most of their box, but the
+# few moving pixels of a talking head in a car are the window's scenery (his look drifted past the gate)
+LOOK_MOTION_SHARE = 0.3
 BINS = (4, 2, 4)  # hue, saturation, value bins of the look (finer bins split one walker's frames apart)
 
 
 def appearance(frame: np.ndarray, box: Box, moving: Optional[np.ndarray]) -> np.ndarray:
     """The look of whoever is in ``box``: an HSV histogram (prod(BINS),) float32 summing to 1 of the
-    box's moving pixels (the box's middle 60 % of columns without a background, or when under a tenth
-    of the box moves), on the box resized to SIGNATURE_ROWS rows. Zeros for an empty box.
+    box's moving pixels (the box's middle 60 % of columns without a background, or when under
+    LOOK_MOTION_SHARE of the box moves), on the box resized to SIGNATURE_ROWS rows. Zeros for an empty box.
 
     Args:
         frame: (H, W, 3) uint8 RGB.
@@ -108,7 +111,7 @@ def appearance(frame: np.ndarray, box: Box, moving: Optional[np.ndarray]) -> np.
     weight = None
     if moving is not None:
         weight = cv2.resize(moving[y0:y1, x0:x1], size, interpolation=cv2.INTER_NEAREST)
-        weight = weight if np.count_nonzero(weight) >= 0.1 * weight.size else None
+        weight = weight if np.count_nonzero(weight) >= LOOK_MOTION_SHARE * weight.size else None
     if weight is None:
         weight = np.zeros(hsv.shape[:2], np.uint8)
         weight[:, size[0] // 5: size[0] - size[0] // 5] = 255
