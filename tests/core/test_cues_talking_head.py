@@ -88,3 +88,12 @@ def test_a_talking_head_in_a_moving_car_keeps_his_look(start, count) -> None:
     track = analyse(ArraySource(frames), CueConfig())
     assert track.person.sum() >= 0.9 * count and track.face_found.sum() >= 0.9 * count, \
         (track.person.astype(int), track.face_found.astype(int))
+
+
+def test_a_still_portrait_is_a_person_not_a_refusal() -> None:
+    # Nothing moves at all (a held frame, a still used as a driver): refused before as "no person was found"
+    clip = np.stack([media.astronaut()] * 8)
+    track = analyse(ArraySource(clip), CueConfig())
+    assert track.person.all() and track.face_found.all()
+    face = track.face_boxes[0]
+    assert 150 < (face[0] + face[2]) / 2 < 300 and 60 < (face[1] + face[3]) / 2 < 170, face  # her face, not the flag
