@@ -19,9 +19,11 @@ BLANK = 0  # value of a face-cue frame where no face was found
 # How far down the person's box a face may reach, as a share of its height: a standing person's head
 # is in the top eighth, but a close-up's box is mostly face and shoulders, its chin near 3/4 down
 HEAD_REACH = 0.75
+FACE_SHRINK = 0.6  # the least a face's side is of the previous frame's (a fast zoom out; a miss looks again at all sizes)
 
 
-def find_face(frame: np.ndarray, person: Optional[Box], config: FaceConfig, last: Optional[Box]) -> Optional[Box]:
+def find_face(frame: np.ndarray, person: Optional[Box], config: FaceConfig, last: Optional[Box],
+              previous: Optional[Box] = None) -> Optional[Box]:
     """The driver's face in one frame, or None.
 
     Args:
@@ -30,6 +32,9 @@ def find_face(frame: np.ndarray, person: Optional[Box], config: FaceConfig, last
             (HEAD_REACH), so a passer-by's face is never taken. None searches the whole frame.
         config: face settings.
         last: the face box of the previous frame, preferred when several faces are found.
+        previous: the face found in the very previous frame, if one was: a face does not shrink under
+            FACE_SHRINK of its side in a frame, so smaller ones are not looked for (Haar's smallest
+            windows are its costliest: a close-up's search costs a fifth).
     """
     height, width = frame.shape[:2]
     region = np.array([0, 0, width, height], dtype=np.float64)
@@ -39,6 +44,8 @@ def find_face(frame: np.ndarray, person: Optional[Box], config: FaceConfig, last
         head = np.array([person[0], person[1] - 0.1 * tall, person[2], person[1] + HEAD_REACH * tall])
         region = expand(head, 1.3, height, width)
         min_side = max(min_side, int(config.min_face_fraction * tall))
+    if previous is not None:
+        min_side = max(min_side, int(FACE_SHRINK * (previous[2] - previous[0])))
     x0, y0, x1, y1 = region.astype(int)
     if x1 - x0 < min_side or y1 - y0 < min_side:
         return None

@@ -287,7 +287,7 @@ def _analyse_frame(frame: np.ndarray, given: Optional[np.ndarray], box: Optional
         mask = mask if found else np.zeros_like(mask)  # a coasted guess is flagged, not passed off as a cut
     pixels = float(np.count_nonzero(mask))
     score = segment.quality(mask, box, found, last_area)
-    face_box = face.find_face(frame, box, config.face, last_face) if found else None
+    face_box = face.find_face(frame, box, config.face, last_face, previous=seed_face) if found else None
     # a moving camera voids the motion evidence: a person with no face in view may be a textured wall
     background = checks.mostly_background(pixels, float(mask.size), face_box, cut_from) or \
         (cut_from is not None and face_box is None and checks.motion_everywhere(moving))
