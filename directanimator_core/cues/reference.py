@@ -33,7 +33,7 @@ def find_reference(image: np.ndarray, mask: Optional[np.ndarray], config: CueCon
     if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:
         raise InputError(f"reference image has shape {image.shape} and dtype {image.dtype}; expected (H, W, 3) uint8 RGB")
     height, width = image.shape[:2]
-    faces = detectors.detect_faces(image, max(12, int(0.04 * min(height, width))), config.face.onnx_path)
+    faces = detectors.detect_faces(image, segment.face_side(height, width), config.face.onnx_path)
     face = faces[0] if faces else None
     if mask is not None:
         body, person = _mask_body(mask, height, width)

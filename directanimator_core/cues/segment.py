@@ -90,10 +90,10 @@ def find_people(image: np.ndarray, hog_threshold: float, min_area: float, moving
 
     HOG knows whole standing people only; portraits and half-body shots are found by their face,
     the body taken to hang below it. A HOG box that holds a face near its top is that face's body.
-    With a motion mask HOG looks only at windows inside its moving regions (search_regions): whoever
-    stands still does not count as a driver anyway (tracking.PersonTracker.candidates; faces are looked for everywhere), and walkers are a fraction of
-    the frame. The windows it looks at are the whole-frame search's own (hog_search), so what it finds
-    does not hang on where the regions start. Faces are looked for in the whole image.
+    With a motion mask HOG looks only at windows inside its moving regions (search_regions): a still
+    body does not count as a driver anyway (tracking.PersonTracker.candidates), and walkers are a
+    fraction of the frame. The windows it looks at are the whole-frame search's own (hog_search), so
+    what it finds does not hang on where the regions start. Faces are looked for in the whole image.
 
     Args:
         image: (H, W, 3) uint8 RGB.

@@ -450,10 +450,10 @@ class PersonTracker:
         return [b + offset for b, _ in found if area(b) >= 0.5 * self.min_area]
 
     def _people_by_face(self, frame: np.ndarray, region: Box) -> list[Box]:
-        from .segment import body_from_face
+        from .segment import body_from_face, face_side
 
         x0, y0, x1, y1 = region.astype(int)
-        faces = detectors.detect_faces(frame[y0:y1, x0:x1], max(12, int(0.04 * min(self.height, self.width))))
+        faces = detectors.detect_faces(frame[y0:y1, x0:x1], face_side(self.height, self.width))
         bodies = [body_from_face(f + np.array([x0, y0, x0, y0]), self.height, self.width) for f in faces]
         return [b for b in bodies if area(b) >= self.min_area]
 
