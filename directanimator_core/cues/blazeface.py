@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from ..errors import CheckpointError
+from . import lanes
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +119,7 @@ def run(net: cv2.dnn.Net, canvas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return outputs["classificators"].reshape(-1), outputs["regressors"].reshape(-1, 16)
 
 
-@functools.lru_cache(maxsize=2)
+@lanes.per_thread
 def _net(tflite_path: str) -> cv2.dnn.Net:
     """The model read and run once on a black canvas; CheckpointError in one line when it cannot be read
     or is another model (its outputs are not OUTPUTS)."""

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from ..errors import CheckpointError, InputError
-from . import blazeface, hog_search
+from . import blazeface, hog_search, lanes
 from .boxes import Box, from_xywh
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ def _hog() -> cv2.HOGDescriptor:
     return hog
 
 
-@functools.lru_cache(maxsize=1)
+@lanes.per_thread
 def _haar() -> cv2.CascadeClassifier:
     folder = getattr(getattr(cv2, "data", None), "haarcascades", None)
     path = Path(folder or "") / HAAR_FACE
@@ -180,7 +180,7 @@ def _yunet_faces(image: np.ndarray, onnx_path: str) -> list[tuple[Box, float]]:
     return [(from_xywh(*face[:4]), float(face[-1])) for face in (faces if faces is not None else [])]
 
 
-@functools.lru_cache(maxsize=2)
+@lanes.per_thread
 def _yunet(onnx_path: str):
     log.info("face detector: YuNet %s", onnx_path)
     return _read_onnx(onnx_path, FACE_MODELS,
@@ -219,7 +219,7 @@ def _centerface_faces(image: np.ndarray, onnx_path: str, threshold: float = 0.5)
             for i in np.asarray(keep).ravel()]
 
 
-@functools.lru_cache(maxsize=len(CENTERFACE_SIDES))
+@lanes.per_thread
 def _centerface(onnx_path: str, side: int) -> cv2.dnn.Net:
     # One net per input size: cv2.dnn reshapes this model wrongly when one net sees a second size.
     net = _read_onnx(onnx_path, FACE_MODELS, cv2.dnn.readNetFromONNX)
@@ -231,7 +231,7 @@ def _centerface(onnx_path: str, side: int) -> cv2.dnn.Net:
     return net
 
 
-@functools.lru_cache(maxsize=2)
+@lanes.per_thread
 def onnx_segmenter(onnx_path: str) -> cv2.dnn.Net:
     """A person segmenter read with ``cv2.dnn`` (one NCHW RGB input in 0..1, a mask output): ONNX, or
     TFLite for a ``.tflite`` file (MediaPipe's selfie segmenter)."""

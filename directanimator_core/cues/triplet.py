@@ -10,15 +10,16 @@ Two passes over the frames, each streamed in chunks so memory stays bounded on l
 
 from __future__ import annotations
 
+import itertools
 import logging
 from dataclasses import dataclass, replace
-from typing import AbstractSet, Callable, Iterator, NamedTuple, Optional, Sequence
+from typing import AbstractSet, Callable, Iterable, Iterator, NamedTuple, Optional, Sequence
 
 import cv2
 import numpy as np
 
 from ..errors import CueError, InputError
-from . import align, checks, face, location, lowpass, segment, tracking
+from . import align, checks, face, lanes, location, lowpass, segment, tracking
 from .boxes import Box, mask_box
 from .config import AlignConfig, CueConfig
 from .frames import (ArraySource, FrameSource, ScaledSource, analysis_scale, check_frames, check_masks, chunk_size,
@@ -190,6 +191,9 @@ class FrameRow(NamedTuple):
 
 
 # -- pass 1: analysis ------------------------------------------------------------------------------
+ROWS_IN_FLIGHT = 3  # frames decided by the tracker and waiting for their cut-out (memory: a few frames)
+
+
 def analyse(source: FrameSource, config: CueConfig, masks: Optional[np.ndarray] = None,
             progress: Optional[Progress] = None, should_stop: Optional[StopCheck] = None) -> DriverTrack:
     """Follow the driver through the clip: masks, body and face boxes, per-frame flags.
@@ -221,6 +225,7 @@ def analyse(source: FrameSource, config: CueConfig, masks: Optional[np.ndarray] 
 
     def add(frame: np.ndarray, given: Optional[np.ndarray], box: Optional[Box], found: bool,
             moving: Optional[np.ndarray]) -> None:
+        # Runs on the lane, one frame after another: each row hangs on the one before (its face, its area).
         small = given if given is None or work is source else _resized_mask(given, work.width, work.height)
         row = _analyse_frame(frame, small, box, found, moving, config, last_face[0], rows[-1].pixels if rows else 0.0,
                              rows[-1].face if rows else None, face_first=not rows)
@@ -228,23 +233,35 @@ def analyse(source: FrameSource, config: CueConfig, masks: Optional[np.ndarray] 
             row = row._replace(mask_png=cv2.imencode(".png", given)[1].tobytes())
         last_face[0] = row.face if row.face is not None else last_face[0]
         rows.append(row)
-        if progress:
-            progress(len(rows), 2 * source.num_frames)
 
-    for frames in work.chunks(config.chunk_frames):
-        for frame in frames:
-            _check_stop(should_stop, len(rows) + len(held))
-            if masks is not None:
-                add(frame, masks[len(rows)], None, False, None)
-                continue
-            held.append((frame, segment.motion_mask(frame, background, config.segment.motion_threshold)))
-            # The tracker holds the first frames while it chooses whom to follow (a bounded look-ahead).
-            for box, found in tracker.push(*held[-1], len(rows) + len(held) - 1):
-                kept, moving = held.pop(0)
-                add(kept, None, box, found, moving)
-    for box, found in tracker.flush():
-        kept, moving = held.pop(0)
-        add(kept, None, box, found, moving)
+    # The tracker decides each frame here while the lane cuts out the frames it has decided.
+    seen, reported = 0, 0
+
+    def report() -> None:
+        nonlocal reported
+        if progress and len(rows) > reported:
+            reported = len(rows)
+            progress(reported, 2 * source.num_frames)
+
+    with lanes.Lane(ROWS_IN_FLIGHT) as lane:
+        for frames in work.chunks(config.chunk_frames):
+            for frame in frames:
+                _check_stop(should_stop, seen)
+                seen += 1
+                if masks is not None:
+                    lane.submit(add, frame, masks[seen - 1], None, False, None)
+                else:
+                    held.append((frame, segment.motion_mask(frame, background, config.segment.motion_threshold)))
+                    # The tracker holds the first frames while it chooses whom to follow (a bounded look-ahead).
+                    for box, found in tracker.push(*held[-1], seen - 1):
+                        kept, moving = held.pop(0)
+                        lane.submit(add, kept, None, box, found, moving)
+                report()
+        for box, found in tracker.flush():
+            kept, moving = held.pop(0)
+            lane.submit(add, kept, None, box, found, moving)
+        lane.drain()
+    report()
     if not rows:
         raise InputError("the driving video gave 0 frames; connect a video with at least one frame")
     if not any(r.found for r in rows):
@@ -366,20 +383,27 @@ def render(source: FrameSource, track: DriverTrack, alignment: align.Alignment, 
         should_stop: polled once per chunk; True stops with CueStopped.
     """
     face_size = config.face.size or alignment.size
-    start = 0
-    for frames in source.chunks(chunk_size(config.chunk_frames, source.height, source.width)):
-        stop = min(start + len(frames), track.num_frames)
-        frames = frames[:stop - start]
-        if len(frames) == 0:
-            break
-        _check_stop(should_stop, track.num_frames + start)
-        yield _render_chunk(frames, track, slice(start, stop), alignment, config, face_size)
-        start = stop
+
+    def spans() -> Iterator[tuple[np.ndarray, slice]]:
+        start = 0
+        for frames in source.chunks(chunk_size(config.chunk_frames, source.height, source.width)):
+            stop = min(start + len(frames), track.num_frames)
+            if stop <= start:
+                return
+            _check_stop(should_stop, track.num_frames + start)
+            yield frames[:stop - start], slice(start, stop)
+            start = stop
+
+    # Two chunks render side by side (lanes.ordered_map); they come back in order.
+    done = 0
+    for chunk in lanes.ordered_map(lambda item: _render_chunk(*item, track, alignment, config, face_size), spans()):
+        yield chunk
+        done += chunk.num_frames
         if progress:
-            progress(track.num_frames + start, 2 * track.num_frames)
+            progress(track.num_frames + done, 2 * track.num_frames)
 
 
-def _render_chunk(frames: np.ndarray, track: DriverTrack, span: slice, alignment: align.Alignment,
+def _render_chunk(frames: np.ndarray, span: slice, track: DriverTrack, alignment: align.Alignment,
                   config: CueConfig, face_size: tuple[int, int]) -> CueTriplet:
     masks = np.stack([track.mask(i) for i in range(span.start, span.stop)])  # (n, H, W) uint8
     grey = np.uint8(config.pose.background)
@@ -437,16 +461,33 @@ def frame_flags(track: DriverTrack, span: slice, alignment: align.Alignment, pla
                       mostly_background=background & person)
 
 
-def concatenate(chunks: list[CueTriplet]) -> CueTriplet:
-    first = chunks[0]
-    return CueTriplet(
-        pose=np.concatenate([c.pose for c in chunks]), face=np.concatenate([c.face for c in chunks]),
-        body_mask=np.concatenate([c.body_mask for c in chunks]),
-        face_mask=np.concatenate([c.face_mask for c in chunks]),
-        person=np.concatenate([c.person for c in chunks]), face_found=np.concatenate([c.face_found for c in chunks]),
-        quality=np.concatenate([c.quality for c in chunks]), alignment=first.alignment,
-        flags=None if first.flags is None else FrameFlags.concatenate([c.flags for c in chunks]),
-    )
+def concatenate(chunks: Iterable[CueTriplet], num_frames: Optional[int] = None) -> CueTriplet:
+    """The chunks as one CueTriplet. Given ``num_frames`` (their frames in all), the chunks may be a stream:
+    each is copied into the whole clip's arrays as it comes and let go, so the clip is held once."""
+    stream = iter(chunks)
+    first = next(stream)
+    if num_frames is None:
+        listed = [first, *stream]
+        stream, num_frames = iter(listed), sum(c.num_frames for c in listed)
+    else:
+        stream = itertools.chain([first], stream)
+    videos = {name: np.empty((num_frames, *getattr(first, name).shape[1:]), np.uint8) for name in _VIDEOS}
+    person, face_found, quality, flags = [], [], [], []
+    start = 0
+    for chunk in stream:
+        for name, video in videos.items():
+            video[start:start + chunk.num_frames] = getattr(chunk, name)
+        start += chunk.num_frames
+        person.append(chunk.person), face_found.append(chunk.face_found), quality.append(chunk.quality)
+        flags.append(chunk.flags)
+    if start != num_frames:
+        raise ValueError(f"the chunks hold {start} frames, not {num_frames}")
+    return CueTriplet(**videos, person=np.concatenate(person), face_found=np.concatenate(face_found),
+                      quality=np.concatenate(quality), alignment=first.alignment,
+                      flags=None if first.flags is None else FrameFlags.concatenate(flags))
+
+
+_VIDEOS = ("pose", "face", "body_mask", "face_mask")  # the CueTriplet fields that are (F, ...) uint8 videos
 
 
 def as_source(frames: np.ndarray | Sequence[np.ndarray] | FrameSource) -> FrameSource:
@@ -481,7 +522,7 @@ def build_triplet(frames: np.ndarray | Sequence[np.ndarray] | FrameSource, confi
         ref_boxes = find_reference(reference, reference_mask, config)
     track = analyse(source, config, masks, progress, should_stop)
     alignment = alignment_for(track, ref_boxes, config.align)
-    return concatenate(list(render(source, track, alignment, config, progress, should_stop)))
+    return concatenate(render(source, track, alignment, config, progress, should_stop), track.num_frames)
 
 
 def with_face_size(config: CueConfig, height: int, width: int) -> CueConfig:

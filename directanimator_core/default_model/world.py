@@ -82,7 +82,7 @@ def triplet_of(clip: Render, track: DriverTrack, recipe: Recipe, reference: Opti
         anchor = int(np.argmax(track.person))
         alignment = align.align_boxes(track.body_boxes[anchor], reference_boxes(reference).body,
                                       reference.frames.shape[1:3], anchor)
-    triplet = concatenate(list(render(ArraySource(clip.frames), track, alignment, config)))
+    triplet = concatenate(render(ArraySource(clip.frames), track, alignment, config), track.num_frames)
     return ablate(triplet, clip, recipe)
 
 

@@ -432,7 +432,7 @@ def build_entry(clip: Path, config: DataConfig, vae: WanVAE, cue_config: CueConf
     """
     frames = read_clip(clip, config.frames, config.height, config.width)
     track = analyse(ArraySource(frames), cue_config)
-    triplet = concatenate(list(render(ArraySource(frames), track, alignment_for(track, None), cue_config)))
+    triplet = concatenate(render(ArraySource(frames), track, alignment_for(track, None), cue_config), track.num_frames)
     person = np.stack([track.mask(i) for i in range(track.num_frames)])  # (F, H, W) uint8, the segmentation
     packed = torch.cat([pack_uint8_mask(m) for m in (triplet.body_mask, triplet.face_mask, person)])  # (3, M, T, h, w)
     tensors = {
