@@ -88,9 +88,10 @@ def face_detector_input() -> io.Combo.Input:
     files = face_detector_files()
     return io.Combo.Input("face_detector", options=[BUILT_IN_FACE, *files],
                           default=preferred(files, CENTERFACE, BUILT_IN_FACE),
-                          tooltip="Face detector: OpenCV's Haar cascade, a CenterFace or YuNet .onnx, or MediaPipe's "
-                                  "face_detection_short_range.tflite (fast; faces above about a tenth of the frame) in "
-                                  "models/directanimator; scripts/fetch_detectors.py puts centerface.onnx (the "
+                          tooltip="Face detector for the face cue, the reference's face and the tracker's search for "
+                                  "portraits and talking heads: OpenCV's Haar cascade, a CenterFace or YuNet .onnx, or "
+                                  "MediaPipe's face_detection_short_range.tflite (fast; faces above about a tenth of the "
+                                  "frame) in models/directanimator; scripts/fetch_detectors.py puts centerface.onnx (the "
                                   "default when it is there) and the MediaPipe model there.")
 
 

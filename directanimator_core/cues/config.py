@@ -59,7 +59,8 @@ class FaceConfig:
     smooth_frames: float = 3.0  # Gaussian sigma of the temporal box smoothing, in frames
     min_face_fraction: float = 0.03  # smallest face side, as a fraction of the person box height
     # a CenterFace or YuNet .onnx, or MediaPipe's short-range face .tflite, run by cv2.dnn in place of
-    # OpenCV's Haar cascade (detectors.detect_faces)
+    # OpenCV's Haar cascade (detectors.detect_faces), for the face cue, the reference's face and the
+    # tracker's search for portraits and talking heads alike
     onnx_path: Optional[str] = None
 
     def __post_init__(self) -> None:

@@ -85,7 +85,7 @@ SEARCHED_SHARE = 0.5  # when the moving regions cover more of the frame, the who
 
 
 def find_people(image: np.ndarray, hog_threshold: float, min_area: float, moving: Optional[np.ndarray] = None,
-                faces: Optional[list[Box]] = None) -> list[Box]:
+                faces: Optional[list[Box]] = None, face_model: Optional[str] = None) -> list[Box]:
     """Everyone the built-in detectors see in one image, largest first.
 
     HOG knows whole standing people only; portraits and half-body shots are found by their face,
@@ -102,6 +102,7 @@ def find_people(image: np.ndarray, hog_threshold: float, min_area: float, moving
         moving: the image's motion mask (motion_mask), or None to search the whole image.
         faces: the image's faces when the caller has already looked (detectors.detect_faces on the
             whole image), so they are not looked for twice.
+        face_model: the face detector to look with when ``faces`` is None (detectors.detect_faces).
     """
     height, width = image.shape[:2]
     regions = None if moving is None else search_regions(moving, min_area)
@@ -113,7 +114,7 @@ def find_people(image: np.ndarray, hog_threshold: float, min_area: float, moving
                                       for b, _ in detectors.detect_people(image, scale, hog_threshold, regions)]
     people = _merge([b for b in found if area(b) >= min_area])
     if faces is None:
-        faces = detectors.detect_faces(image, face_side(height, width))
+        faces = detectors.detect_faces(image, face_side(height, width), face_model)
     for face in faces:
         if not any(_holds_head(body, face) for body in people):
             people.append(body_from_face(face, height, width))

@@ -245,6 +245,9 @@ class PersonTracker:
     config: SegmentConfig
     height: int
     width: int
+    # the face detector the face cue uses (FaceConfig.onnx_path; None: Haar): the same one finds the
+    # faces of portraits and talking heads here, so a better model helps the following as well
+    face_model: Optional[str] = None
     target: Optional[Track] = None
     best_count: int = 0  # most people seen steadily at once while choosing (for the refusal's message)
     reacquired: int = 0  # times the person was found again by a whole-frame search
@@ -295,7 +298,7 @@ class PersonTracker:
             return self.surveyed[index]
         from .segment import blobs, face_side, find_people
 
-        faces = detectors.detect_faces(frame, face_side(self.height, self.width))
+        faces = detectors.detect_faces(frame, face_side(self.height, self.width), self.face_model)
         people = find_people(frame, self.config.hog_threshold, self.min_area, moving, faces) or \
             blobs(moving, self.min_area)
         subjects = [f for f in faces if f[2] - f[0] >= SUBJECT_FACE * min(self.height, self.width)]
@@ -427,7 +430,7 @@ class PersonTracker:
             if track.by_face:  # a talking head may not move against the background (a short clip's median holds them)
                 found += self._people_by_face(frame, np.array([0.0, 0.0, self.width, self.height]))
         else:
-            found = find_people(frame, self.config.hog_threshold, self.min_area)
+            found = find_people(frame, self.config.hog_threshold, self.min_area, face_model=self.face_model)
         best, closest = None, track.gate(REACQUIRE_GATE)
         reach = REACH + REACH_PER_FRAME * track.lost  # no farther than the person can have walked since
         for box in found:
@@ -453,7 +456,7 @@ class PersonTracker:
         from .segment import body_from_face, face_side
 
         x0, y0, x1, y1 = region.astype(int)
-        faces = detectors.detect_faces(frame[y0:y1, x0:x1], face_side(self.height, self.width))
+        faces = detectors.detect_faces(frame[y0:y1, x0:x1], face_side(self.height, self.width), self.face_model)
         bodies = [body_from_face(f + np.array([x0, y0, x0, y0]), self.height, self.width) for f in faces]
         return [b for b in bodies if area(b) >= self.min_area]
 

@@ -209,7 +209,7 @@ def analyse(source: FrameSource, config: CueConfig, masks: Optional[np.ndarray] 
     # Large frames are analysed downscaled (config.analysis_side); the track comes back at full size.
     scale = analysis_scale(source.height, source.width, config.analysis_side)
     work = source if scale == 1.0 else ScaledSource(source, scale)
-    tracker = tracking.PersonTracker(config.segment, work.height, work.width)
+    tracker = tracking.PersonTracker(config.segment, work.height, work.width, config.face.onnx_path)
     background = None
     if masks is not None:
         masks = check_masks(masks, source.num_frames, source.height, source.width)

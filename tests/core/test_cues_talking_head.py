@@ -97,3 +97,20 @@ def test_a_still_portrait_is_a_person_not_a_refusal() -> None:
     assert track.person.all() and track.face_found.all()
     face = track.face_boxes[0]
     assert 150 < (face[0] + face[2]) / 2 < 300 and 60 < (face[1] + face[3]) / 2 < 170, face  # her face, not the flag
+
+
+def test_the_face_model_chosen_finds_him_for_the_tracker_too(monkeypatch) -> None:
+    """A user who picks MediaPipe's short-range model gets it everywhere a face is looked for: the
+    tracker's search for portraits and talking heads as well as the face cue (the tracker used to run
+    Haar whatever was chosen: slower, and faces drawn another way than the face cue's)."""
+    from directanimator_core.cues.config import FaceConfig
+
+    model = str(media.blazeface_tflite())
+    used: list = []
+    detect = detectors.detect_faces
+    monkeypatch.setattr(detectors, "detect_faces", lambda image, side=12, path=None: used.append(path) or detect(image, side, path))
+    frames = media.carphone_frames()
+    track = analyse(ArraySource(frames), CueConfig(face=FaceConfig(onnx_path=model)))
+    assert used and set(used) == {model}, f"{used.count(None)} of {len(used)} face searches ran Haar"
+    assert track.person.sum() >= 0.95 * len(frames) and track.face_found.sum() >= 0.95 * len(frames), \
+        (track.person.sum(), track.face_found.sum())
